@@ -1,0 +1,38 @@
+"""The exception tree of stream-rec.
+
+::
+
+    StreamRecError                  base class: catch this to catch everything of ours
+     ├── InvalidEvent               an input event broke the contract (goes to the dead-letter topic)
+     ├── DatasetError               a dataset file could not be read in the format asked for
+     ├── CheckpointError            a checkpoint is missing, corrupt or of another model
+     └── BrokerError                the local Kafka broker could not be installed, started or reached
+"""
+
+from __future__ import annotations
+
+__all__ = ["BrokerError", "CheckpointError", "DatasetError", "InvalidEvent", "StreamRecError"]
+
+
+class StreamRecError(Exception):
+    """Base class of every error stream-rec raises on purpose."""
+
+
+class InvalidEvent(StreamRecError):
+    """An event that breaks the wire contract of DESIGN.md; ``reason`` says how, in words a producer can act on."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class DatasetError(StreamRecError):
+    """A dataset file that cannot be read in the format asked for."""
+
+
+class CheckpointError(StreamRecError):
+    """A checkpoint that cannot be loaded."""
+
+
+class BrokerError(StreamRecError):
+    """The local Kafka broker could not be installed, started, stopped or reached."""

@@ -1,0 +1,78 @@
+"""Pure: turn users' histories into the tensors the sequence model reads.
+
+Histories are left-padded to a fixed length so that the newest step is always the last column. Context is
+hashed into a fixed number of buckets (a stable hash, so every process agrees) and needs no vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .events import EVENT_TYPES
+from .sequences import Step
+from .vocab import Vocabulary
+
+__all__ = ["CONTEXT_BUCKETS", "EVENT_INDEX", "Batch", "encode_histories"]
+
+EVENT_INDEX = {name: i + 1 for i, name in enumerate(EVENT_TYPES)}  # 0 = padding
+CONTEXT_BUCKETS = 4096
+MAX_CONTEXT_TOKENS = 16
+_GAP_SCALE = 1.0 / math.log1p(30 * 86_400.0)  # a 30-day gap maps to 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    items: torch.Tensor  # [B, L] long, vocabulary rows, 0 = padding or unknown
+    events: torch.Tensor  # [B, L] long, EVENT_INDEX, 0 = padding
+    gaps: torch.Tensor  # [B, L] float, log-scaled time since the step before
+    context: torch.Tensor  # [B, T] long, hashed tokens of the newest step's context, 0 = padding
+
+
+def _bucket(token: str) -> int:
+    return 1 + zlib.crc32(token.encode()) % (CONTEXT_BUCKETS - 1)
+
+
+def context_tokens(step: Step) -> list[int]:
+    """Hashed tokens for the context in which the next item is asked for: the newest step's context and time."""
+    t = time.gmtime(step.ts)
+    tokens = [_bucket(f"hour={t.tm_hour}"), _bucket(f"dow={t.tm_wday}"), _bucket(f"event={step.event}")]
+    for key, value in (step.context or {}).items():
+        if isinstance(value, float) and not value.is_integer():
+            value = round(value, 1)  # numeric values become coarse buckets
+        tokens.append(_bucket(f"{key}={value}"))
+        if len(tokens) >= MAX_CONTEXT_TOKENS:
+            break
+    return tokens
+
+
+def encode_histories(histories: Sequence[Sequence[Step]], vocab: Vocabulary, max_len: int) -> Batch:
+    """Tensors for a batch of histories (oldest step first); built as lists, then one tensor each (fast)."""
+    items: list[list[int]] = []
+    events: list[list[int]] = []
+    gaps: list[list[float]] = []
+    context: list[list[int]] = []
+    index = vocab.index
+    for history in histories:
+        recent = history[-max_len:]
+        pad = max_len - len(recent)
+        items.append([0] * pad + [index(s.item) for s in recent])
+        events.append([0] * pad + [EVENT_INDEX[s.event] for s in recent])
+        times = [s.ts for s in recent]
+        gaps.append(
+            [0.0] * (pad + min(1, len(recent)))
+            + [math.log1p(max(b - a, 0.0)) * _GAP_SCALE for a, b in zip(times, times[1:], strict=False)]
+        )
+        tokens = context_tokens(recent[-1]) if recent else []
+        context.append(tokens + [0] * (MAX_CONTEXT_TOKENS - len(tokens)))
+    return Batch(
+        torch.tensor(items, dtype=torch.long).view(len(histories), max_len),
+        torch.tensor(events, dtype=torch.long).view(len(histories), max_len),
+        torch.tensor(gaps, dtype=torch.float32).view(len(histories), max_len),
+        torch.tensor(context, dtype=torch.long).view(len(histories), MAX_CONTEXT_TOKENS),
+    )

@@ -1,0 +1,189 @@
+"""The online learner: it owns the sequence model, the vocabulary, the optimizer, the replay buffer and the step.
+
+A step takes a micro-batch of (history, next event) examples, mixes in replayed ones, computes a softmax loss
+over the items (full while the vocabulary is small, else sampled with popularity negatives and the log-Q
+correction), skips and counts a step whose loss is not finite, clips the gradient and updates. Item tables are
+sparse, so a step costs in proportion to its batch, not to the vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .features import encode_histories
+from .model import SequenceModel
+from .sequences import Step
+from .settings import ModelSettings
+from .vocab import Vocabulary
+
+__all__ = ["Example", "OnlineLearner"]
+
+Example = tuple[Sequence[Step], Step]  # (the user's history before the event, the event)
+_INITIAL_ROWS = 1024
+
+# Sparse gradients are built by torch itself; checking their invariants on every step costs time for nothing.
+torch.sparse.check_sparse_tensor_invariants.disable()
+
+
+class OnlineLearner:
+    """Learns next-item prediction from a stream of examples, and scores items for histories."""
+
+    def __init__(self, settings: ModelSettings | None = None) -> None:
+        self.settings = s = settings or ModelSettings()
+        self.vocab = Vocabulary(capacity=s.capacity, min_count=s.min_count)
+        self._rng = random.Random(s.seed)
+        self._gen = torch.Generator().manual_seed(s.seed)
+        with torch.random.fork_rng():
+            torch.manual_seed(s.seed)
+            self.model = SequenceModel(min(_INITIAL_ROWS, s.capacity + 1), s.dim, s.encoder, s.fusion)
+        self._sparse = [self.model.item_emb.weight, self.model.item_bias.weight]
+        self._dense = [p for p in self.model.parameters() if all(p is not q for q in self._sparse)]
+        self.optimizers = self._make_optimizers()
+        self.replay: list[Example] = []
+        self.steps = 0
+        self.skipped_steps = 0
+        self.examples = 0
+        self.last_loss = math.nan
+
+    # -- learning ----------------------------------------------------------------------------------------------
+
+    def learn(self, examples: Sequence[Example]) -> None:
+        """Take gradient steps on ``examples`` (in order, ``settings.batch`` at a time)."""
+        self._observe(examples)
+        usable = [(h, e) for h, e in examples if h and self.vocab.index(e.item)]
+        b = self.settings.batch
+        for start in range(0, len(usable), b):
+            fresh = usable[start : start + b]
+            n_replay = min(len(self.replay), round(len(fresh) * self.settings.replay))
+            mixed = fresh + self._rng.sample(self.replay, n_replay) if n_replay else fresh
+            self._step(mixed)
+            self._remember(fresh)
+        self.examples += len(examples)
+
+    def _observe(self, examples: Sequence[Example]) -> None:
+        items = [step.item for history, event in examples for step in (*history[-1:], event)]
+        evicted = self.vocab.observe(items)
+        if self.vocab.rows > self.model.item_emb.num_embeddings:
+            self._grow()
+        if evicted:
+            self._reset_rows(evicted)
+
+    def _step(self, examples: Sequence[Example]) -> None:
+        batch = encode_histories([h for h, _ in examples], self.vocab, self.settings.max_len)
+        targets = torch.tensor([self.vocab.index(e.item) for _, e in examples])  # [B]
+        self.model.train()
+        user, _ = self.model(batch)  # [B, D]
+        candidates, labels, log_q = self._candidates(targets)  # [C], [B], [C]
+        emb = F.embedding(candidates, self.model.item_emb.weight, sparse=True)  # [C, D]
+        bias = F.embedding(candidates, self.model.item_bias.weight, sparse=True).squeeze(-1)  # [C]
+        logits = user @ emb.T + bias - log_q  # [B, C]
+        loss = F.cross_entropy(logits, labels)
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss):
+            self.skipped_steps += 1  # a NaN step would poison every weight it touches
+            return
+        loss.backward()
+        nn.utils.clip_grad_norm_(self._dense, self.settings.clip)
+        for opt in self.optimizers:
+            opt.step()
+        self.steps += 1
+        self.last_loss = loss.item()
+
+    def _candidates(self, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Items the softmax runs over, each target's position among them, and their log sampling odds."""
+        active = torch.from_numpy(np.sort(self.vocab.active_rows()))
+        s = self.settings
+        if len(active) <= s.full_softmax_below or s.negatives == 0:
+            labels = torch.searchsorted(active, targets)
+            return active, labels, torch.zeros(len(active))
+        # Popularity negatives (counts^0.75 as in word2vec) plus the batch's own targets.
+        counts = torch.from_numpy(self.vocab.counts[: self.vocab.rows]).float()
+        weights = counts.pow(0.75)
+        weights[0] = 0.0
+        drawn = torch.multinomial(weights, s.negatives, replacement=True, generator=self._gen)
+        candidates, inverse = torch.unique(torch.cat([targets, drawn]), return_inverse=True)
+        prob = weights[candidates] / weights.sum()
+        log_q = torch.log((s.negatives + len(targets)) * prob).clamp(min=0.0)
+        return candidates, inverse[: len(targets)], log_q
+
+    def _remember(self, examples: Sequence[Example]) -> None:
+        cap = self.settings.replay_size
+        if cap == 0:
+            return
+        for example in examples:
+            if len(self.replay) < cap:
+                self.replay.append(example)
+            else:
+                self.replay[self._rng.randrange(cap)] = example  # reservoir-like: old examples fade out
+
+    # -- scoring -----------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def encode(self, histories: Sequence[Sequence[Step]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """User vectors ``[B, D]`` and per-step weights ``[B, L]`` for non-empty histories."""
+        self.model.eval()
+        batch = encode_histories(histories, self.vocab, self.settings.max_len)
+        return self.model(batch)
+
+    @torch.no_grad()
+    def scores(self, user: torch.Tensor) -> torch.Tensor:
+        """Scores ``[B, rows]`` of every row for each user vector; rows holding no item score -inf."""
+        rows = self.vocab.rows
+        weight = self.model.item_emb.weight[:rows]
+        scores = user @ weight.T + self.model.item_bias.weight[:rows].T  # [B, rows]
+        mask = torch.ones(rows, dtype=torch.bool)
+        mask[torch.from_numpy(self.vocab.active_rows())] = False
+        return scores.masked_fill(mask, float("-inf"))
+
+    # -- table upkeep ------------------------------------------------------------------------------------------
+
+    def _make_optimizers(self) -> list[torch.optim.Optimizer]:
+        s = self.settings
+        if s.optimizer == "adagrad":  # Adagrad takes sparse and dense gradients alike
+            return [torch.optim.Adagrad(self.model.parameters(), lr=s.lr)]
+        return [torch.optim.SparseAdam(self._sparse, lr=s.lr), torch.optim.Adam(self._dense, lr=s.lr)]
+
+    def _grow(self) -> None:
+        """Double the item tables (up to capacity), keeping weights and optimizer state."""
+        old = self.model.item_emb.num_embeddings
+        new = min(max(2 * old, self.vocab.rows), self.settings.capacity + 1)
+        for module, std in ((self.model.item_emb, 0.05), (self.model.item_bias, 0.0)):
+            w_old = module.weight
+            w_new = nn.Parameter(torch.randn(new, w_old.shape[1], generator=self._gen) * std)
+            w_new.data[:old] = w_old.data
+            module.weight = w_new
+            module.num_embeddings = new
+            for opt in self.optimizers:
+                for group in opt.param_groups:
+                    group["params"] = [w_new if p is w_old else p for p in group["params"]]
+                state = opt.state.pop(w_old, None)
+                if state is not None:
+                    for key, value in state.items():
+                        if torch.is_tensor(value) and value.dim() > 0 and value.shape[0] == old:
+                            grown = torch.zeros((new, *value.shape[1:]), dtype=value.dtype)
+                            grown[:old] = value
+                            state[key] = grown
+                    opt.state[w_new] = state
+        self._sparse = [self.model.item_emb.weight, self.model.item_bias.weight]
+
+    def _reset_rows(self, rows: list[int]) -> None:
+        """Give evicted rows a fresh start for the items that will take them."""
+        index = torch.tensor(rows)
+        with torch.no_grad():
+            self.model.item_emb.weight[index] = (
+                torch.randn(len(rows), self.settings.dim, generator=self._gen) * 0.05
+            )
+            self.model.item_bias.weight[index] = 0.0
+        for opt in self.optimizers:
+            for param in self._sparse:
+                for value in opt.state.get(param, {}).values():
+                    if torch.is_tensor(value) and value.dim() > 0:
+                        value[index] = 0.0

@@ -1,0 +1,3 @@
+from .sequence import Encoder, Fusion, SequenceModel
+
+__all__ = ["Encoder", "Fusion", "SequenceModel"]

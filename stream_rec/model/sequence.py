@@ -1,0 +1,82 @@
+"""The sequence model: items, event types and time gaps through an RNN encoder, fused with the context.
+
+Only ``forward`` lives here; the learner owns the loss, the optimizer and the step (STYLE.md rule 3).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from ..events import EVENT_TYPES
+from ..features import CONTEXT_BUCKETS, Batch
+
+__all__ = ["Encoder", "Fusion", "SequenceModel"]
+
+Encoder = Literal["lstm", "gru"]
+Fusion = Literal["concat", "weighted", "attention"]
+
+
+class SequenceModel(nn.Module):
+    """Encode a batch of histories into user vectors in the item embedding space.
+
+    ``forward`` returns the user vectors ``[B, D]`` and, per history step, the weight it had in the result
+    ``[B, L]`` (attention weights for the attention fusion, all zero otherwise).
+    """
+
+    def __init__(
+        self, rows: int, dim: int = 64, encoder: Encoder = "lstm", fusion: Fusion = "concat"
+    ) -> None:
+        super().__init__()
+        self.dim = dim
+        self.fusion = fusion
+        # Sparse item tables: a step touches only the rows of its batch, not the whole vocabulary.
+        self.item_emb = nn.Embedding(rows, dim, padding_idx=0, sparse=True)
+        self.item_bias = nn.Embedding(rows, 1, padding_idx=0, sparse=True)
+        self.event_emb = nn.Embedding(len(EVENT_TYPES) + 1, dim, padding_idx=0)
+        self.gap_proj = nn.Linear(1, dim)
+        self.context_emb = nn.EmbeddingBag(CONTEXT_BUCKETS, dim, mode="mean", padding_idx=0)
+        rnn = nn.LSTM if encoder == "lstm" else nn.GRU
+        self.rnn = rnn(dim, dim, batch_first=True)
+        if fusion == "concat":
+            self.fuse = nn.Linear(2 * dim, dim)
+        elif fusion == "weighted":
+            self.mix = nn.Parameter(torch.zeros(1))  # sigmoid(0) = an even mix to start with
+            self.fuse = nn.Linear(dim, dim)
+        else:
+            self.query = nn.Linear(2 * dim, dim)
+            self.fuse = nn.Linear(2 * dim, dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.item_emb.weight, std=0.05)
+        nn.init.zeros_(self.item_bias.weight)
+        with torch.no_grad():
+            self.item_emb.weight[0].zero_()
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        pad = batch.items == 0  # [B, L]
+        x = (
+            self.item_emb(batch.items)
+            + self.event_emb(batch.events)
+            + self.gap_proj(batch.gaps.unsqueeze(-1))
+        )
+        x = x.masked_fill(pad.unsqueeze(-1), 0.0)  # [B, L, D]
+        out, _ = self.rnn(x)  # [B, L, D]
+        last = out[:, -1]  # [B, D]: histories are left-padded, the newest step is the last column
+        ctx = self.context_emb(batch.context)  # [B, D]
+        weights = torch.zeros_like(batch.gaps)  # [B, L]
+        if self.fusion == "concat":
+            user = self.fuse(torch.cat([last, ctx], dim=-1))
+        elif self.fusion == "weighted":
+            mix = torch.sigmoid(self.mix)
+            user = self.fuse(mix * last + (1 - mix) * ctx)
+        else:
+            q = self.query(torch.cat([last, ctx], dim=-1))  # [B, D]
+            scores = torch.einsum("bld,bd->bl", out, q) / self.dim**0.5
+            weights = torch.softmax(scores.masked_fill(pad, float("-inf")), dim=-1).nan_to_num(0.0)
+            pooled = torch.einsum("bl,bld->bd", weights, out)
+            user = self.fuse(torch.cat([pooled, last], dim=-1))
+        return user, weights

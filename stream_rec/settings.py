@@ -1,0 +1,87 @@
+"""One frozen settings object; every option has a default that works on a laptop and an environment variable.
+
+Nothing else in stream-rec reads ``os.environ``. Each field is read from ``STREAM_REC_<NAME>`` (upper case), and
+model fields from ``STREAM_REC_MODEL__<NAME>``, e.g. ``STREAM_REC_MODEL__DIM=128``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["DEFAULT_BROKER", "ModelSettings", "Settings"]
+
+DEFAULT_BROKER = "127.0.0.1:9092"
+
+
+class ModelSettings(BaseModel):
+    """The sequence model and its online learner (shared by the worker and ``stream-rec evaluate``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    encoder: Literal["lstm", "gru"] = Field("lstm", description="sequence encoder")
+    fusion: Literal["concat", "weighted", "attention"] = Field("attention", description="context fusion")
+    dim: int = Field(64, ge=8, le=1024, description="item embedding and hidden size")
+    max_len: int = Field(50, ge=1, le=1000, description="history steps the encoder reads")
+    capacity: int = Field(
+        200_000, ge=16, description="most items held in the vocabulary; the oldest are evicted"
+    )
+    min_count: int = Field(1, ge=1, description="sightings before an item gets an embedding")
+    optimizer: Literal["adagrad", "adam"] = Field("adagrad", description="online optimizer")
+    lr: float = Field(0.05, gt=0, description="learning rate")
+    clip: float = Field(5.0, gt=0, description="gradient norm clipping")
+    batch: int = Field(64, ge=1, description="examples per gradient step")
+    replay: float = Field(1.0, ge=0, description="replayed past examples per new example in each step")
+    replay_size: int = Field(20_000, ge=0, description="examples held in the replay buffer")
+    negatives: int = Field(1024, ge=0, description="popularity-sampled negatives; 0 = full softmax")
+    full_softmax_below: int = Field(
+        20_000, ge=0, description="use the full softmax while the vocabulary is smaller"
+    )
+    seed: int = Field(0, description="seed of every random choice")
+
+
+class Settings(BaseSettings):
+    """Everything a stream-rec process can be told, from keyword arguments or ``STREAM_REC_*`` variables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STREAM_REC_", env_nested_delimiter="__", frozen=True, extra="ignore"
+    )
+
+    broker: str | None = Field(
+        None,
+        description="Kafka bootstrap servers, host:port[,host:port]; unset = the local broker on 127.0.0.1:9092, "
+        "which `stream-rec demo` installs and starts by itself",
+    )
+    home: Path = Field(
+        Path.home() / ".stream-rec", description="where the local broker and worker keep state"
+    )
+    kafka_version: str = Field("3.9.2", description="Apache Kafka version of the local broker")
+    app_id: str = Field("stream-rec", description="Faust application id (consumer group, changelog prefix)")
+    topic_events: str = Field("events", description="input topic of behaviour events")
+    topic_recommendations: str = Field("recommendations", description="output topic of top-k lists")
+    topic_embeddings: str = Field(
+        "user-embeddings", description="output topic of user embeddings (compacted)"
+    )
+    topic_dlq: str = Field("events-dlq", description="dead-letter topic for invalid input")
+    partitions: int = Field(4, ge=1, description="partitions of the events topic (and of the sequence table)")
+    k: int = Field(10, ge=1, le=1000, description="length of each recommendation list")
+    seq_len: int = Field(50, ge=1, le=10_000, description="events kept in each user's rolling sequence")
+    data_dir: Path | None = Field(None, description="worker state (RocksDB tables); unset = <home>/worker")
+    web_port: int = Field(6066, ge=0, le=65535, description="port of the worker's web view")
+    batch_size: int = Field(256, ge=1, description="most events the agent takes at once (stream.take)")
+    batch_within: float = Field(0.2, gt=0, description="seconds the agent waits to fill a batch")
+    max_event_bytes: int = Field(65_536, ge=256, description="largest event payload accepted")
+    log_level: str = Field("info", description="worker log level")
+    model: ModelSettings = Field(default_factory=ModelSettings)  # type: ignore[arg-type]
+
+    @property
+    def bootstrap(self) -> str:
+        """The broker to talk to: the configured one, else the local one."""
+        return self.broker or DEFAULT_BROKER
+
+    @property
+    def worker_dir(self) -> Path:
+        return self.data_dir or self.home / "worker"
