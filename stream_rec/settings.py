@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     topic_dlq: str = Field("events-dlq", description="dead-letter topic for invalid input")
     partitions: int = Field(4, ge=1, description="partitions of the events topic (and of the sequence table)")
     k: int = Field(10, ge=1, le=1000, description="length of each recommendation list")
+    exclude_seen: bool = Field(False, description="never recommend items already in the user's sequence")
     seq_len: int = Field(50, ge=1, le=10_000, description="events kept in each user's rolling sequence")
     data_dir: Path | None = Field(None, description="worker state (RocksDB tables); unset = <home>/worker")
     web_port: int = Field(6066, ge=0, le=65535, description="port of the worker's web view")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 
@@ -11,7 +12,13 @@ from ..sequences import Step
 from ..settings import ModelSettings
 from .base import Example, Ranking, Recommender
 
-__all__ = ["SequenceRecommender"]
+__all__ = ["Recommendation", "SequenceRecommender"]
+
+
+class Recommendation(NamedTuple):
+    ranking: Ranking
+    explain: list[tuple[str, float]]  # the history items that weighed most, with their weights
+    embedding: list[float] | None  # the user vector
 
 
 class SequenceRecommender(Recommender):
@@ -32,13 +39,13 @@ class SequenceRecommender(Recommender):
     def rank_many(
         self, histories: Sequence[Sequence[Step]], k: int, exclude_seen: bool = False
     ) -> list[Ranking]:
-        return [ranking for ranking, _ in self.rank_and_explain(histories, k, exclude_seen)]
+        return [rec.ranking for rec in self.recommend(histories, k, exclude_seen, n_explain=0)]
 
-    def rank_and_explain(
+    def recommend(
         self, histories: Sequence[Sequence[Step]], k: int, exclude_seen: bool = False, n_explain: int = 3
-    ) -> list[tuple[Ranking, list[tuple[str, float]]]]:
-        """Rankings and, for each, the history items that weighed most in the user vector."""
-        out: list[tuple[Ranking, list[tuple[str, float]]]] = [([], []) for _ in histories]
+    ) -> list[Recommendation]:
+        """Rankings with, for each, the history items that weighed most and the user vector."""
+        out = [Recommendation([], [], None) for _ in histories]
         todo = [i for i, h in enumerate(histories) if h]
         if not todo or not len(self.learner.vocab):
             return out
@@ -51,12 +58,13 @@ class SequenceRecommender(Recommender):
                 scores[row, [r for r in seen if r]] = float("-inf")
         top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
         for row, i in enumerate(todo):
-            ranking = [
-                (learner.vocab.item(r), float(v))
+            ranking: Ranking = [
+                (learner.vocab.item(r), float(v))  # type: ignore[misc]
                 for r, v in zip(top.indices[row].tolist(), top.values[row].tolist(), strict=True)
                 if v != float("-inf")
             ]
-            out[i] = (ranking, self._explain(histories[i], weights[row], user[row], n_explain))  # type: ignore[assignment]
+            explain = self._explain(histories[i], weights[row], user[row], n_explain) if n_explain else []
+            out[i] = Recommendation(ranking, explain, [round(x, 5) for x in user[row].tolist()])
         return out
 
     def _explain(
@@ -76,4 +84,4 @@ class SequenceRecommender(Recommender):
         return [(item, round(weight, 4)) for item, weight in best if weight > 0]
 
     def explain(self, history: Sequence[Step], ranking: Ranking) -> list[tuple[str, float]]:
-        return self.rank_and_explain([history], 1)[0][1]
+        return self.recommend([history], 1)[0].explain

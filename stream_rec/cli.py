@@ -1,0 +1,171 @@
+"""``stream-rec``: the command line. Every option also has a STREAM_REC_* environment variable (settings.py)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import orjson
+
+from . import __version__
+from .errors import StreamRecError
+from .events import Event
+from .settings import Settings
+
+__all__ = ["main"]
+
+EPILOG = """examples:
+  stream-rec demo                                   # broker, topics, worker, MovieLens replay, live hit rate
+  stream-rec kafka start                            # the local broker on 127.0.0.1:9092
+  stream-rec topics create
+  stream-rec worker
+  stream-rec produce ../shared/data/ml-100k/u.data --rate 500 --limit 10000
+  stream-rec produce --synthetic 5000
+  stream-rec consume --limit 5 --from-beginning
+settings: STREAM_REC_BROKER, STREAM_REC_K, STREAM_REC_SEQ_LEN, STREAM_REC_DATA_DIR, STREAM_REC_HOME,
+  STREAM_REC_TOPIC_EVENTS, ... (see the README); model: STREAM_REC_MODEL__DIM, STREAM_REC_MODEL__LR, ...
+"""
+
+
+def _events(args: argparse.Namespace) -> Iterable[Event]:
+    from . import datasets, synthetic
+
+    if args.dataset:
+        return datasets.load(args.dataset, args.format, limit=args.limit)
+    return synthetic.synthetic_events(args.synthetic or args.limit or 10_000, seed=args.seed)
+
+
+def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
+    from . import kafka_local
+
+    if args.action == "install":
+        print(f"Kafka {settings.kafka_version} jars in {kafka_local.install(settings)}")
+    elif args.action == "start":
+        print(kafka_local.start(settings).describe())
+    elif args.action == "stop":
+        print("broker stopped" if kafka_local.stop(settings) else "no broker of ours was running")
+    else:
+        st = kafka_local.status(settings)
+        print(st.describe())
+        return 0 if st.running else 3
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
+    from .topics import create_topics, load_specs, specs_for
+
+    specs = specs_for(settings, load_specs(Path(args.topics_dir) if args.topics_dir else None))
+    for name, outcome in create_topics(settings, specs).items():
+        print(f"{name}: {outcome}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from faust.worker import Worker
+
+    from .app import create_app
+
+    app = create_app(settings)
+    Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+    return 0
+
+
+def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
+    from rich.progress import Progress
+
+    from .clients import produce
+
+    events = _events(args)
+    with Progress(transient=True) as progress:
+        task = progress.add_task("producing", total=args.limit)
+        n = produce(settings, events, rate=args.rate, limit=args.limit, on_sent=lambda _: progress.advance(task))
+    print(f"{n} events written to {settings.topic_events} on {settings.bootstrap}")
+    return 0
+
+
+def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
+    from .clients import consume
+
+    topic = args.topic or settings.topic_recommendations
+    for key, value in consume(
+        settings, topic, from_beginning=args.from_beginning, limit=args.limit, timeout=args.timeout
+    ):
+        sys.stdout.write(f"{key}\t{orjson.dumps(value).decode()}\n")
+        sys.stdout.flush()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from .demo import run_demo
+
+    return run_demo(settings, dataset=args.dataset, fmt=args.format, rate=args.rate, limit=args.limit)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stream-rec",
+        description="A streaming online-learning sequence recommender on Kafka and Faust.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"stream-rec {__version__}")
+    parser.add_argument("--broker", help="Kafka bootstrap servers (STREAM_REC_BROKER; default 127.0.0.1:9092)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("kafka", help="install, start, stop or check the local Kafka broker")
+    p.add_argument("action", choices=["install", "start", "stop", "status"])
+    p.set_defaults(func=cmd_kafka)
+
+    p = sub.add_parser("topics", help="create the topics described in topics/ (idempotent)")
+    p.add_argument("action", choices=["create"])
+    p.add_argument("--topics-dir", help="folder of topic files (default: the project's topics/)")
+    p.set_defaults(func=cmd_topics)
+
+    p = sub.add_parser("worker", help="run the Faust worker (events -> recommendations)")
+    p.add_argument("--web-port", type=int, help="port of the web view (STREAM_REC_WEB_PORT, default 6066)")
+    p.add_argument("--data-dir", help="worker state folder (STREAM_REC_DATA_DIR)")
+    p.set_defaults(func=cmd_worker)
+
+    def source(p: argparse.ArgumentParser, rate: float, limit: int | None) -> None:
+        p.add_argument("dataset", nargs="?", help="dataset file or folder (MovieLens u.data, Taobao CSV, JSON lines)")
+        p.add_argument("--format", default="auto", help="movielens | taobao | diginetica | events | auto")
+        p.add_argument("--rate", type=float, default=rate, help=f"events per second, 0 = max (default {rate:g})")
+        p.add_argument("--limit", type=int, default=limit, help="at most this many events")
+        p.add_argument("--synthetic", type=int, help="without a dataset: this many synthetic events")
+        p.add_argument("--seed", type=int, default=0, help="seed of the synthetic stream")
+
+    p = sub.add_parser("produce", help="write events to the events topic, from a dataset or synthetic")
+    source(p, 0.0, None)
+    p.set_defaults(func=cmd_produce)
+
+    p = sub.add_parser("consume", help="print what arrives on a topic (default: recommendations)")
+    p.add_argument("--topic", help="topic to read (default: the recommendations topic)")
+    p.add_argument("--limit", type=int, help="stop after this many messages")
+    p.add_argument("--from-beginning", action="store_true", help="start at the oldest message")
+    p.add_argument("--timeout", type=float, help="stop after this many idle seconds")
+    p.set_defaults(func=cmd_consume)
+
+    p = sub.add_parser("demo", help="everything at once: broker, topics, worker, replay, live hit rate")
+    source(p, 1000.0, 20_000)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    overrides = {}
+    for name in ("broker", "web_port", "data_dir"):
+        if getattr(args, name, None) is not None:
+            overrides[name] = getattr(args, name)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings(**overrides)
+        return int(args.func(args, settings))
+    except StreamRecError as exc:
+        print(f"stream-rec: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,119 @@
+"""Plain Kafka clients (kafka-python) for the outside of the pipeline: producing events, reading topics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import orjson
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from .errors import BrokerError
+from .events import Event, encode_event
+from .settings import Settings
+
+__all__ = ["Pacer", "consume", "open_consumer", "produce", "producer"]
+
+
+class Pacer:
+    """Sleeps so that calls to :meth:`tick` happen at most ``rate`` times a second (0 = no limit)."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.start = time.monotonic()
+        self.count = 0
+
+    def tick(self) -> None:
+        self.count += 1
+        if self.interval:
+            ahead = self.start + self.count * self.interval - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+
+
+def producer(settings: Settings) -> KafkaProducer:
+    return KafkaProducer(
+        bootstrap_servers=settings.bootstrap,
+        acks="all",  # no event lost once produce() returns
+        linger_ms=5,
+        key_serializer=lambda k: k.encode(),
+    )
+
+
+def produce(
+    settings: Settings,
+    events: Iterable[Event],
+    *,
+    rate: float = 0.0,
+    limit: int | None = None,
+    on_sent: Callable[[Event], None] | None = None,
+    topic: str | None = None,
+) -> int:
+    """Write events keyed by user id, ``rate`` per second at most (0 = as fast as possible); return the count."""
+    kafka = producer(settings)
+    pacer = Pacer(rate)
+    sent = 0
+    try:
+        for event in events:
+            if limit is not None and sent >= limit:
+                break
+            pacer.tick()
+            kafka.send(topic or settings.topic_events, key=event.user_id, value=encode_event(event))
+            sent += 1
+            if on_sent is not None:
+                on_sent(event)
+        kafka.flush()
+    finally:
+        kafka.close()
+    return sent
+
+
+def open_consumer(settings: Settings, topic: str, *, from_beginning: bool = False) -> KafkaConsumer:
+    """A group-less consumer assigned every partition of ``topic``, positioned now (no rebalance to wait for)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap, enable_auto_commit=False, group_id=None,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not (partitions := consumer.partitions_for_topic(topic)):
+        if time.monotonic() > deadline:
+            consumer.close()
+            raise BrokerError(f"topic {topic!r} does not exist on {settings.bootstrap}: run `stream-rec topics create`")
+        time.sleep(0.2)
+    assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(assigned)
+    if from_beginning:
+        consumer.seek_to_beginning(*assigned)
+    else:
+        consumer.seek_to_end(*assigned)
+    for tp in assigned:
+        consumer.position(tp)  # resolve the offsets now, before anything is produced
+    return consumer
+
+
+def consume(
+    settings: Settings,
+    topic: str | None = None,
+    *,
+    from_beginning: bool = False,
+    limit: int | None = None,
+    timeout: float | None = None,
+) -> Iterator[tuple[str | None, Any]]:
+    """Yield (key, decoded JSON value) from a topic; stop after ``limit`` messages or ``timeout`` idle seconds."""
+    consumer = open_consumer(settings, topic or settings.topic_recommendations, from_beginning=from_beginning)
+    consumer.config["consumer_timeout_ms"] = int(timeout * 1000) if timeout else float("inf")
+    n = 0
+    try:
+        for message in consumer:
+            key = message.key.decode(errors="replace") if message.key is not None else None
+            try:
+                value = orjson.loads(message.value) if message.value is not None else None
+            except orjson.JSONDecodeError:
+                value = message.value.decode(errors="replace")
+            yield key, value
+            n += 1
+            if limit is not None and n >= limit:
+                return
+    finally:
+        consumer.close()

@@ -1,0 +1,140 @@
+"""``stream-rec demo``: the whole pipeline in one command, with recommendations and the hit rate shown live.
+
+Where no broker is configured it installs and starts the local one; it creates the topics, starts a worker
+process, replays a dataset (MovieLens 100K if found, else a synthetic stream) and reads the recommendations
+back, scoring each event against the list served to its user before it ("as served"). Ctrl-C stops everything
+it started.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from . import datasets, kafka_local, synthetic
+from .clients import open_consumer, produce
+from .events import Event
+from .settings import Settings
+from .topics import create_topics, load_specs, specs_for
+
+__all__ = ["run_demo", "start_worker"]
+
+
+def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    """Run ``stream-rec worker`` as a child process with the same settings."""
+    env = dict(os.environ)
+    env["STREAM_REC_BROKER"] = settings.bootstrap
+    env["STREAM_REC_HOME"] = str(settings.home)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "stream_rec", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+
+def _stop(worker: subprocess.Popen[bytes]) -> None:
+    if worker.poll() is None:
+        worker.terminate()
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+def run_demo(settings: Settings, *, dataset: str | None, fmt: str, rate: float, limit: int | None) -> int:
+    console = Console()
+    t0 = time.monotonic()
+    started_broker = False
+    if settings.broker is None:
+        console.print("No broker configured (STREAM_REC_BROKER): using the local one.")
+        status = kafka_local.start(settings)
+        started_broker = not status.already_running
+        console.print(status.describe())
+    for name, outcome in create_topics(settings, specs_for(settings, load_specs())).items():
+        console.print(f"topic {name}: {outcome}")
+
+    path = Path(dataset) if dataset else datasets.default_dataset()
+    if path is not None:
+        events: list[Event] = datasets.load(path, fmt, limit=limit)
+        console.print(f"Replaying {len(events)} events from {path} at {rate:g}/s (0 = max)")
+    else:
+        events = list(synthetic.synthetic_events(limit or 20_000))
+        console.print(f"No dataset found: replaying {len(events)} synthetic events at {rate:g}/s")
+
+    log_path = settings.home / "demo-worker.log"
+    worker = start_worker(settings, log_path)
+    console.print(f"Worker started (pid {worker.pid}, log {log_path}, web view http://127.0.0.1:{settings.web_port}/)")
+    consumer = open_consumer(settings, settings.topic_recommendations)
+    items: dict[str, str] = {}
+    producer = threading.Thread(
+        target=produce,
+        args=(settings, events),
+        kwargs={"rate": rate, "on_sent": lambda e: items.__setitem__(e.event_id, e.item_id)},
+        daemon=True,
+    )
+    producer.start()
+    served: dict[str, list[str]] = {}
+    received = scored = hits = 0
+    first: float | None = None
+    try:
+        with Progress(
+            TextColumn("[bold]recommendations"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("hit rate@{task.fields[k]} {task.fields[hr]:.3f}"), TimeElapsedColumn(), console=console,
+        ) as progress:  # fmt: skip
+            task = progress.add_task("recs", total=len(events), hr=0.0, k=settings.k)
+            while received < len(events):
+                if worker.poll() is not None:
+                    console.print(f"[red]The worker exited with code {worker.returncode}; see {log_path}")
+                    return 1
+                for records in consumer.poll(timeout_ms=500).values():
+                    for record in records:
+                        rec = _loads(record.value)
+                        if rec is None or rec.get("event_id") not in items:
+                            continue  # from an earlier run
+                        received += 1
+                        if first is None:
+                            first = time.monotonic() - t0
+                            progress.console.print(f"First recommendation {first:.1f} s after start: {_show(rec)}")
+                        user, item = rec["user_id"], items[rec["event_id"]]
+                        if user in served:
+                            scored += 1
+                            hits += item in served[user]
+                        served[user] = [i["item_id"] for i in rec["items"]]
+                        if received % 2000 == 0:
+                            progress.console.print(_show(rec))
+                progress.update(task, completed=received, hr=hits / scored if scored else 0.0)
+        console.print(
+            f"Done: {received} recommendations, hit rate@{settings.k} as served {hits / max(scored, 1):.4f} "
+            f"over {scored} scored events, {time.monotonic() - t0:.1f} s in all"
+        )
+        return 0
+    except KeyboardInterrupt:
+        console.print("Interrupted: stopping what the demo started.")
+        return 130
+    finally:
+        consumer.close()
+        _stop(worker)
+        if started_broker:
+            kafka_local.stop(settings)
+
+
+def _loads(value: bytes | None) -> dict | None:  # type: ignore[type-arg]
+    import orjson
+
+    try:
+        return orjson.loads(value) if value else None
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _show(rec: dict) -> str:  # type: ignore[type-arg]
+    items = ", ".join(i["item_id"] for i in rec["items"][:5])
+    return f"user {rec['user_id']} ({rec['strategy']}): {items}, ..."
