@@ -56,7 +56,6 @@ def create_app(settings: Settings) -> faust.App:
         web_port=settings.web_port,
         web_host="127.0.0.1",
         topic_partitions=settings.partitions,
-        topic_allow_declare=False,  # topics come from topics/ (`stream-rec topics create`), not from Faust
         producer_max_request_size=4 * 1024 * 1024,
         consumer_auto_offset_reset="earliest",
     )
@@ -71,7 +70,6 @@ def create_app(settings: Settings) -> faust.App:
 
     sequences = app.Table(
         "user_sequences",
-        default=None,
         partitions=settings.partitions,
         schema=faust.Schema(key_serializer="json", value_serializer="json"),
         options={"driver": "rocksdict"},
@@ -82,6 +80,7 @@ def create_app(settings: Settings) -> faust.App:
     async def process(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(settings.batch_size, within=settings.batch_within):
             states: dict[str, dict[str, Any]] = {}
+            sources: dict[str, faust.EventT] = {}  # user -> the event whose partition the user's state is on
             accepted: list[Accepted] = []
             for ev in batch:
                 msg = ev.message
@@ -96,13 +95,14 @@ def create_app(settings: Settings) -> faust.App:
                     await dlq.send(key=ev.key, value=envelope)
                     continue
                 user = event.user_id
-                state = states[user] if user in states else sequences[user]
+                state = states[user] if user in states else sequences.get(user)
                 if is_duplicate(state, event.event_id):
                     engine.metrics.duplicates += 1
                     continue
                 engine.metrics.score(event, state["served"] if state else [])
                 new = append(state, event, max_len=settings.seq_len)
                 states[user] = new
+                sources[user] = ev
                 accepted.append(Accepted(event, steps(state), steps(new)))
             if not accepted:
                 continue
@@ -111,7 +111,10 @@ def create_app(settings: Settings) -> faust.App:
                 user = a.event.user_id
                 states[user] = with_served(states[user], [i["item_id"] for i in out.recommendation["items"]])
             for user, state in states.items():
+                # take_events leaves no "current event", from which a table takes its changelog partition.
+                stream._set_current_event(sources[user])  # type: ignore[attr-defined]
                 sequences[user] = state  # assigned back, so the changelog carries it
+            stream._set_current_event(None)  # type: ignore[attr-defined]
             for a, out in zip(accepted, outputs, strict=True):
                 key = a.event.user_id.encode()
                 await recommendations.send(key=key, value=orjson.dumps(out.recommendation))

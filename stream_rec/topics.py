@@ -1,14 +1,14 @@
 """The Kafka topics of stream-rec: their specs (``topics/*.json``, the wire contract) and their creation.
 
 Each spec file names a topic by its default name and holds its partitions, replication, retention, extra topic
-configs, and the JSON Schemas of its key and value. :func:`specs_for` renames the specs to the topic names a
-:class:`~stream_rec.settings.Settings` configures; :func:`create_topics` creates the missing ones, so running it
-twice changes nothing.
+configs, and the JSON Schemas of its key and value. :func:`specs_for` renames the specs to the topic names
+that :class:`~stream_rec.settings.Settings` configures; :func:`create_topics` creates the missing ones, so
+running it twice changes nothing.
 
 >>> specs = specs_for(Settings(topic_events="clicks", partitions=8), load_specs())
 >>> [(s.name, s.partitions, s.cleanup_policy) for s in specs]  # doctest: +NORMALIZE_WHITESPACE
-[('clicks', 8, 'delete'), ('events-dlq', 1, 'delete'), ('recommendations', 8, 'delete'),
- ('user-embeddings', 8, 'compact')]
+[('clicks', 8, 'delete'), ('recommendations', 8, 'delete'), ('user-embeddings', 8, 'compact'),
+ ('events-dlq', 1, 'delete')]
 """
 
 from __future__ import annotations
@@ -24,14 +24,18 @@ import orjson
 from .errors import BrokerError, StreamRecError
 from .settings import Settings
 
-__all__ = ["DEFAULT_TOPICS_DIR", "TopicSpec", "create_topics", "load_specs", "specs_for"]
+__all__ = ["DEFAULT_TOPICS_DIR", "CleanupPolicy", "TopicSpec", "create_topics", "load_specs", "specs_for"]
+
+CleanupPolicy = Literal["delete", "compact", "compact,delete"]
 
 DEFAULT_TOPICS_DIR = Path(__file__).resolve().parents[1] / "topics"
 
 # Kafka's error code for "topic already exists" (TopicAlreadyExistsError): a topic created between our listing
 # and our request, by another process, is there all the same.
 _TOPIC_ALREADY_EXISTS = 36
-_FIELDS = ("name", "partitions", "replication", "cleanup_policy", "retention_ms", "config", "key", "value_schema")
+_FIELDS = ("name", "partitions", "replication", "cleanup_policy", "retention_ms", "config", "key")
+_POLICIES: tuple[CleanupPolicy, ...] = ("delete", "compact", "compact,delete")
+_ORDER = ("events", "recommendations", "user-embeddings", "events-dlq")  # the flow's order; others after
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,7 @@ class TopicSpec:
     name: str
     partitions: int
     replication: int
-    cleanup_policy: Literal["delete", "compact", "compact,delete"]
+    cleanup_policy: CleanupPolicy
     retention_ms: int | None  # None: the broker's default
     config: Mapping[str, str] = field(default_factory=dict, hash=False)  # extra topic configs
     key: Mapping[str, Any] = field(default_factory=dict, hash=False)  # JSON Schema of the key
@@ -49,14 +53,14 @@ class TopicSpec:
 
     @classmethod
     def from_file(cls, path: Path) -> TopicSpec:
-        """Read and check one spec file; a broken file raises :class:`StreamRecError` naming it and the fault."""
+        """Read and check one spec file; a broken one raises :class:`StreamRecError` naming file and fault."""
         try:
             raw = orjson.loads(path.read_bytes())
         except (OSError, orjson.JSONDecodeError) as exc:
             raise StreamRecError(f"topic spec {path}: cannot read it as JSON: {exc}") from None
         if not isinstance(raw, dict):
             raise StreamRecError(f"topic spec {path}: must be a JSON object")
-        missing = [name for name in _FIELDS if name not in raw]
+        missing = [name for name in (*_FIELDS, "value_schema") if name not in raw]
         if missing:
             raise StreamRecError(f"topic spec {path}: missing {', '.join(missing)}")
         name, partitions, replication = raw["name"], raw["partitions"], raw["replication"]
@@ -65,8 +69,9 @@ class TopicSpec:
             raise StreamRecError(f"topic spec {path}: 'name' must be a non-empty string")
         if not _positive_int(partitions) or not _positive_int(replication):
             raise StreamRecError(f"topic spec {path}: 'partitions' and 'replication' must be integers >= 1")
-        if raw["cleanup_policy"] not in ("delete", "compact", "compact,delete"):
-            raise StreamRecError(f"topic spec {path}: 'cleanup_policy' must be delete, compact or compact,delete")
+        policy = next((p for p in _POLICIES if p == raw["cleanup_policy"]), None)
+        if policy is None:
+            raise StreamRecError(f"topic spec {path}: 'cleanup_policy' must be one of {', '.join(_POLICIES)}")
         if retention is not None and (isinstance(retention, bool) or not isinstance(retention, int)):
             raise StreamRecError(f"topic spec {path}: 'retention_ms' must be an integer or null")
         if not isinstance(config, dict) or not all(isinstance(v, str) for v in config.values()):
@@ -77,7 +82,7 @@ class TopicSpec:
             name=name,
             partitions=partitions,
             replication=replication,
-            cleanup_policy=raw["cleanup_policy"],
+            cleanup_policy=policy,
             retention_ms=retention,
             config=config,
             key=raw["key"],
@@ -86,7 +91,7 @@ class TopicSpec:
 
     def topic_configs(self) -> dict[str, str]:
         """Every topic config to create the topic with, as Kafka wants them: strings by config name."""
-        configs = {"cleanup.policy": self.cleanup_policy}
+        configs: dict[str, str] = {"cleanup.policy": self.cleanup_policy}
         if self.retention_ms is not None:
             configs["retention.ms"] = str(self.retention_ms)
         return configs | dict(self.config)
@@ -97,7 +102,10 @@ def _positive_int(value: Any) -> bool:
 
 
 def load_specs(folder: Path | None = None) -> list[TopicSpec]:
-    """The specs of every ``*.json`` file in ``folder`` (default: the repository's ``topics/``), by file name."""
+    """The specs of every ``*.json`` file in ``folder`` (default: the repository's ``topics/``).
+
+    The four topics of DESIGN.md come first, in the order of the flow; any others follow by name.
+    """
     folder = folder if folder is not None else DEFAULT_TOPICS_DIR
     files = sorted(folder.glob("*.json")) if folder.is_dir() else []
     if not files:
@@ -105,7 +113,8 @@ def load_specs(folder: Path | None = None) -> list[TopicSpec]:
             f"no topic specs (*.json) in {folder}; pass --topics-dir with the folder that holds them "
             "(topics/ in the stream-rec repository)"
         )
-    return [TopicSpec.from_file(path) for path in files]
+    specs = [TopicSpec.from_file(path) for path in files]
+    return sorted(specs, key=lambda s: (_ORDER.index(s.name) if s.name in _ORDER else len(_ORDER), s.name))
 
 
 def specs_for(settings: Settings, specs: Sequence[TopicSpec] | None = None) -> list[TopicSpec]:

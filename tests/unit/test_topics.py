@@ -1,4 +1,4 @@
-"""The topic specs in topics/: they load, they say what DESIGN.md says, and they follow the configured names."""
+"""The topic specs in topics/: they load, say what DESIGN.md says, and follow the configured names."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from stream_rec.errors import StreamRecError
-from stream_rec.events import EVENT_TYPES, Event, parse_event
+from stream_rec.events import EVENT_TYPES, parse_event
 from stream_rec.settings import Settings
 from stream_rec.topics import DEFAULT_TOPICS_DIR, TopicSpec, load_specs, specs_for
 
@@ -51,7 +51,16 @@ def test_partitions_policies_and_retention(specs: dict[str, TopicSpec]) -> None:
         ("events", {"user_id", "item_id", "event", "ts"}),
         (
             "recommendations",
-            {"user_id", "items", "event_id", "event_ts", "published_ts", "model_version", "strategy", "explain"},
+            {
+                "user_id",
+                "items",
+                "event_id",
+                "event_ts",
+                "published_ts",
+                "model_version",
+                "strategy",
+                "explain",
+            },
         ),
         ("user-embeddings", {"user_id", "embedding", "model_version", "ts"}),
         ("events-dlq", {"reason", "topic", "partition", "offset", "key", "value", "value_b64", "ts"}),
@@ -86,13 +95,17 @@ def test_schemas_are_valid_and_match_the_parser(specs: dict[str, TopicSpec]) -> 
     for spec in specs.values():
         jsonschema.Draft202012Validator.check_schema(spec.value_schema)
     events = jsonschema.Draft202012Validator(specs["events"].value_schema)
-    event = parse_event(b'{"user_id":"u","item_id":"i","event":"pv","ts":1.6e9,"context":{"device":"ios","h":3}}')
+    event = parse_event(
+        b'{"user_id":"u","item_id":"i","event":"pv","ts":1.6e9,"context":{"device":"ios","h":3}}'
+    )
     events.validate(event.to_dict())
     assert not events.is_valid({"user_id": "", "item_id": "i", "event": "view", "ts": 1.6e9})
     assert not events.is_valid({"user_id": "u", "item_id": "i", "event": "teleport", "ts": 1.6e9})
     assert not events.is_valid({"user_id": "u", "item_id": "i", "event": "view", "ts": 1.6e12})  # ms
     many = {f"k{i}": i for i in range(33)}
-    assert not events.is_valid({"user_id": "u", "item_id": "i", "event": "view", "ts": 1.6e9, "context": many})
+    assert not events.is_valid(
+        {"user_id": "u", "item_id": "i", "event": "view", "ts": 1.6e9, "context": many}
+    )
     dlq = jsonschema.Draft202012Validator(specs["events-dlq"].value_schema)
     dlq.validate(
         {"reason": "not JSON", "topic": "events", "partition": 0, "offset": 7, "key": None,
@@ -109,7 +122,12 @@ def test_specs_for_renames_to_the_settings(specs: dict[str, TopicSpec]) -> None:
         partitions=6,
     )
     renamed = {s.name: s for s in specs_for(settings, list(specs.values()))}
-    assert {n: s.partitions for n, s in renamed.items()} == {"t-events": 6, "t-recs": 6, "t-emb": 6, "t-dlq": 1}
+    assert {n: s.partitions for n, s in renamed.items()} == {
+        "t-events": 6,
+        "t-recs": 6,
+        "t-emb": 6,
+        "t-dlq": 1,
+    }
     assert renamed["t-emb"].cleanup_policy == "compact"
     assert renamed["t-dlq"].config == specs["events-dlq"].config
     assert renamed["t-events"].value_schema == specs["events"].value_schema
@@ -152,8 +170,7 @@ def test_broken_spec_names_file_and_fault(tmp_path: Path) -> None:
 def test_spec_from_a_folder(tmp_path: Path) -> None:
     for name in ("events", "events-dlq"):
         (tmp_path / f"{name}.json").write_text((DEFAULT_TOPICS_DIR / f"{name}.json").read_text())
-    assert [s.name for s in load_specs(tmp_path)] == ["events-dlq", "events"]
-
-
-def test_events_are_the_parsers_events() -> None:
-    assert Event("u", "i", "view", 1.6e9).to_dict()["event"] in EVENT_TYPES
+    (tmp_path / "audit.json").write_text(
+        json.dumps({**json.loads((tmp_path / "events.json").read_text()), "name": "audit"})
+    )
+    assert [s.name for s in load_specs(tmp_path)] == ["events", "events-dlq", "audit"]
