@@ -12,10 +12,12 @@ import asyncio
 import base64
 import logging
 import time
+import weakref
 from typing import Any
 
 import faust
 import orjson
+from faust.streams import _current_event
 
 from .engine import Accepted, Engine
 from .errors import InvalidEvent
@@ -111,10 +113,11 @@ def create_app(settings: Settings) -> faust.App:
                 user = a.event.user_id
                 states[user] = with_served(states[user], [i["item_id"] for i in out.recommendation["items"]])
             for user, state in states.items():
-                # take_events leaves no "current event", from which a table takes its changelog partition.
-                stream._set_current_event(sources[user])  # type: ignore[attr-defined]
+                # After take_events, the "current event" (from which a table takes the changelog partition)
+                # is the batch's last; point it at the user's own event for this write, then put it back.
+                token = _current_event.set(weakref.ref(sources[user]))
                 sequences[user] = state  # assigned back, so the changelog carries it
-            stream._set_current_event(None)  # type: ignore[attr-defined]
+                _current_event.reset(token)
             for a, out in zip(accepted, outputs, strict=True):
                 key = a.event.user_id.encode()
                 await recommendations.send(key=key, value=orjson.dumps(out.recommendation))

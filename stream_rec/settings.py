@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     exclude_seen: bool = Field(False, description="never recommend items already in the user's sequence")
     seq_len: int = Field(50, ge=1, le=10_000, description="events kept in each user's rolling sequence")
     data_dir: Path | None = Field(None, description="worker state (RocksDB tables); unset = <home>/worker")
-    web_port: int = Field(6066, ge=0, le=65535, description="port of the worker's web view")
+    web_port: int = Field(6066, ge=1, le=65535, description="port of the worker's web view")
     batch_size: int = Field(256, ge=1, description="most events the agent takes at once (stream.take)")
     batch_within: float = Field(0.2, gt=0, description="seconds the agent waits to fill a batch")
     max_event_bytes: int = Field(65_536, ge=256, description="largest event payload accepted")
