@@ -64,7 +64,12 @@ def create_app(settings: Settings) -> faust.App:
     engine = Engine(settings)
     app.engine = engine  # type: ignore[attr-defined]
 
-    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    raw: dict[str, Any] = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+    }
     events_topic = app.topic(settings.topic_events, **raw)
     recommendations = app.topic(settings.topic_recommendations, **raw)
     embeddings = app.topic(settings.topic_embeddings, **raw)
@@ -80,7 +85,7 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.agent(events_topic)
     async def process(stream: faust.StreamT) -> None:
-        async for batch in stream.take_events(settings.batch_size, within=settings.batch_within):
+        async for batch in stream.take_events(settings.batch_size, within=settings.batch_within):  # type: ignore[attr-defined]
             states: dict[str, dict[str, Any]] = {}
             sources: dict[str, faust.EventT] = {}  # user -> the event whose partition the user's state is on
             accepted: list[Accepted] = []

@@ -221,9 +221,7 @@ def _read_movielens(path: Path) -> list[Event]:
         except ValueError:
             raise _bad(path, lineno, "rating must be an integer and timestamp a number", line) from None
         category = categories.get(item)
-        events.append(
-            Event(user, item, "view", when, context=context, item={"category": category} if category else {})
-        )
+        events.append(Event(user, item, "view", when, context=context, item={"category": category} if category else {}))
     return events
 
 
@@ -257,9 +255,7 @@ def _read_taobao(path: Path) -> list[Event]:
     for lineno, line in _lines(path):
         fields = line.split(",")
         if len(fields) != 5:
-            raise _bad(
-                path, lineno, "expected 5 comma-separated fields 'user,item,category,behavior,ts'", line
-            )
+            raise _bad(path, lineno, "expected 5 comma-separated fields 'user,item,category,behavior,ts'", line)
         user, item, category, behaviour, ts = fields
         event = _TAOBAO_BEHAVIOURS.get(behaviour.strip())
         if event is None:
@@ -330,9 +326,7 @@ def _read_events(path: Path) -> list[Event]:
                 except orjson.JSONDecodeError as exc:
                     raise DatasetError(f"{path}, line {lineno}: not JSON: {exc}") from None
                 if not isinstance(obj, dict):
-                    raise DatasetError(
-                        f"{path}, line {lineno}: expected a JSON object, got {type(obj).__name__}"
-                    )
+                    raise DatasetError(f"{path}, line {lineno}: expected a JSON object, got {type(obj).__name__}")
                 try:
                     events.append(event_from_dict(obj))
                 except InvalidEvent as exc:

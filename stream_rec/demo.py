@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -126,7 +127,7 @@ def run_demo(settings: Settings, *, dataset: str | None, fmt: str, rate: float, 
             kafka_local.stop(settings)
 
 
-def _loads(value: bytes | None) -> dict | None:  # type: ignore[type-arg]
+def _loads(value: bytes | None) -> dict[str, Any] | None:
     import orjson
 
     try:
@@ -135,6 +136,6 @@ def _loads(value: bytes | None) -> dict | None:  # type: ignore[type-arg]
         return None
 
 
-def _show(rec: dict) -> str:  # type: ignore[type-arg]
+def _show(rec: dict[str, Any]) -> str:
     items = ", ".join(i["item_id"] for i in rec["items"][:5])
     return f"user {rec['user_id']} ({rec['strategy']}): {items}, ..."

@@ -51,9 +51,7 @@ class Event:
 
     def __post_init__(self) -> None:
         if not self.event_id:
-            object.__setattr__(
-                self, "event_id", derive_event_id(self.user_id, self.item_id, self.event, self.ts)
-            )
+            object.__setattr__(self, "event_id", derive_event_id(self.user_id, self.item_id, self.event, self.ts))
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -142,7 +140,10 @@ def _timestamp(value: Any) -> float:
             raise InvalidEvent(f"field 'ts' {value[:40]!r} has no time zone; add 'Z' or an offset")
         ts = parsed.timestamp()
     elif isinstance(value, int | float):
-        ts = float(value)
+        try:
+            ts = float(value)
+        except OverflowError:
+            raise InvalidEvent("field 'ts' is far out of range") from None
     else:
         raise InvalidEvent(f"field 'ts' must be a number or a string, got {type(value).__name__}")
     if not math.isfinite(ts):
@@ -169,7 +170,7 @@ def _features(obj: dict[str, Any], name: str) -> dict[str, str | float]:
                 raise InvalidEvent(f"{name}.{key} is over {MAX_VALUE_CHARS} chars")
             out[key] = v
         elif isinstance(v, int | float) and not isinstance(v, bool):
-            if not math.isfinite(v):
+            if (isinstance(v, int) and abs(v) > 2**53) or not math.isfinite(v):
                 raise InvalidEvent(f"{name}.{key} is not a finite number")
             out[key] = v
         else:

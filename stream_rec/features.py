@@ -6,6 +6,7 @@ hashed into a fixed number of buckets (a stable hash, so every process agrees) a
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 import zlib
@@ -66,7 +67,7 @@ def encode_histories(histories: Sequence[Sequence[Step]], vocab: Vocabulary, max
         times = [s.ts for s in recent]
         gaps.append(
             [0.0] * (pad + min(1, len(recent)))
-            + [math.log1p(max(b - a, 0.0)) * _GAP_SCALE for a, b in zip(times, times[1:], strict=False)]
+            + [math.log1p(max(b - a, 0.0)) * _GAP_SCALE for a, b in itertools.pairwise(times)]
         )
         tokens = context_tokens(recent[-1]) if recent else []
         context.append(tokens + [0] * (MAX_CONTEXT_TOKENS - len(tokens)))

@@ -125,9 +125,7 @@ def _address(settings: Settings) -> tuple[str, int]:
     first = settings.bootstrap.split(",")[0].strip()
     host, sep, port = first.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65535:
-        raise BrokerError(
-            f"broker address {first!r} is not host:port (port below 65535, the controller takes +1)"
-        )
+        raise BrokerError(f"broker address {first!r} is not host:port (port below 65535, the controller takes +1)")
     return host.strip("[]"), int(port)
 
 
@@ -167,8 +165,7 @@ def _require(tool: str, why: str) -> str:
 def _fetch_pom(version: str) -> str:
     deps = [("org.apache.kafka", "kafka_2.13", version), *_LOGGING_JARS]
     xml = "\n".join(
-        f"    <dependency><groupId>{g}</groupId><artifactId>{a}</artifactId>"
-        f"<version>{v}</version></dependency>"
+        f"    <dependency><groupId>{g}</groupId><artifactId>{a}</artifactId><version>{v}</version></dependency>"
         for g, a, v in deps
     )
     return f"""<?xml version="1.0" encoding="UTF-8"?>
@@ -498,8 +495,7 @@ def start(settings: Settings, *, timeout: float = 60.0) -> BrokerStatus:
                 _pid_file(settings).unlink(missing_ok=True)
                 raise _failure(
                     settings,
-                    f"the Kafka broker (pid {pid}) did not answer on {address} within {timeout:.0f} s; "
-                    "stopped it",
+                    f"the Kafka broker (pid {pid}) did not answer on {address} within {timeout:.0f} s; stopped it",
                     log_offset,
                 )
             time.sleep(0.25)

@@ -110,8 +110,11 @@ class OnlineLearner:
         weights[0] = 0.0
         drawn = torch.multinomial(weights, s.negatives, replacement=True, generator=self._gen)
         candidates, inverse = torch.unique(torch.cat([targets, drawn]), return_inverse=True)
-        prob = weights[candidates] / weights.sum()
-        log_q = torch.log((s.negatives + len(targets)) * prob).clamp(min=0.0)
+        # log-Q correction: the log of each candidate's chance to be in the set (a draw or a batch target).
+        p_draw = weights[candidates] / weights.sum()
+        p_target = counts[candidates] / counts.sum()
+        miss = (1 - p_draw).pow(s.negatives) * (1 - p_target).pow(len(targets))
+        log_q = torch.log1p(-miss).clamp(min=-30.0)
         return candidates, inverse[: len(targets)], log_q
 
     def _remember(self, examples: Sequence[Example]) -> None:
@@ -178,9 +181,7 @@ class OnlineLearner:
         """Give evicted rows a fresh start for the items that will take them."""
         index = torch.tensor(rows)
         with torch.no_grad():
-            self.model.item_emb.weight[index] = (
-                torch.randn(len(rows), self.settings.dim, generator=self._gen) * 0.05
-            )
+            self.model.item_emb.weight[index] = torch.randn(len(rows), self.settings.dim, generator=self._gen) * 0.05
             self.model.item_bias.weight[index] = 0.0
         for opt in self.optimizers:
             for param in self._sparse:

@@ -26,9 +26,7 @@ class ModelSettings(BaseModel):
     fusion: Literal["concat", "weighted", "attention"] = Field("attention", description="context fusion")
     dim: int = Field(64, ge=8, le=1024, description="item embedding and hidden size")
     max_len: int = Field(50, ge=1, le=1000, description="history steps the encoder reads")
-    capacity: int = Field(
-        200_000, ge=16, description="most items held in the vocabulary; the oldest are evicted"
-    )
+    capacity: int = Field(200_000, ge=16, description="most items held in the vocabulary; the oldest are evicted")
     min_count: int = Field(1, ge=1, description="sightings before an item gets an embedding")
     optimizer: Literal["adagrad", "adam"] = Field("adagrad", description="online optimizer")
     lr: float = Field(0.05, gt=0, description="learning rate")
@@ -37,34 +35,26 @@ class ModelSettings(BaseModel):
     replay: float = Field(1.0, ge=0, description="replayed past examples per new example in each step")
     replay_size: int = Field(20_000, ge=0, description="examples held in the replay buffer")
     negatives: int = Field(1024, ge=0, description="popularity-sampled negatives; 0 = full softmax")
-    full_softmax_below: int = Field(
-        20_000, ge=0, description="use the full softmax while the vocabulary is smaller"
-    )
+    full_softmax_below: int = Field(20_000, ge=0, description="use the full softmax while the vocabulary is smaller")
     seed: int = Field(0, description="seed of every random choice")
 
 
 class Settings(BaseSettings):
     """Everything a stream-rec process can be told, from keyword arguments or ``STREAM_REC_*`` variables."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="STREAM_REC_", env_nested_delimiter="__", frozen=True, extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_prefix="STREAM_REC_", env_nested_delimiter="__", frozen=True, extra="ignore")
 
     broker: str | None = Field(
         None,
         description="Kafka bootstrap servers, host:port[,host:port]; unset = the local broker on 127.0.0.1:9092, "
         "which `stream-rec demo` installs and starts by itself",
     )
-    home: Path = Field(
-        Path.home() / ".stream-rec", description="where the local broker and worker keep state"
-    )
+    home: Path = Field(Path.home() / ".stream-rec", description="where the local broker and worker keep state")
     kafka_version: str = Field("3.9.2", description="Apache Kafka version of the local broker")
     app_id: str = Field("stream-rec", description="Faust application id (consumer group, changelog prefix)")
     topic_events: str = Field("events", description="input topic of behaviour events")
     topic_recommendations: str = Field("recommendations", description="output topic of top-k lists")
-    topic_embeddings: str = Field(
-        "user-embeddings", description="output topic of user embeddings (compacted)"
-    )
+    topic_embeddings: str = Field("user-embeddings", description="output topic of user embeddings (compacted)")
     topic_dlq: str = Field("events-dlq", description="dead-letter topic for invalid input")
     partitions: int = Field(4, ge=1, description="partitions of the events topic (and of the sequence table)")
     k: int = Field(10, ge=1, le=1000, description="length of each recommendation list")
@@ -76,7 +66,7 @@ class Settings(BaseSettings):
     batch_within: float = Field(0.2, gt=0, description="seconds the agent waits to fill a batch")
     max_event_bytes: int = Field(65_536, ge=256, description="largest event payload accepted")
     log_level: str = Field("info", description="worker log level")
-    model: ModelSettings = Field(default_factory=ModelSettings)  # type: ignore[arg-type]
+    model: ModelSettings = Field(default_factory=ModelSettings)
 
     @property
     def bootstrap(self) -> str:

@@ -192,9 +192,7 @@ def _merged(n: int, users: int, items: int, seed: int, start_ts: float) -> Itera
     rng = random.Random(seed)
     catalogue = _Catalogue.build(items, rng)
     # One generator per user (own Random, seeded from the master) merged by time: a heap of their next events.
-    streams = [
-        _User(u, catalogue, random.Random(rng.getrandbits(64)), start_ts).events() for u in range(users)
-    ]
+    streams = [_User(u, catalogue, random.Random(rng.getrandbits(64)), start_ts).events() for u in range(users)]
     heap = [(event.ts, u, event) for u, event in ((u, next(s)) for u, s in enumerate(streams))]
     heapq.heapify(heap)
     for _ in range(n):

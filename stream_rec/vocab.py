@@ -65,7 +65,7 @@ class Vocabulary:
         return np.fromiter(self._rows.values(), dtype=np.int64, count=len(self._rows))
 
     def observe(self, items: Iterable[str]) -> list[int]:
-        """Count a sight of each item (admitting or evicting as needed); return the rows evicted to make room."""
+        """Count a sight of each item, admitting or evicting as needed; return the rows evicted for room."""
         evicted: list[int] = []
         for item in items:
             self.clock += 1
@@ -120,7 +120,7 @@ class Vocabulary:
         """JSON- and tensor-safe state (no pickling needed to restore it)."""
         return {
             "capacity": self.capacity, "min_count": self.min_count, "evict_fraction": self.evict_fraction,
-            "ids": self._ids, "free": self._free, "counts": self.counts[: self.rows].tolist(),
+            "ids": list(self._ids), "free": list(self._free), "counts": self.counts[: self.rows].tolist(),
             "last_seen": self.last_seen[: self.rows].tolist(), "clock": self.clock, "evicted": self.evicted,
         }  # fmt: skip
 

@@ -26,9 +26,7 @@ class SequenceModel(nn.Module):
     ``[B, L]`` (attention weights for the attention fusion, all zero otherwise).
     """
 
-    def __init__(
-        self, rows: int, dim: int = 64, encoder: Encoder = "lstm", fusion: Fusion = "concat"
-    ) -> None:
+    def __init__(self, rows: int, dim: int = 64, encoder: Encoder = "lstm", fusion: Fusion = "concat") -> None:
         super().__init__()
         self.dim = dim
         self.fusion = fusion
@@ -58,11 +56,7 @@ class SequenceModel(nn.Module):
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         pad = batch.items == 0  # [B, L]
-        x = (
-            self.item_emb(batch.items)
-            + self.event_emb(batch.events)
-            + self.gap_proj(batch.gaps.unsqueeze(-1))
-        )
+        x = self.item_emb(batch.items) + self.event_emb(batch.events) + self.gap_proj(batch.gaps.unsqueeze(-1))
         x = x.masked_fill(pad.unsqueeze(-1), 0.0)  # [B, L, D]
         out, _ = self.rnn(x)  # [B, L, D]
         last = out[:, -1]  # [B, D]: histories are left-padded, the newest step is the last column

@@ -28,9 +28,7 @@ class Recommender(ABC):
         """Learn from examples, each the user's history before an event and the event."""
 
     @abstractmethod
-    def rank_many(
-        self, histories: Sequence[Sequence[Step]], k: int, exclude_seen: bool = False
-    ) -> list[Ranking]:
+    def rank_many(self, histories: Sequence[Sequence[Step]], k: int, exclude_seen: bool = False) -> list[Ranking]:
         """The top ``k`` known items for each history (distinct, best first); fewer if fewer items are known."""
 
     def learn_one(self, history: Sequence[Step], event: Step) -> None:

@@ -30,9 +30,7 @@ class Popularity(Recommender):
     def learn_many(self, examples: Sequence[Example]) -> None:
         self.counts.update(event.item for _, event in examples)
 
-    def rank_many(
-        self, histories: Sequence[Sequence[Step]], k: int, exclude_seen: bool = False
-    ) -> list[Ranking]:
+    def rank_many(self, histories: Sequence[Sequence[Step]], k: int, exclude_seen: bool = False) -> list[Ranking]:
         out = []
         for history in histories:
             seen = {s.item for s in history} if exclude_seen else set()

@@ -36,9 +36,7 @@ class SequenceRecommender(Recommender):
     def learn_many(self, examples: Sequence[Example]) -> None:
         self.learner.learn(examples)
 
-    def rank_many(
-        self, histories: Sequence[Sequence[Step]], k: int, exclude_seen: bool = False
-    ) -> list[Ranking]:
+    def rank_many(self, histories: Sequence[Sequence[Step]], k: int, exclude_seen: bool = False) -> list[Ranking]:
         return [rec.ranking for rec in self.recommend(histories, k, exclude_seen, n_explain=0)]
 
     def recommend(

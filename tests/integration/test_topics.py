@@ -55,9 +55,9 @@ def test_create_then_nothing_to_do(settings: Settings) -> None:
     admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap)
     try:
         partitions = {t["name"]: len(t["partitions"]) for t in admin.describe_topics(sorted(names))}
-        configs = admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, name) for name in sorted(names)]
-        )["topic"]
+        configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name) for name in sorted(names)])[
+            "topic"
+        ]
     finally:
         admin.close()
     assert partitions == {

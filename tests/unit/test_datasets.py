@@ -124,9 +124,7 @@ def test_diginetica_purchases_file(tmp_path: Path) -> None:
 
 
 def test_diginetica_bad_date_names_its_line(tmp_path: Path) -> None:
-    path = write(
-        tmp_path / "views.csv", "session_id;user_id;item_id;timeframe;eventdate\n1;NA;5;10;09/05/2016\n"
-    )
+    path = write(tmp_path / "views.csv", "session_id;user_id;item_id;timeframe;eventdate\n1;NA;5;10;09/05/2016\n")
     with pytest.raises(DatasetError, match=r"line 2: eventdate must be YYYY-MM-DD"):
         load(path)
 

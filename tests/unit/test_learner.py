@@ -25,10 +25,7 @@ def planted(users: int = 30, items: int = 20, length: int = 12, seed: int = 0) -
         history: list[Step] = []
         t = T0 + 1000 * u
         for _ in range(length):
-            if history and history[-1].item == "a":
-                item = "b"
-            else:
-                item = "a" if rng.random() < 0.3 else rng.choice(catalogue)
+            item = "b" if history and history[-1].item == "a" else "a" if rng.random() < 0.3 else rng.choice(catalogue)
             step = Step(item, "view", t)
             examples.append((list(history), step))
             history.append(step)
@@ -38,10 +35,7 @@ def planted(users: int = 30, items: int = 20, length: int = 12, seed: int = 0) -
 
 def chain(prefix: str, n: int) -> list[Example]:
     """Examples ``prefix0 -> prefix1 -> ...``: n + 1 items, each example one step."""
-    return [
-        ([Step(f"{prefix}{k}", "view", T0 + k)], Step(f"{prefix}{k + 1}", "view", T0 + k + 1))
-        for k in range(n)
-    ]
+    return [([Step(f"{prefix}{k}", "view", T0 + k)], Step(f"{prefix}{k + 1}", "view", T0 + k + 1)) for k in range(n)]
 
 
 def snapshot(learner: OnlineLearner) -> dict[str, torch.Tensor]:
@@ -95,10 +89,7 @@ def test_a_non_finite_loss_is_skipped_and_changes_nothing() -> None:
     with torch.no_grad():
         learner.model.fuse.weight[0, 0] = float("nan")  # every user vector, and so the loss, becomes NaN
     before = snapshot(learner)
-    state = [
-        {k: v.clone() for k, v in s.items() if torch.is_tensor(v)}
-        for s in learner.optimizers[0].state.values()
-    ]
+    state = [{k: v.clone() for k, v in s.items() if torch.is_tensor(v)} for s in learner.optimizers[0].state.values()]
     learner.learn(data)
     assert (learner.steps, learner.skipped_steps) == (1, 1)
     assert learner.last_loss == loss
@@ -119,9 +110,7 @@ def test_growth_past_1024_items_keeps_earlier_rows(optimizer: str) -> None:
     rows = learner.vocab.rows
     emb, bias = snapshot(learner)["item_emb.weight"][:rows], snapshot(learner)["item_bias.weight"][:rows]
     opt_state = {
-        id(p): {
-            k: v.clone() for k, v in learner.optimizers[0].state[p].items() if torch.is_tensor(v) and v.dim()
-        }
+        id(p): {k: v.clone() for k, v in learner.optimizers[0].state[p].items() if torch.is_tensor(v) and v.dim()}
         for p in learner._sparse
         if p in learner.optimizers[0].state
     }
@@ -182,12 +171,6 @@ def test_sampled_softmax_learns_a_planted_transition() -> None:
     assert top1(learner, [Step("a", "view", T0)]) == "b"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: learner._candidates subtracts log(expected draws) clamped at 0 instead of the log of each "
-    "candidate's inclusion probability; when the sample surely covers the vocabulary the correction must "
-    "vanish, but it penalises popular items by log(n * p)",
-)
 def test_a_sample_covering_the_vocabulary_is_the_full_softmax() -> None:
     data = planted()[:200]
     full = OnlineLearner(small(batch=256, replay=0.0))

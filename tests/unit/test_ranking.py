@@ -24,10 +24,7 @@ def planted(users: int = 30, length: int = 12, seed: int = 0) -> list[Example]:
         history: list[Step] = []
         t = T0 + 1000 * u
         for _ in range(length):
-            if history and history[-1].item == "a":
-                item = "b"
-            else:
-                item = "a" if rng.random() < 0.3 else rng.choice(catalogue)
+            item = "b" if history and history[-1].item == "a" else "a" if rng.random() < 0.3 else rng.choice(catalogue)
             step = Step(item, "view", t)
             examples.append((list(history), step))
             history.append(step)

@@ -95,17 +95,13 @@ def test_schemas_are_valid_and_match_the_parser(specs: dict[str, TopicSpec]) -> 
     for spec in specs.values():
         jsonschema.Draft202012Validator.check_schema(spec.value_schema)
     events = jsonschema.Draft202012Validator(specs["events"].value_schema)
-    event = parse_event(
-        b'{"user_id":"u","item_id":"i","event":"pv","ts":1.6e9,"context":{"device":"ios","h":3}}'
-    )
+    event = parse_event(b'{"user_id":"u","item_id":"i","event":"pv","ts":1.6e9,"context":{"device":"ios","h":3}}')
     events.validate(event.to_dict())
     assert not events.is_valid({"user_id": "", "item_id": "i", "event": "view", "ts": 1.6e9})
     assert not events.is_valid({"user_id": "u", "item_id": "i", "event": "teleport", "ts": 1.6e9})
     assert not events.is_valid({"user_id": "u", "item_id": "i", "event": "view", "ts": 1.6e12})  # ms
     many = {f"k{i}": i for i in range(33)}
-    assert not events.is_valid(
-        {"user_id": "u", "item_id": "i", "event": "view", "ts": 1.6e9, "context": many}
-    )
+    assert not events.is_valid({"user_id": "u", "item_id": "i", "event": "view", "ts": 1.6e9, "context": many})
     dlq = jsonschema.Draft202012Validator(specs["events-dlq"].value_schema)
     dlq.validate(
         {"reason": "not JSON", "topic": "events", "partition": 0, "offset": 7, "key": None,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import orjson
-import pytest
 
 from stream_rec.vocab import Vocabulary
 
@@ -119,11 +118,6 @@ def test_restored_vocabulary_grows() -> None:
     assert restored.counts[2010] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Vocabulary.state_dict returns the live _ids and _free lists, so a checkpoint taken now "
-    "changes when items are observed later (fix: list(self._ids), list(self._free))",
-)
 def test_state_dict_is_a_snapshot() -> None:
     v = Vocabulary(capacity=3)
     v.observe(["a", "b", "c"])
