@@ -25,6 +25,7 @@ EPILOG = """examples:
   stream-rec produce ../shared/data/ml-100k/u.data --rate 500 --limit 10000
   stream-rec produce --synthetic 5000
   stream-rec consume --limit 5 --from-beginning
+  stream-rec evaluate ../shared/data/ml-100k/u.data --exclude-seen --models popularity,markov,lstm
 settings: STREAM_REC_BROKER, STREAM_REC_K, STREAM_REC_SEQ_LEN, STREAM_REC_DATA_DIR, STREAM_REC_HOME,
   STREAM_REC_TOPIC_EVENTS, ... (see the README); model: STREAM_REC_MODEL__DIM, STREAM_REC_MODEL__LR, ...
 """
@@ -98,6 +99,39 @@ def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from . import datasets
+    from .evaluate import evaluate, make_recommender
+
+    events = datasets.load(args.dataset, args.format, limit=args.limit)
+    ks = tuple(int(k) for k in str(args.k).split(","))
+    model_settings = settings.model.model_copy(update={"seed": args.seed})
+    models = {name: make_recommender(name, model_settings) for name in args.models.split(",")}
+    with Progress(transient=True) as progress:
+        task = progress.add_task("replaying", total=len(events))
+        report = evaluate(
+            events, models, ks=ks, exclude_seen=args.exclude_seen, dataset=str(args.dataset),
+            progress=lambda done, total: progress.update(task, completed=done),
+        )  # fmt: skip
+    table = Table(title=f"{args.dataset}: {report['events']} events, {report['scored']} scored (prequential)")
+    table.add_column("model")
+    for k in ks:
+        for metric in ("HR", "NDCG", "MRR"):
+            table.add_column(f"{metric}@{k}", justify="right")
+    table.add_column("events/s", justify="right")
+    for name, m in report["models"].items():
+        cells = [f"{m[f'{metric}@{k}']:.4f}" for k in ks for metric in ("HR", "NDCG", "MRR")]
+        table.add_row(name, *cells, f"{m['events_per_s']:.0f}")
+    Console().print(table)
+    if args.json:
+        Path(args.json).write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from .demo import run_demo
 
@@ -147,6 +181,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-beginning", action="store_true", help="start at the oldest message")
     p.add_argument("--timeout", type=float, help="stop after this many idle seconds")
     p.set_defaults(func=cmd_consume)
+
+    p = sub.add_parser("evaluate", help="prequential (test-then-train) replay of a dataset through the models")
+    p.add_argument("dataset", help="dataset file or folder (MovieLens u.data, Taobao CSV, JSON lines)")
+    p.add_argument("--format", default="auto", help="movielens | taobao | diginetica | events | auto")
+    p.add_argument(
+        "--models",
+        default="popularity,decayed-popularity,markov,recent-markov,lstm",
+        help="comma-separated: popularity, decayed-popularity, markov, recent-markov, lstm, gru",
+    )
+    p.add_argument("--k", default="10", help="list length(s), e.g. 10 or 5,10,20")
+    p.add_argument("--exclude-seen", action="store_true", help="never rank a user's seen items (no repeats)")
+    p.add_argument("--limit", type=int, help="only the first N events in time order")
+    p.add_argument("--seed", type=int, default=0, help="seed of the models")
+    p.add_argument("--json", help="write every figure to this JSON file")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo", help="everything at once: broker, topics, worker, replay, live hit rate")
     source(p, 1000.0, 20_000)

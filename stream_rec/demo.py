@@ -8,11 +8,13 @@ it started.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +72,9 @@ def run_demo(settings: Settings, *, dataset: str | None, fmt: str, rate: float, 
         events = list(synthetic.synthetic_events(limit or 20_000))
         console.print(f"No dataset found: replaying {len(events)} synthetic events at {rate:g}/s")
 
+    # A replay is a new stream: fresh event ids, or the worker would drop a rerun's events as duplicates.
+    run = uuid.uuid4().hex[:8]
+    events = [dataclasses.replace(e, event_id=f"demo-{run}-{i}") for i, e in enumerate(events)]
     log_path = settings.home / "demo-worker.log"
     worker = start_worker(settings, log_path)
     console.print(f"Worker started (pid {worker.pid}, log {log_path}, web view http://127.0.0.1:{settings.web_port}/)")
@@ -112,9 +117,11 @@ def run_demo(settings: Settings, *, dataset: str | None, fmt: str, rate: float, 
                         if received % 2000 == 0:
                             progress.console.print(_show(rec))
                 progress.update(task, completed=received, hr=hits / scored if scored else 0.0)
+        elapsed = time.monotonic() - t0
+        rate_seen = received / max(elapsed - (first or 0.0), 1e-9)
         console.print(
             f"Done: {received} recommendations, hit rate@{settings.k} as served {hits / max(scored, 1):.4f} "
-            f"over {scored} scored events, {time.monotonic() - t0:.1f} s in all"
+            f"over {scored} scored events; {rate_seen:.0f} recommendations/s after the first; {elapsed:.1f} s in all"
         )
         return 0
     except KeyboardInterrupt:

@@ -84,15 +84,14 @@ class Engine:
     def recommend(self, history: list[Step]) -> dict[str, Any]:
         """A recommendation for a history outside the stream (the web view's /users/{id})."""
         with self.lock:
-            event = Event("?", history[-1].item, history[-1].event, history[-1].ts) if history else None
-            _, rec, _ = self._rank(history, event)
-        return rec
+            return self._rank([history], [None])[0][0]
 
     def _recommend(self, batch: Sequence[Accepted]) -> list[Output]:
         outputs = []
-        for a in batch:
-            strategy, rec, embedding = self._rank(a.after, a.event)
-            if strategy == "cold_start":
+        for a, (rec, embedding) in zip(
+            batch, self._rank([a.after for a in batch], [a.event for a in batch]), strict=True
+        ):
+            if rec["strategy"] == "cold_start":
                 self.metrics.cold_start += 1
             emb = None
             if embedding is not None:
@@ -101,27 +100,33 @@ class Engine:
             outputs.append(Output(rec, emb))
         return outputs
 
-    def _rank(self, history: list[Step], event: Event | None) -> tuple[str, dict[str, Any], list[float] | None]:
+    def _rank(
+        self, histories: list[list[Step]], events: Sequence[Event | None]
+    ) -> list[tuple[dict[str, Any], list[float] | None]]:
+        """Model rankings (one batched forward pass) where the model knows the user's items, else popularity."""
         k, exclude = self.settings.k, self.settings.exclude_seen
         vocab = self.model.learner.vocab
-        known = self.model.learner.steps > 0 and any(vocab.index(s.item) for s in history)
-        explain: list[tuple[str, float]] = []
-        embedding = None
-        if known:
-            rec = self.model.recommend([history], k, exclude)[0]
-            ranking, explain, embedding = rec.ranking, rec.explain, rec.embedding
-            strategy, version = "model", self.model.version
-        if not known or len(ranking) < k:
-            strategy, version = "cold_start", f"popularity@{self.model.learner.steps}"
-            ranking = self.popularity.rank(history, k, exclude)
-        rec_msg = {
-            "user_id": event.user_id if event else None,
-            "items": [{"item_id": item, "score": round(score, 6)} for item, score in ranking],
-            "event_id": event.event_id if event else None,
-            "event_ts": event.ts if event else None,
-            "published_ts": time.time(),
-            "model_version": version,
-            "strategy": strategy,
-            "explain": [{"item_id": item, "weight": w} for item, w in explain] if strategy == "model" else [],
-        }
-        return strategy, rec_msg, embedding
+        trained = self.model.learner.steps > 0
+        known = [i for i, h in enumerate(histories) if trained and any(vocab.index(s.item) for s in h)]
+        recs = dict(zip(known, self.model.recommend([histories[i] for i in known], k, exclude), strict=True))
+        version = self.model.version
+        out = []
+        for i, (history, event) in enumerate(zip(histories, events, strict=True)):
+            rec = recs.get(i)
+            if rec is not None and len(rec.ranking) == k:
+                strategy, ranking, explain, embedding = "model", rec.ranking, rec.explain, rec.embedding
+            else:
+                strategy, explain, embedding = "cold_start", [], rec.embedding if rec else None
+                ranking = self.popularity.rank(history, k, exclude)
+            message = {
+                "user_id": event.user_id if event else None,
+                "items": [{"item_id": item, "score": round(score, 6)} for item, score in ranking],
+                "event_id": event.event_id if event else None,
+                "event_ts": event.ts if event else None,
+                "published_ts": time.time(),
+                "model_version": version if strategy == "model" else f"popularity@{self.model.learner.steps}",
+                "strategy": strategy,
+                "explain": [{"item_id": item, "weight": w} for item, w in explain],
+            }
+            out.append((message, embedding))
+        return out

@@ -1,5 +1,7 @@
 from .base import Ranking, Recommender
+from .decayed import DecayedPopularity
+from .markov import Markov, RecentMarkov
 from .popularity import Popularity
 from .sequence import SequenceRecommender
 
-__all__ = ["Popularity", "Ranking", "Recommender", "SequenceRecommender"]
+__all__ = ["DecayedPopularity", "Markov", "Popularity", "Ranking", "RecentMarkov", "Recommender", "SequenceRecommender"]

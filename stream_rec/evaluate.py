@@ -1,0 +1,147 @@
+"""Prequential (test-then-train) evaluation: replay a stream through recommenders, scoring before learning.
+
+This is DESIGN.md's one accuracy protocol, run offline (``stream-rec evaluate``), with no Kafka:
+
+1. Events come in event-time order (:func:`stream_rec.datasets.load` gives exactly that order).
+2. They are taken ``batch`` at a time. Each event's history is its user's events before it (kept here, the
+   last ``max_history`` of them). Every event of a user with at least one earlier event is scored against the
+   top-k each recommender gives *from its state before the chunk*; an item never seen before in the stream
+   is a miss whatever was ranked.
+3. Only then does each recommender learn from the chunk's (history, event) examples.
+
+Chunking is what lets a sequence model rank and learn in batches; with ``batch=1`` this is the strict
+event-by-event protocol. Every recommender sees the same chunks, histories and targets, and each one's
+throughput counts only the time spent in its own ``rank_many`` and ``learn_many``.
+
+>>> from stream_rec.events import Event
+>>> events = [Event(u, item, "view", float(t)) for t, (u, item) in enumerate(
+...     [("u1", "a"), ("u1", "b"), ("u2", "a"), ("u2", "b"), ("u3", "a"), ("u3", "b")])]
+>>> report = evaluate(events, {"markov": make_recommender("markov")}, ks=(1,), batch=1)
+>>> report["events"], report["scored"], report["models"]["markov"]["HR@1"]
+(6, 3, 0.6666666666666666)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from .events import Event
+from .learner import Example
+from .metrics import MetricAccumulator
+from .recommenders.base import Recommender
+from .recommenders.decayed import DecayedPopularity
+from .recommenders.markov import Markov, RecentMarkov
+from .recommenders.popularity import Popularity
+from .recommenders.sequence import SequenceRecommender
+from .sequences import Step, step_of
+from .settings import ModelSettings
+
+__all__ = ["RECOMMENDERS", "evaluate", "make_recommender"]
+
+RECOMMENDERS: tuple[str, ...] = ("popularity", "decayed-popularity", "markov", "recent-markov", "lstm", "gru")
+
+Progress = Callable[[int, int], None]  # (events done, events in all)
+
+
+def make_recommender(name: str, model_settings: ModelSettings | None = None) -> Recommender:
+    """A fresh recommender by name (one of :data:`RECOMMENDERS`); ``lstm`` and ``gru`` are the sequence model
+    with that encoder and ``model_settings`` otherwise."""
+    if name == "popularity":
+        return Popularity()
+    if name == "decayed-popularity":
+        return DecayedPopularity()
+    if name == "markov":
+        return Markov()
+    if name == "recent-markov":
+        return RecentMarkov()
+    if name in ("lstm", "gru"):
+        settings = (model_settings or ModelSettings()).model_copy(update={"encoder": name})
+        return SequenceRecommender(settings)
+    raise ValueError(f"unknown recommender {name!r}; use one of {', '.join(RECOMMENDERS)}")
+
+
+def evaluate(
+    events: Sequence[Event],
+    recommenders: Mapping[str, Recommender],
+    ks: Sequence[int] = (10,),
+    exclude_seen: bool = False,
+    batch: int = 128,
+    progress: Progress | None = None,
+    *,
+    dataset: str | None = None,
+    max_history: int = 200,
+) -> dict[str, Any]:
+    """Replay ``events`` (in event-time order) through each recommender, test first, then train.
+
+    Returns ``{"dataset", "events", "scored", "ks", "exclude_seen", "batch", "models": {name: {"HR@k", "NDCG@k",
+    "MRR@k", "n", "events_per_s", "seconds", "by_event": {...}, "by_history": {...}}}}``, JSON-ready.
+    """
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    accumulators = {name: MetricAccumulator(ks) for name in recommenders}
+    k = max(ks)
+    seconds = dict.fromkeys(recommenders, 0.0)
+    histories: dict[str, list[Step]] = {}  # user -> last max_history steps, oldest first
+    earlier: dict[str, int] = {}  # user -> events so far (not truncated), for the history-length buckets
+    known: set[str] = set()  # items seen so far in the stream
+    # With exclude_seen, every item the user ever saw is excluded, not only those in the truncated history.
+    seen: dict[str, set[str]] = {}
+    scored = 0
+    for start in range(0, len(events), batch):
+        chunk = events[start : start + batch]
+        examples: list[Example] = []
+        # (index into examples, target or None for a first-seen item, event type, the user's earlier events)
+        to_score: list[tuple[int, str | None, str, int]] = []
+        excluded: list[set[str]] = []  # with exclude_seen: the user's items before each scored event
+        extra = 0  # most of those that fell out of a truncated history: rank that many more, filter here
+        for event in chunk:
+            history = histories.get(event.user_id, [])
+            n = earlier.get(event.user_id, 0)
+            if n:
+                target = event.item_id if event.item_id in known else None
+                to_score.append((len(examples), target, event.event, n))
+                if exclude_seen:
+                    user_seen = seen[event.user_id]
+                    excluded.append(set(user_seen))
+                    extra = max(extra, len(user_seen) - len({s.item for s in history}))
+            step = step_of(event)
+            examples.append((history, step))
+            # A new list each time: the example keeps the history as it was before this event.
+            histories[event.user_id] = [*history[-(max_history - 1) :], step] if max_history > 1 else [step]
+            earlier[event.user_id] = n + 1
+            known.add(event.item_id)
+            if exclude_seen:
+                seen.setdefault(event.user_id, set()).add(event.item_id)
+        to_rank = [examples[i][0] for i, *_ in to_score]
+        for name, recommender in recommenders.items():
+            began = time.perf_counter()
+            rankings = recommender.rank_many(to_rank, k + extra, exclude_seen) if to_rank else []
+            recommender.learn_many(examples)
+            seconds[name] += time.perf_counter() - began
+            accumulator = accumulators[name]
+            for j, (ranking, (_, target, kind, n)) in enumerate(zip(rankings, to_score, strict=True)):
+                items = [item for item, _ in ranking]
+                if exclude_seen:
+                    items = [item for item in items if item not in excluded[j]][:k]
+                accumulator.add(items, target, kind, n)
+        scored += len(to_score)
+        if progress is not None:
+            progress(start + len(chunk), len(events))
+    return {
+        "dataset": dataset,
+        "events": len(events),
+        "scored": scored,
+        "ks": sorted(set(ks)),
+        "exclude_seen": exclude_seen,
+        "batch": batch,
+        "models": {
+            name: {
+                **accumulators[name].summary(),
+                "events_per_s": round(len(events) / seconds[name], 1) if seconds[name] > 0 else None,
+                "seconds": round(seconds[name], 3),
+            }
+            for name in recommenders
+        },
+    }

@@ -1,0 +1,154 @@
+"""The baselines through the common interface: markov, recent-markov and decayed popularity."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+
+from stream_rec.learner import Example
+from stream_rec.recommenders.base import Recommender
+from stream_rec.recommenders.decayed import DecayedPopularity
+from stream_rec.recommenders.markov import CountOrder, Markov, RecentMarkov
+from stream_rec.sequences import Step
+
+T0 = 1.6e9
+ITEMS = 30
+
+BASELINES: dict[str, Callable[[], Recommender]] = {
+    "markov": Markov,
+    "recent-markov": RecentMarkov,
+    "decayed-popularity": lambda: DecayedPopularity(half_life_events=50, refresh_every=1),
+}
+
+
+def planted(users: int = 40, length: int = 15, seed: int = 0) -> list[Example]:
+    """Users' streams of random items where ``a`` comes often and is always followed by ``b``."""
+    rng = random.Random(seed)
+    catalogue = [f"i{k}" for k in range(ITEMS)]
+    examples: list[Example] = []
+    for u in range(users):
+        history: list[Step] = []
+        for n in range(length):
+            item = "b" if history and history[-1].item == "a" else "a" if rng.random() < 0.3 else rng.choice(catalogue)
+            step = Step(item, "view", T0 + 1000 * u + 60 * n)
+            examples.append((list(history), step))
+            history.append(step)
+    return examples
+
+
+def view(*items: str) -> list[Step]:
+    return [Step(item, "view", T0 + 60 * k) for k, item in enumerate(items)]
+
+
+@pytest.fixture(params=sorted(BASELINES))
+def trained(request: pytest.FixtureRequest) -> Recommender:
+    rec = BASELINES[request.param]()
+    rec.learn_many(planted())
+    return rec
+
+
+def test_names() -> None:
+    assert [BASELINES[name]().name for name in sorted(BASELINES)] == sorted(BASELINES)
+
+
+def test_rank_returns_k_distinct_known_items_best_first(trained: Recommender) -> None:
+    known = {f"i{k}" for k in range(ITEMS)} | {"a", "b"}
+    for history in (view("a"), view("i3", "i4", "i3"), view("never-seen"), []):
+        ranking = trained.rank(history, k=10)
+        items = [item for item, _ in ranking]
+        assert len(items) == 10 == len(set(items))
+        assert set(items) <= known | {s.item for s in history}  # recent-markov offers the user's own items
+        scores = [score for _, score in ranking]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_rank_many_matches_rank(trained: Recommender) -> None:
+    histories = [view("a"), view("i1", "i2"), []]
+    assert trained.rank_many(histories, k=5) == [trained.rank(h, k=5) for h in histories]
+
+
+def test_fewer_items_than_k_gives_all_known(trained: Recommender) -> None:
+    assert len(trained.rank(view("a"), k=1000)) == ITEMS + 2
+
+
+def test_exclude_seen(trained: Recommender) -> None:
+    history = view("a", "b", "i0", "i1", "i2")
+    ranking = trained.rank(history, k=10, exclude_seen=True)
+    assert len(ranking) == 10
+    assert not {item for item, _ in ranking} & {s.item for s in history}
+
+
+def test_untrained_ranks_nothing_but_the_users_own_items() -> None:
+    for name, make in BASELINES.items():
+        assert [item for item, _ in make().rank(view("a", "b"), k=5)] == (["b", "a"] if name == "recent-markov" else [])
+
+
+@pytest.mark.parametrize("cls", [Markov, RecentMarkov])
+def test_planted_transition_is_learned(cls: type[Markov]) -> None:
+    rec = cls()
+    rec.learn_many(planted())
+    # With exclude_seen, recent-markov's own items are excluded and it ranks as markov does.
+    assert rec.rank(view("i5", "a"), k=1, exclude_seen=True)[0][0] == "b"
+    # Where the last item has no followers, the list is popularity: "a" is the most frequent item.
+    assert rec.rank(view("never-seen"), k=1, exclude_seen=True)[0][0] == "a"
+
+
+def test_markov_breaks_ties_by_popularity() -> None:
+    rec = Markov()
+    x, y, z, p = (Step(i, "view", 0.0) for i in "xyzp")
+    rec.learn_many([([x], y), ([x], z), ([], z), ([], z), ([p], y)])  # x -> y once, x -> z once; z is more popular
+    assert [item for item, _ in rec.rank([x], k=2)] == ["z", "y"]
+
+
+def test_recent_markov_puts_own_recent_items_first() -> None:
+    rec = RecentMarkov()
+    rec.learn_many(planted())
+    markov = Markov()
+    markov.learn_many(planted())
+    history = view("i1", "i2", "a", "i2")
+    items = [item for item, _ in rec.rank(history, k=5)]
+    assert items[:3] == ["i2", "a", "i1"]
+    assert items[3:] == [item for item, _ in markov.rank(history, k=10) if item not in items[:3]][:2]
+    assert rec.rank(history, k=5, exclude_seen=True) == markov.rank(history, k=5, exclude_seen=True)
+
+
+def test_decayed_popularity_prefers_recent_sightings() -> None:
+    rec = DecayedPopularity(half_life_events=2, refresh_every=1)
+    rec.learn_many([([], Step(i, "view", 0.0)) for i in ["old"] * 3 + ["new"] * 2])
+    assert [item for item, _ in rec.rank([], k=2)] == ["new", "old"]
+    assert rec.score("new") == pytest.approx(1 + 2**-0.5)  # sightings 0 and 1 events ago, half-life 2
+    plain = DecayedPopularity(half_life_events=1e9, refresh_every=1)
+    plain.learn_many([([], Step(i, "view", 0.0)) for i in ["old"] * 3 + ["new"] * 2])
+    assert [item for item, _ in plain.rank([], k=2)] == ["old", "new"]
+
+
+def test_decayed_popularity_survives_rescaling() -> None:
+    rec = DecayedPopularity(half_life_events=1, refresh_every=1)
+    rec.learn_many([([], Step(f"i{n % 3}", "view", 0.0)) for n in range(1000)])  # 2**1000 would overflow
+    assert [item for item, _ in rec.rank([], k=3)] == ["i0", "i2", "i1"]  # i0 last (n = 999)
+    assert rec.score("i0") == pytest.approx(1 / (1 - 2**-3))
+
+
+def test_decayed_popularity_cache_refreshes() -> None:
+    rec = DecayedPopularity(half_life_events=1e9, refresh_every=3)
+    rec.learn_many([([], Step("a", "view", 0.0))])
+    assert rec.rank([], k=2) == [("a", pytest.approx(1.0))]
+    rec.learn_many([([], Step("b", "view", 0.0))] * 3)
+    assert [item for item, _ in rec.rank([], k=2)] == ["b", "a"]
+
+
+def test_count_order_matches_a_sort() -> None:
+    rng = random.Random(1)
+    order = CountOrder()
+    counts: Counter[str] = Counter()
+    for _ in range(3000):
+        item = f"i{min(int(rng.expovariate(0.05)), 200)}"
+        order.add(item)
+        counts[item] += 1
+        ranked = list(order.items())
+        assert [order.counts[i] for i in ranked] == sorted(counts.values(), reverse=True)
+    assert order.counts == dict(counts)
+    assert order.total == 3000 and len(order) == len(counts)

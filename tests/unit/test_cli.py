@@ -1,0 +1,45 @@
+"""The command line, on small files: parsing, evaluate's report, errors a user can act on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from stream_rec.cli import build_parser, main
+
+
+def _events_file(path: Path) -> Path:
+    lines = []
+    for u in range(60):
+        for t, item in enumerate(["a", "b", "c", "a", "b", "c"]):
+            lines.append(orjson.dumps({"user_id": f"u{u}", "item_id": item, "event": "view", "ts": 1e9 + 10 * u + t}))
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def test_evaluate_writes_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _events_file(tmp_path / "events.jsonl")
+    out = tmp_path / "report.json"
+    assert main(["evaluate", str(data), "--models", "popularity,markov,lstm", "--k", "1,3", "--json", str(out)]) == 0
+    report = orjson.loads(out.read_bytes())
+    assert report["events"] == 360 and report["scored"] == 300
+    assert set(report["models"]) == {"popularity", "markov", "lstm"}
+    for figures in report["models"].values():
+        assert {"HR@1", "NDCG@3", "MRR@3", "events_per_s", "by_event", "by_history"} <= set(figures)
+    assert report["models"]["markov"]["HR@1"] > report["models"]["popularity"]["HR@1"]
+    assert "markov" in capsys.readouterr().out
+
+
+def test_a_missing_dataset_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", str(tmp_path / "nope.csv")]) == 2
+    assert "stream-rec: error:" in capsys.readouterr().err
+
+
+def test_every_command_has_help() -> None:
+    parser = build_parser()
+    for command in ("kafka", "topics", "worker", "produce", "consume", "evaluate", "demo"):
+        with pytest.raises(SystemExit) as exit_:
+            parser.parse_args([command, "--help"])
+        assert exit_.value.code == 0
