@@ -135,5 +135,7 @@ def test_worker_turns_events_into_recommendations_and_dead_letters(settings: Set
     reasons = " | ".join(e["reason"] for _, e in dead)
     assert "not JSON" in reasons and "unknown event type" in reasons and "item_id" in reasons
     assert any(e["value_b64"] for _, e in dead), "undecodable bytes kept whole, as base64"
+    stores = list((tmp_path / "worker").rglob("rocksdict-config.json"))
+    assert stores, "the sequence table lives in RocksDB (rocksdict) under the data directory"
     key, embedding = emb[0]
     assert embedding["user_id"] == key and len(embedding["embedding"]) == settings.model.dim
