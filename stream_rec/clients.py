@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -49,6 +50,7 @@ def produce(
     limit: int | None = None,
     on_sent: Callable[[Event], None] | None = None,
     topic: str | None = None,
+    stop: threading.Event | None = None,
 ) -> int:
     """Write events keyed by user id, ``rate`` per second at most (0 = as fast as possible); return the count."""
     kafka = producer(settings)
@@ -56,16 +58,17 @@ def produce(
     sent = 0
     try:
         for event in events:
-            if limit is not None and sent >= limit:
+            if (limit is not None and sent >= limit) or (stop is not None and stop.is_set()):
                 break
             pacer.tick()
             kafka.send(topic or settings.topic_events, key=event.user_id, value=encode_event(event))
             sent += 1
             if on_sent is not None:
                 on_sent(event)
-        kafka.flush()
+        if stop is None or not stop.is_set():
+            kafka.flush()
     finally:
-        kafka.close()
+        kafka.close(timeout=0 if stop is not None and stop.is_set() else None)
     return sent
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -80,10 +81,13 @@ def run_demo(settings: Settings, *, dataset: str | None, fmt: str, rate: float, 
     console.print(f"Worker started (pid {worker.pid}, log {log_path}, web view http://127.0.0.1:{settings.web_port}/)")
     consumer = open_consumer(settings, settings.topic_recommendations)
     items: dict[str, str] = {}
+    stop = threading.Event()
+    # Ctrl-C sets a flag rather than raising inside the Kafka clients, so that everything stops in order.
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     producer = threading.Thread(
         target=produce,
         args=(settings, events),
-        kwargs={"rate": rate, "on_sent": lambda e: items.__setitem__(e.event_id, e.item_id)},
+        kwargs={"rate": rate, "stop": stop, "on_sent": lambda e: items.__setitem__(e.event_id, e.item_id)},
         daemon=True,
     )
     producer.start()
@@ -96,7 +100,7 @@ def run_demo(settings: Settings, *, dataset: str | None, fmt: str, rate: float, 
             TextColumn("hit rate@{task.fields[k]} {task.fields[hr]:.3f}"), TimeElapsedColumn(), console=console,
         ) as progress:  # fmt: skip
             task = progress.add_task("recs", total=len(events), hr=0.0, k=settings.k)
-            while received < len(events):
+            while received < len(events) and not stop.is_set():
                 if worker.poll() is not None:
                     console.print(f"[red]The worker exited with code {worker.returncode}; see {log_path}")
                     return 1
@@ -117,6 +121,9 @@ def run_demo(settings: Settings, *, dataset: str | None, fmt: str, rate: float, 
                         if received % 2000 == 0:
                             progress.console.print(_show(rec))
                 progress.update(task, completed=received, hr=hits / scored if scored else 0.0)
+        if stop.is_set():
+            console.print("Interrupted: stopping what the demo started.")
+            return 130
         elapsed = time.monotonic() - t0
         rate_seen = received / max(elapsed - (first or 0.0), 1e-9)
         console.print(
@@ -128,6 +135,9 @@ def run_demo(settings: Settings, *, dataset: str | None, fmt: str, rate: float, 
         console.print("Interrupted: stopping what the demo started.")
         return 130
     finally:
+        signal.signal(signal.SIGINT, previous)
+        stop.set()
+        producer.join(30)
         consumer.close()
         _stop(worker)
         if started_broker:
