@@ -2,34 +2,15 @@
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
-from stream_rec.learner import Example
 from stream_rec.recommenders import Popularity, SequenceRecommender
 from stream_rec.sequences import Step
 from stream_rec.settings import ModelSettings
+from tests.unit.streams import planted
 
 T0 = 1.6e9
 ITEMS = 20
-
-
-def planted(users: int = 30, length: int = 12, seed: int = 0) -> list[Example]:
-    """Users' streams of random items where ``a`` comes often and is always followed by ``b``."""
-    rng = random.Random(seed)
-    catalogue = [f"i{k}" for k in range(ITEMS)]
-    examples: list[Example] = []
-    for u in range(users):
-        history: list[Step] = []
-        t = T0 + 1000 * u
-        for _ in range(length):
-            item = "b" if history and history[-1].item == "a" else "a" if rng.random() < 0.3 else rng.choice(catalogue)
-            step = Step(item, "view", t)
-            examples.append((list(history), step))
-            history.append(step)
-            t += 60
-    return examples
 
 
 def view(*items: str) -> list[Step]:
