@@ -34,10 +34,11 @@ class Step(NamedTuple):
     ts: float
     context: dict[str, str | float] | None = None
     features: dict[str, str | float] | None = None
+    user: str | None = None  # whose event it is: only user-factor models (matrix factorisation) look at it
 
 
 def step_of(event: Event) -> Step:
-    return Step(event.item_id, event.event, event.ts, event.context or None, event.item or None)
+    return Step(event.item_id, event.event, event.ts, event.context or None, event.item or None, event.user_id)
 
 
 def steps(state: State | None) -> list[Step]:

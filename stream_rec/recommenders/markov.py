@@ -1,6 +1,6 @@
 """First-order item transitions (Markov), and the user's own recent items followed by transitions.
 
-Both keep the items in popularity order with an O(1) update (:class:`CountOrder`), so a ranking costs in
+Both keep the items in popularity order with an O(1) update (:class:`~.popularity.CountOrder`), so a ranking costs in
 proportion to ``k``, the history and the last item's successors, never to the catalogue (Taobao has millions).
 """
 
@@ -8,60 +8,13 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from ..sequences import Step
 from .base import Example, Ranking, Recommender
+from .popularity import CountOrder
 
-__all__ = ["CountOrder", "Markov", "RecentMarkov"]
-
-
-class CountOrder:
-    """Counts of items, kept sorted by count (most first) under +1 updates in O(1).
-
-    Items with equal counts form one contiguous block of ``order``; an increment swaps the item to the front of
-    its block and shrinks the block by one, which leaves it as the last item of the block one count higher.
-
-    >>> c = CountOrder()
-    >>> for item in "abcbcc":
-    ...     c.add(item)
-    >>> list(c.items()), c.counts["b"], c.total
-    (['c', 'b', 'a'], 2, 6)
-    """
-
-    def __init__(self) -> None:
-        self.counts: dict[str, int] = {}
-        self.order: list[str] = []  # most counted first
-        self.total = 0
-        self._pos: dict[str, int] = {}
-        self._start: dict[int, int] = {}  # count -> index in ``order`` of the first item with that count
-
-    def add(self, item: str) -> None:
-        count = self.counts.get(item)
-        if count is None:
-            count = self.counts[item] = 0
-            self._pos[item] = len(self.order)
-            self.order.append(item)
-            self._start.setdefault(0, len(self.order) - 1)
-        i, j = self._pos[item], self._start[count]
-        other = self.order[j]
-        self.order[i], self.order[j] = other, item
-        self._pos[other], self._pos[item] = i, j
-        nxt = j + 1
-        if nxt < len(self.order) and self.counts[self.order[nxt]] == count:
-            self._start[count] = nxt
-        else:
-            del self._start[count]
-        self.counts[item] = count + 1
-        self._start.setdefault(count + 1, j)
-        self.total += 1
-
-    def items(self) -> Iterator[str]:
-        """Items, most counted first."""
-        return iter(self.order)
-
-    def __len__(self) -> int:
-        return len(self.order)
+__all__ = ["Markov", "RecentMarkov"]
 
 
 class Markov(Recommender):

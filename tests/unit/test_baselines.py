@@ -1,4 +1,4 @@
-"""The baselines through the common interface: markov, recent-markov and decayed popularity."""
+"""The baselines through the common interface: markov, recent-markov, decayed popularity and river's MF."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import pytest
 from stream_rec.learner import Example
 from stream_rec.recommenders.base import Recommender
 from stream_rec.recommenders.decayed import DecayedPopularity
-from stream_rec.recommenders.markov import CountOrder, Markov, RecentMarkov
+from stream_rec.recommenders.markov import Markov, RecentMarkov
+from stream_rec.recommenders.popularity import CountOrder
+from stream_rec.recommenders.river_mf import RiverMF
 from stream_rec.sequences import Step
 
 T0 = 1.6e9
@@ -21,6 +23,8 @@ BASELINES: dict[str, Callable[[], Recommender]] = {
     "markov": Markov,
     "recent-markov": RecentMarkov,
     "decayed-popularity": lambda: DecayedPopularity(half_life_events=50, refresh_every=1),
+    "river-biasedmf": lambda: RiverMF("biased", seed=3),
+    "river-funkmf": lambda: RiverMF("funk", lr=0.05, seed=3),
 }
 
 
@@ -33,7 +37,7 @@ def planted(users: int = 40, length: int = 15, seed: int = 0) -> list[Example]:
         history: list[Step] = []
         for n in range(length):
             item = "b" if history and history[-1].item == "a" else "a" if rng.random() < 0.3 else rng.choice(catalogue)
-            step = Step(item, "view", T0 + 1000 * u + 60 * n)
+            step = Step(item, "view", T0 + 1000 * u + 60 * n, user=f"u{u}")
             examples.append((list(history), step))
             history.append(step)
     return examples
@@ -152,3 +156,27 @@ def test_count_order_matches_a_sort() -> None:
         assert [order.counts[i] for i in ranked] == sorted(counts.values(), reverse=True)
     assert order.counts == dict(counts)
     assert order.total == 3000 and len(order) == len(counts)
+
+
+@pytest.mark.parametrize("kind", ["biased", "funk"])
+def test_river_mf_learns_users_tastes(kind: str) -> None:
+    """Two groups of users, each viewing its own half of the catalogue: a user's own half must rank first."""
+    rng = random.Random(0)
+    halves = {g: [f"{g}{k}" for k in range(10)] for g in "xy"}
+    examples: list[Example] = []
+    for n in range(3000):
+        user = f"u{n % 20}"
+        item = rng.choice(halves["x" if n % 20 < 10 else "y"])
+        examples.append(([], Step(item, "view", T0 + n, user=user)))
+    rec = RiverMF(kind, lr=0.05, seed=1)
+    rec.learn_many(examples)
+    for user, half in (("u3", "x"), ("u15", "y")):
+        top = [item for item, _ in rec.rank([Step("any", "view", T0, user=user)], k=10)]
+        assert sum(item.startswith(half) for item in top) >= 9, (user, top)
+
+
+def test_river_mf_needs_users() -> None:
+    with pytest.raises(ValueError, match="user"):
+        RiverMF().learn_many([([], Step("a", "view", T0))])
+    with pytest.raises(ValueError, match="kind"):
+        RiverMF("svd")

@@ -102,5 +102,5 @@ def test_empty_history() -> None:
 
 def test_step_of() -> None:
     e = Event("u", "i", "click", T0, "e", context={"d": "m"}, item={"c": "x"})
-    assert step_of(e) == Step("i", "click", T0, {"d": "m"}, {"c": "x"})
-    assert step_of(ev(0)) == Step("i0", "view", T0, None, None)
+    assert step_of(e) == Step("i", "click", T0, {"d": "m"}, {"c": "x"}, "u")
+    assert step_of(ev(0)) == Step("i0", "view", T0, None, None, "u")
