@@ -129,6 +129,10 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     Console().print(table)
     if args.json:
         Path(args.json).write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    if args.plot:
+        from .plots import plot_rolling
+
+        print(f"rolling hit rate plotted to {plot_rolling(report, args.plot)}")
     return 0
 
 
@@ -196,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="only the first N events in time order")
     p.add_argument("--seed", type=int, default=0, help="seed of the models")
     p.add_argument("--json", help="write every figure to this JSON file")
+    p.add_argument("--plot", help="draw each model's rolling hit rate over the stream to this PNG (or SVG, PDF)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo", help="everything at once: broker, topics, worker, replay, live hit rate")

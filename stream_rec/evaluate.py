@@ -29,7 +29,7 @@ from typing import Any
 
 from .events import Event
 from .learner import Example
-from .metrics import MetricAccumulator
+from .metrics import MetricAccumulator, rolling_mean
 from .recommenders.base import Recommender
 from .recommenders.decayed import DecayedPopularity
 from .recommenders.markov import Markov, RecentMarkov
@@ -79,11 +79,14 @@ def evaluate(
     *,
     dataset: str | None = None,
     max_history: int = 200,
+    window: int | None = None,
 ) -> dict[str, Any]:
     """Replay ``events`` (in event-time order) through each recommender, test first, then train.
 
     Returns ``{"dataset", "events", "scored", "ks", "exclude_seen", "batch", "models": {name: {"HR@k", "NDCG@k",
-    "MRR@k", "n", "events_per_s", "seconds", "by_event": {...}, "by_history": {...}}}}``, JSON-ready.
+    "MRR@k", "n", "events_per_s", "seconds", "by_event": {...}, "by_history": {...}}}, "rolling": {"k", "window",
+    "at": [scored events so far], "models": {name: [HR@k over the last ``window`` scored events]}}}``, JSON-ready.
+    ``window`` defaults to a twentieth of the scored events (at least 50).
     """
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
@@ -136,6 +139,11 @@ def evaluate(
         scored += len(to_score)
         if progress is not None:
             progress(start + len(chunk), len(events))
+    window = window or max(50, scored // 20)
+    at: list[int] = []
+    curves = {}
+    for name, accumulator in accumulators.items():
+        at, curves[name] = rolling_mean(accumulator.hits, window)
     return {
         "dataset": dataset,
         "events": len(events),
@@ -150,5 +158,11 @@ def evaluate(
                 "seconds": round(seconds[name], 3),
             }
             for name in recommenders
+        },
+        "rolling": {
+            "k": k,
+            "window": window,
+            "at": at,
+            "models": {n: [round(v, 5) for v in c] for n, c in curves.items()},
         },
     }

@@ -23,7 +23,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["HISTORY_BUCKETS", "MetricAccumulator", "history_bucket", "hit", "mrr", "ndcg"]
+__all__ = ["HISTORY_BUCKETS", "MetricAccumulator", "history_bucket", "hit", "mrr", "ndcg", "rolling_mean"]
 
 # (name, fewest earlier events of the user): short, middling and long histories.
 HISTORY_BUCKETS: tuple[tuple[str, int], ...] = (("1-4", 1), ("5-19", 5), ("20+", 20))
@@ -53,6 +53,27 @@ def mrr(ranking_items: Sequence[str], target: str, k: int) -> float:
     """1/(rank + 1) for the target's 0-based rank within the first ``k`` items, else 0.0."""
     rank = _rank(ranking_items, target, k)
     return 0.0 if rank is None else 1.0 / (rank + 1)
+
+
+def rolling_mean(values: Sequence[float], window: int, points: int = 200) -> tuple[list[int], list[float]]:
+    """The mean of the last ``window`` values (fewer at the start), at about ``points`` evenly spaced positions.
+
+    Returns ``(positions, means)``: positions are 1-based counts of values so far, the last one ``len(values)``.
+
+    >>> rolling_mean([0, 1, 1, 1], window=2, points=4)
+    ([1, 2, 3, 4], [0.0, 0.5, 1.0, 1.0])
+    """
+    if window < 1 or points < 1:
+        raise ValueError(f"window and points must be >= 1, got {window} and {points}")
+    n = len(values)
+    if n == 0:
+        return [], []
+    sums = [0.0]
+    for v in values:
+        sums.append(sums[-1] + v)
+    step = max(1, n // points)
+    positions = list(range(n % step or step, n + 1, step))
+    return positions, [(sums[i] - sums[max(0, i - window)]) / min(i, window) for i in positions]
 
 
 def history_bucket(n_history: int) -> str:
@@ -95,10 +116,12 @@ class MetricAccumulator:
         self.overall = _Sums(self.ks)
         self.by_event: dict[str, _Sums] = {}
         self.by_history: dict[str, _Sums] = {name: _Sums(self.ks) for name, _ in HISTORY_BUCKETS}
+        self.hits = bytearray()  # 1 per scored event that hit within the largest k, in stream order
 
     def add(self, ranking_items: Sequence[str], target: str | None, event: str, n_history: int) -> None:
         """Score one event; a ``target`` of None (e.g. an item never seen before) is a miss."""
         rank = None if target is None else _rank(ranking_items, target, self.ks[-1])
+        self.hits.append(rank is not None)
         self.overall.add(rank, self.ks)
         if event not in self.by_event:
             self.by_event[event] = _Sums(self.ks)

@@ -32,6 +32,14 @@ def test_evaluate_writes_the_report(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "markov" in capsys.readouterr().out
 
 
+def test_evaluate_plots_the_rolling_hit_rate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _events_file(tmp_path / "events.jsonl")
+    out = tmp_path / "rolling.png"
+    assert main(["evaluate", str(data), "--models", "popularity,markov", "--plot", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+    assert "rolling.png" in capsys.readouterr().out
+
+
 def test_a_missing_dataset_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["evaluate", str(tmp_path / "nope.csv")]) == 2
     assert "stream-rec: error:" in capsys.readouterr().err

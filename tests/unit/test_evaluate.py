@@ -150,3 +150,14 @@ def test_exclude_seen_covers_items_older_than_the_truncated_history() -> None:
         {"HR@1": 1.0, "NDCG@1": 1.0, "MRR@1": 1.0, "n": 2}
     )
     assert [[s.item for s in h] for h in rec.ranked] == [["a"], ["b"], ["a"], ["b"]]
+
+
+def test_rolling_hit_rate_follows_the_stream() -> None:
+    # markov misses while it warms up, then hits every time: its rolling hit rate climbs to 1.
+    report = evaluate(cycles(users=6, length=40), {"markov": make_recommender("markov")}, ks=(1,), batch=1, window=20)
+    rolling = report["rolling"]
+    assert (rolling["k"], rolling["window"]) == (1, 20)
+    curve = rolling["models"]["markov"]
+    assert len(curve) == len(rolling["at"]) and rolling["at"][-1] == report["scored"]
+    assert curve[0] < 1.0 and curve[-1] == 1.0
+    assert sum(curve) / len(curve) <= 1.0
