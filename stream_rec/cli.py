@@ -26,6 +26,7 @@ EPILOG = """examples:
   stream-rec produce --synthetic 5000
   stream-rec consume --limit 5 --from-beginning
   stream-rec evaluate ../shared/data/ml-100k/u.data --exclude-seen --models popularity,markov,lstm
+  stream-rec bench --limit 5000 --json bench.json  # end-to-end events/s, latency, ratio to a bare-Faust ceiling
 settings: STREAM_REC_BROKER, STREAM_REC_K, STREAM_REC_SEQ_LEN, STREAM_REC_DATA_DIR, STREAM_REC_HOME,
   STREAM_REC_TOPIC_EVENTS, ... (see the README); model: STREAM_REC_MODEL__DIM, STREAM_REC_MODEL__LR, ...
 """
@@ -136,6 +137,48 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from . import datasets, kafka_local, synthetic
+    from .bench import run_bench
+
+    console = Console()
+    timed = args.synthetic or args.limit or 10_000
+    path = Path(args.dataset) if args.dataset else None if args.synthetic else datasets.default_dataset()
+    if path is not None:
+        events = datasets.load(path, args.format, limit=timed + args.warmup)
+    else:
+        events = list(synthetic.synthetic_events(timed + args.warmup, seed=args.seed))
+    console.print(f"Data: {path or 'synthetic stream'}, {len(events)} events ({args.warmup} of them warm-up)")
+    started = False
+    if settings.broker is None:
+        status = kafka_local.start(settings)
+        started = not status.already_running
+        console.print(status.describe())
+        settings = settings.model_copy(update={"broker": settings.bootstrap})
+    try:
+        report = run_bench(settings, events, rate=args.rate, warmup=args.warmup, ceiling=not args.no_ceiling,
+                           say=console.print)  # fmt: skip
+    finally:
+        if started:
+            kafka_local.stop(settings)
+    table = Table(title=f"{report['events']} events through {settings.bootstrap}, rate {args.rate:g}/s (0 = max)")
+    for column in ("run", "events/s", "p50 ms", "p99 ms", "max ms", "CPU s", "CPU %", "peak RSS MB"):
+        table.add_column(column, justify="left" if column == "run" else "right")
+    for name, prefix in (("worker", ""), ("ceiling", "ceiling_")):
+        if f"{prefix}events_per_s" in report:
+            table.add_row(name, *(str(report[f"{prefix}{key}"]) for key in (
+                "events_per_s", "p50_ms", "p99_ms", "max_ms", "cpu_s", "cpu_percent", "peak_rss_mb")))  # fmt: skip
+    console.print(table)
+    if "ratio" in report:
+        console.print(f"worker / ceiling throughput: {report['ratio']:.3f}")
+    if args.json:
+        Path(args.json).write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from .demo import run_demo
 
@@ -202,6 +245,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write every figure to this JSON file")
     p.add_argument("--plot", help="draw each model's rolling hit rate over the stream to this PNG (or SVG, PDF)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "bench",
+        help="end-to-end events/s and latency through the broker and a worker, against a bare-Faust ceiling",
+        description="Times N events (after --warmup untimed ones) from producer to recommendation through a "
+        "real broker and a worker process, and the same through a bare Faust agent that only decodes and "
+        "forwards (the ceiling). Data: the dataset given, --synthetic N, or MovieLens 100K where found.",
+    )
+    source(p, 0.0, 10_000)
+    p.add_argument("--warmup", type=int, default=200, help="untimed events first (default 200)")
+    p.add_argument("--no-ceiling", action="store_true", help="time the worker only")
+    p.add_argument("--json", help="write the figures to this JSON file")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", help="everything at once: broker, topics, worker, replay, live hit rate")
     source(p, 1000.0, 20_000)

@@ -24,7 +24,9 @@ import orjson
 from .errors import BrokerError, StreamRecError
 from .settings import Settings
 
-__all__ = ["DEFAULT_TOPICS_DIR", "CleanupPolicy", "TopicSpec", "create_topics", "load_specs", "specs_for"]
+__all__ = [
+    "DEFAULT_TOPICS_DIR", "CleanupPolicy", "TopicSpec", "create_topics", "delete_topics", "load_specs", "specs_for",
+]  # fmt: skip
 
 CleanupPolicy = Literal["delete", "compact", "compact,delete"]
 
@@ -184,5 +186,30 @@ def create_topics(settings: Settings, specs: Sequence[TopicSpec], timeout: float
         return {spec.name: result[spec.name] for spec in specs}
     except KafkaError as exc:
         raise BrokerError(f"topic creation on {settings.bootstrap} failed: {exc!r}") from None
+    finally:
+        admin.close()
+
+
+def delete_topics(settings: Settings, *, containing: str, timeout: float = 30.0) -> list[str]:
+    """Delete every topic whose name contains ``containing`` (a run's own tag); return the names deleted.
+
+    For throw-away runs (``stream-rec bench``): their topics and the changelogs Faust made for them.
+    """
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    if len(containing) < 8:
+        raise ValueError(f"refusing to delete topics by a tag as short as {containing!r}")
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=int(timeout * 1000))
+    except KafkaError as exc:
+        raise BrokerError(f"cannot reach Kafka at {settings.bootstrap}: {exc!r}") from None
+    try:
+        doomed = sorted(name for name in admin.list_topics() if containing in name)
+        if doomed:
+            admin.delete_topics(doomed, timeout_ms=int(timeout * 1000))
+        return doomed
+    except KafkaError as exc:
+        raise BrokerError(f"topic deletion on {settings.bootstrap} failed: {exc!r}") from None
     finally:
         admin.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from stream_rec.bench import free_port, worker_env
 from stream_rec.clients import open_consumer, produce
 from stream_rec.events import Event
 from stream_rec.kafka_local import is_up
@@ -50,21 +50,12 @@ def settings(tmp_path: Path) -> Settings:
         k=K,
         data_dir=tmp_path / "worker",
         home=tmp_path,
-        web_port=_free_port(),
+        web_port=free_port(),
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    for name in ("broker", "app_id", "topic_events", "topic_recommendations", "topic_embeddings", "topic_dlq",
-                 "partitions", "k", "data_dir", "home", "web_port"):  # fmt: skip
-        env[f"STREAM_REC_{name.upper()}"] = str(getattr(settings, name))
+    env = worker_env(settings)
     env["STREAM_REC_BATCH_WITHIN"] = "0.05"
     return env
 

@@ -1,0 +1,251 @@
+"""``stream-rec bench``: DESIGN.md's end-to-end benchmark through a real broker, against a bare-Faust ceiling.
+
+Each of the two runs (the ceiling of :mod:`stream_rec.ceiling` first, then the worker) gets its own topics,
+consumer group and state folder, and a process of its own started with the same settings:
+
+1. Warm-up: ``warmup`` events are produced and their outputs awaited, so that start-up, partition assignment and
+   the first model steps are not timed.
+2. Timed: ``n`` events are produced (as fast as possible, or ``rate`` per second) while a consumer reads the
+   output topic until every one of them has an output. Events/s runs from the first event produced to the last
+   output consumed; an event's latency from its produce time to its output's arrival (p50, p99, max).
+3. The process's CPU time over the timed part and its peak RSS (Linux ``/proc``), then it is stopped and its
+   topics deleted.
+
+The ratio is the worker's events/s over the ceiling's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .clients import open_consumer, produce
+from .errors import BrokerError, StreamRecError
+from .events import Event
+from .settings import Settings
+from .topics import create_topics, delete_topics, load_specs, specs_for
+
+__all__ = ["RunFigures", "free_port", "isolated", "percentile", "run_bench", "worker_env"]
+
+Say = Callable[[str], None]
+_ENV_FIELDS = ("broker", "app_id", "topic_events", "topic_recommendations", "topic_embeddings", "topic_dlq",
+               "partitions", "k", "data_dir", "home", "web_port")  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFigures:
+    """What one timed run measured."""
+
+    name: str
+    events: int
+    seconds: float
+    events_per_s: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    cpu_s: float | None  # the process's user + system CPU over the timed part
+    cpu_percent: float | None  # of one core, over the timed part (can exceed 100 with threads)
+    peak_rss_mb: float | None  # the process's high-water resident memory
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) by the nearest-rank method.
+
+    >>> percentile([5, 1, 4, 2, 3], 50), percentile(range(1, 101), 99), percentile([7.0], 99)
+    (3, 99, 7.0)
+    """
+    if not values:
+        raise ValueError("percentile of no values")
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))  # ceil(n q / 100), at least 1
+    return ordered[int(rank) - 1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def isolated(settings: Settings, name: str, folder: Path) -> Settings:
+    """``settings`` with topics, consumer group, state folder and web port of their own, for one run."""
+    run = f"{name}-{uuid.uuid4().hex[:8]}"
+    return settings.model_copy(
+        update={
+            "app_id": f"{settings.app_id}-{run}",
+            "topic_events": f"{run}-events",
+            "topic_recommendations": f"{run}-recommendations",
+            "topic_embeddings": f"{run}-user-embeddings",
+            "topic_dlq": f"{run}-events-dlq",
+            "data_dir": folder / run,
+            "web_port": free_port(),
+        }
+    )
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a child process (``stream-rec worker``) these settings."""
+    env = dict(os.environ)
+    for name in _ENV_FIELDS:
+        env[f"STREAM_REC_{name.upper()}"] = str(getattr(settings, name))
+    return env
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _peak_rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class _Outputs:
+    """Reads the output topic and records when each awaited event id's output arrived."""
+
+    def __init__(self, settings: Settings, proc: subprocess.Popen[bytes], log: Path) -> None:
+        self.consumer = open_consumer(settings, settings.topic_recommendations)
+        self.proc = proc
+        self.log = log
+        self.arrived: dict[str, float] = {}
+
+    def await_ids(self, ids: set[str], idle_timeout: float) -> None:
+        """Poll until every id in ``ids`` has arrived; fail if nothing new arrives for ``idle_timeout`` s."""
+        last = time.monotonic()
+        while not ids <= self.arrived.keys():
+            if self.proc.poll() is not None:
+                raise StreamRecError(f"the benchmarked process exited with code {self.proc.returncode}; see {self.log}")
+            if time.monotonic() - last > idle_timeout:
+                missing = len(ids - self.arrived.keys())
+                raise StreamRecError(f"{missing} outputs still missing after {idle_timeout:.0f} s idle; see {self.log}")
+            for records in self.consumer.poll(timeout_ms=200).values():
+                now = time.time()
+                for record in records:
+                    try:
+                        event_id = orjson.loads(record.value).get("event_id")
+                    except (orjson.JSONDecodeError, AttributeError):
+                        continue
+                    if isinstance(event_id, str) and event_id not in self.arrived:
+                        self.arrived[event_id] = now
+                        last = time.monotonic()
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def _measure(
+    name: str, module: str, settings: Settings, warmup: list[Event], events: list[Event], rate: float, say: Say,
+    idle_timeout: float,
+) -> RunFigures:  # fmt: skip
+    create_topics(settings, specs_for(settings, load_specs()))
+    log = settings.worker_dir.with_suffix(".log")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", module, *(["worker"] if module == "stream_rec" else [])],
+                                env=worker_env(settings), stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+    outputs = _Outputs(settings, proc, log)
+    try:
+        say(f"{name}: started (pid {proc.pid}); warming up with {len(warmup)} events")
+        produce(settings, warmup)
+        outputs.await_ids({e.event_id for e in warmup}, idle_timeout=max(idle_timeout, 180.0))
+        say(f"{name}: timing {len(events)} events at {'the maximum rate' if rate <= 0 else f'{rate:g}/s'}")
+        sent: dict[str, float] = {}
+        cpu0 = _cpu_seconds(proc.pid)
+        producer = threading.Thread(
+            target=produce, args=(settings, events),
+            kwargs={"rate": rate, "on_sent": lambda e: sent.__setitem__(e.event_id, time.time())}, daemon=True,
+        )  # fmt: skip
+        producer.start()
+        outputs.await_ids({e.event_id for e in events}, idle_timeout)
+        producer.join()
+        cpu1 = _cpu_seconds(proc.pid)
+        peak = _peak_rss_mb(proc.pid)
+    finally:
+        outputs.close()
+        _stop(proc)
+        delete_topics(settings, containing=settings.topic_events.removesuffix("-events"))
+    latencies = [(outputs.arrived[i] - t) * 1000 for i, t in sent.items()]
+    seconds = max(outputs.arrived[i] for i in sent) - min(sent.values())
+    cpu = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
+    return RunFigures(
+        name=name, events=len(events), seconds=round(seconds, 3), events_per_s=round(len(events) / seconds, 1),
+        p50_ms=round(percentile(latencies, 50), 1), p99_ms=round(percentile(latencies, 99), 1),
+        max_ms=round(max(latencies), 1), cpu_s=None if cpu is None else round(cpu, 2),
+        cpu_percent=None if cpu is None else round(100 * cpu / seconds, 1),
+        peak_rss_mb=None if peak is None else round(peak, 1),
+    )  # fmt: skip
+
+
+def run_bench(
+    settings: Settings,
+    events: Sequence[Event],
+    *,
+    rate: float = 0.0,
+    warmup: int = 200,
+    ceiling: bool = True,
+    say: Say = print,
+    idle_timeout: float = 120.0,
+) -> dict[str, Any]:
+    """Time ``events`` through the ceiling (unless ``ceiling`` is False) and the worker; the figures, JSON-ready.
+
+    The first ``warmup`` events warm each run up untimed; the rest are timed. Keys: ``events``, ``rate``,
+    ``events_per_s``, ``p50_ms``, ``p99_ms``, ``max_ms``, ``cpu_s``, ``cpu_percent``, ``peak_rss_mb`` (the
+    worker's), ``ceiling_events_per_s``, ``ceiling_p50_ms``, ... (the ceiling's), ``ratio``, ``machine``.
+    """
+    if len(events) <= warmup:
+        raise StreamRecError(f"bench needs more events than the {warmup} warm-up ones, got {len(events)}")
+    if settings.broker is None:
+        raise BrokerError("bench needs a broker: set STREAM_REC_BROKER or pass --broker")
+    # A replay is a new stream: fresh event ids, so that no run drops another's events as duplicates.
+    tag = uuid.uuid4().hex[:8]
+    stream = [dataclasses.replace(e, event_id=f"bench-{tag}-{i}") for i, e in enumerate(events)]
+    runs: dict[str, RunFigures] = {}
+    with tempfile.TemporaryDirectory(prefix="stream-rec-bench-") as folder:
+        for name, module in (("ceiling", "stream_rec.ceiling"), ("worker", "stream_rec")):
+            if name == "ceiling" and not ceiling:
+                continue
+            run_settings = isolated(settings, f"bench-{name}", Path(folder))
+            runs[name] = _measure(name, module, run_settings, stream[:warmup], stream[warmup:], rate, say,
+                                  idle_timeout)  # fmt: skip
+    worker = runs["worker"]
+    report: dict[str, Any] = {"events": worker.events, "warmup": warmup, "rate": rate}
+    report |= {key: value for key, value in dataclasses.asdict(worker).items() if key not in ("name", "events")}
+    if "ceiling" in runs:
+        top = runs["ceiling"]
+        report |= {f"ceiling_{key}": value for key, value in dataclasses.asdict(top).items()
+                   if key not in ("name", "events")}  # fmt: skip
+        report["ratio"] = round(worker.events_per_s / top.events_per_s, 4)
+    report["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
+    return report

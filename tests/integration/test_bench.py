@@ -1,0 +1,49 @@
+"""`stream-rec bench` on a small N through the real broker: every figure is there and consistent.
+
+The figures are printed, never asserted against time: this machine's speed is not what is tested.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import orjson
+import pytest
+
+from stream_rec.cli import main
+from stream_rec.kafka_local import is_up
+
+pytestmark = pytest.mark.kafka
+
+
+def test_bench_times_the_worker_and_the_ceiling(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    broker = os.environ.get("STREAM_REC_BROKER", "127.0.0.1:9092")
+    if not is_up(broker):
+        pytest.fail(f"no Kafka broker on {broker}: start one with `stream-rec kafka start`")
+    out = tmp_path / "bench.json"
+    argv = ["--broker", broker, "bench", "--synthetic", "400", "--warmup", "50", "--json", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    report = orjson.loads(out.read_bytes())
+    with capsys.disabled():
+        print("\nbench figures (small N, not a benchmark):", {k: v for k, v in report.items() if k != "machine"})
+    assert report["events"] == 400 and report["warmup"] == 50
+    for prefix in ("", "ceiling_"):
+        assert report[f"{prefix}events_per_s"] > 0
+        assert 0 < report[f"{prefix}p50_ms"] <= report[f"{prefix}p99_ms"] <= report[f"{prefix}max_ms"]
+        assert report[f"{prefix}cpu_s"] > 0 and report[f"{prefix}peak_rss_mb"] > 0
+    assert report["ratio"] == pytest.approx(report["events_per_s"] / report["ceiling_events_per_s"], rel=1e-3)
+    assert "worker / ceiling throughput" in printed and "ceiling" in printed
+
+
+def test_bench_cleans_up_its_topics() -> None:
+    from kafka import KafkaAdminClient
+
+    broker = os.environ.get("STREAM_REC_BROKER", "127.0.0.1:9092")
+    admin = KafkaAdminClient(bootstrap_servers=broker)
+    try:
+        left = [name for name in admin.list_topics() if "bench-worker-" in name or "bench-ceiling-" in name]
+    finally:
+        admin.close()
+    assert not left, f"bench left topics behind: {left}"
