@@ -110,7 +110,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
     events = datasets.load(args.dataset, args.format, limit=args.limit)
     ks = tuple(int(k) for k in str(args.k).split(","))
-    model_settings = settings.model.model_copy(update={"seed": args.seed})
+    model_settings = settings.model.model_copy(update={"seed": args.seed, "exclude_seen": args.exclude_seen})
     models = {name: make_recommender(name, model_settings) for name in args.models.split(",")}
     with Progress(transient=True) as progress:
         task = progress.add_task("replaying", total=len(events))

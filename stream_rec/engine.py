@@ -68,7 +68,7 @@ class Engine:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.model = SequenceRecommender(settings.model)
+        self.model = SequenceRecommender(settings.model.model_copy(update={"exclude_seen": settings.exclude_seen}))
         self.popularity = Popularity()
         self.metrics = LiveMetrics()
         self.lock = threading.Lock()  # the web view reads the model while a batch may be running

@@ -1,6 +1,7 @@
 """Pure: turn users' histories into the tensors the sequence model reads.
 
-Histories are left-padded to a fixed length so that the newest step is always the last column. Context is
+Histories are right-padded to the batch's longest (at most ``max_len``) and carry their lengths, so that an
+encoder can skip the padding (packed sequences) and a history's vector never depends on its batch. Context is
 hashed into a fixed number of buckets (a stable hash, so every process agrees) and needs no vocabulary.
 """
 
@@ -33,6 +34,7 @@ class Batch:
     events: torch.Tensor  # [B, L] long, EVENT_INDEX, 0 = padding
     gaps: torch.Tensor  # [B, L] float, log-scaled time since the step before
     context: torch.Tensor  # [B, T] long, hashed tokens of the newest step's context, 0 = padding
+    lengths: torch.Tensor  # [B] long, steps in each history (at least 1: an empty history is one padding step)
 
 
 def _bucket(token: str) -> int:
@@ -53,27 +55,35 @@ def context_tokens(step: Step) -> list[int]:
 
 
 def encode_histories(histories: Sequence[Sequence[Step]], vocab: Vocabulary, max_len: int) -> Batch:
-    """Tensors for a batch of histories (oldest step first); built as lists, then one tensor each (fast)."""
+    """Tensors for a batch of histories (oldest step first); built as lists, then one tensor each (fast).
+
+    The length ``L`` is the longest history's, capped at ``max_len``: a batch of short histories costs less.
+    """
     items: list[list[int]] = []
     events: list[list[int]] = []
     gaps: list[list[float]] = []
     context: list[list[int]] = []
-    index = vocab.index
+    lengths: list[int] = []
+    index = vocab.rows_of
+    length = min(max_len, max((len(h) for h in histories), default=0)) or 1
     for history in histories:
-        recent = history[-max_len:]
-        pad = max_len - len(recent)
-        items.append([0] * pad + [index(s.item) for s in recent])
-        events.append([0] * pad + [EVENT_INDEX[s.event] for s in recent])
+        recent = history[-length:]
+        pad = [0] * (length - len(recent))
+        items.append(index([s.item for s in recent]) + pad)
+        events.append([EVENT_INDEX[s.event] for s in recent] + pad)
         times = [s.ts for s in recent]
         gaps.append(
-            [0.0] * (pad + min(1, len(recent)))
+            [0.0] * min(1, len(recent))
             + [math.log1p(max(b - a, 0.0)) * _GAP_SCALE for a, b in itertools.pairwise(times)]
+            + [0.0] * len(pad)
         )
+        lengths.append(max(1, len(recent)))
         tokens = context_tokens(recent[-1]) if recent else []
         context.append(tokens + [0] * (MAX_CONTEXT_TOKENS - len(tokens)))
     return Batch(
-        torch.tensor(items, dtype=torch.long).view(len(histories), max_len),
-        torch.tensor(events, dtype=torch.long).view(len(histories), max_len),
-        torch.tensor(gaps, dtype=torch.float32).view(len(histories), max_len),
+        torch.tensor(items, dtype=torch.long).view(len(histories), length),
+        torch.tensor(events, dtype=torch.long).view(len(histories), length),
+        torch.tensor(gaps, dtype=torch.float32).view(len(histories), length),
         torch.tensor(context, dtype=torch.long).view(len(histories), MAX_CONTEXT_TOKENS),
+        torch.tensor(lengths, dtype=torch.long),
     )

@@ -37,6 +37,7 @@ class OnlineLearner:
 
     def __init__(self, settings: ModelSettings | None = None) -> None:
         self.settings = s = settings or ModelSettings()
+        torch.set_num_threads(s.threads)
         self.vocab = Vocabulary(capacity=s.capacity, min_count=s.min_count)
         self._rng = random.Random(s.seed)
         self._gen = torch.Generator().manual_seed(s.seed)
@@ -84,6 +85,8 @@ class OnlineLearner:
         emb = F.embedding(candidates, self.model.item_emb.weight, sparse=True)  # [C, D]
         bias = F.embedding(candidates, self.model.item_bias.weight, sparse=True).squeeze(-1)  # [C]
         logits = user @ emb.T + bias - log_q  # [B, C]
+        if self.settings.exclude_seen:
+            logits = logits.masked_fill(self._seen_mask(examples, candidates, labels), float("-inf"))
         loss = F.cross_entropy(logits, labels)
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
@@ -116,6 +119,25 @@ class OnlineLearner:
         miss = (1 - p_draw).pow(s.negatives) * (1 - p_target).pow(len(targets))
         log_q = torch.log1p(-miss).clamp(min=-30.0)
         return candidates, inverse[: len(targets)], log_q
+
+    def _seen_mask(self, examples: Sequence[Example], candidates: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``[B, C]``: True where a candidate is one of the example's history items (never its target).
+
+        Where seen items are never recommended, pushing them down teaches the model nothing it will use.
+        """
+        rows, cols = [], []
+        for b, (history, _) in enumerate(examples):
+            seen = [r for r in set(self.vocab.rows_of([s.item for s in history])) if r]
+            rows.extend([b] * len(seen))
+            cols.extend(seen)
+        mask = torch.zeros(len(examples), len(candidates), dtype=torch.bool)
+        if cols:
+            seen_rows = torch.tensor(cols)
+            at = torch.searchsorted(candidates, seen_rows).clamp(max=len(candidates) - 1)  # candidates are sorted
+            hit = candidates[at] == seen_rows
+            mask[torch.tensor(rows)[hit], at[hit]] = True
+        mask[torch.arange(len(examples)), labels] = False
+        return mask
 
     def _remember(self, examples: Sequence[Example]) -> None:
         cap = self.settings.replay_size

@@ -36,6 +36,12 @@ class ModelSettings(BaseModel):
     replay_size: int = Field(20_000, ge=0, description="examples held in the replay buffer")
     negatives: int = Field(1024, ge=0, description="popularity-sampled negatives; 0 = full softmax")
     full_softmax_below: int = Field(20_000, ge=0, description="use the full softmax while the vocabulary is smaller")
+    exclude_seen: bool = Field(
+        False,
+        description="train as ranked when seen items are never recommended (data without repeat consumption): "
+        "the user's seen items are left out of the training softmax too",
+    )
+    threads: int = Field(2, ge=1, le=256, description="torch threads (process-wide) for the model's steps")
     seed: int = Field(0, description="seed of every random choice")
 
 

@@ -57,6 +57,11 @@ class Vocabulary:
         """The row of ``item``, 0 if it has none."""
         return self._rows.get(item, 0)
 
+    def rows_of(self, items: Iterable[str]) -> list[int]:
+        """The row of each item, 0 where it has none."""
+        get = self._rows.get
+        return [get(item, 0) for item in items]
+
     def item(self, row: int) -> str | None:
         return self._ids[row]
 

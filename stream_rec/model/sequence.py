@@ -55,11 +55,18 @@ class SequenceModel(nn.Module):
             self.item_emb.weight[0].zero_()
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        pad = batch.items == 0  # [B, L]
+        b, length = batch.items.shape
+        lengths = batch.lengths  # [B]
+        valid = torch.arange(length) < lengths.unsqueeze(1)  # [B, L]: histories are right-padded
+        pad = ~valid | (batch.items == 0)  # [B, L]: padding, or an item with no embedding (yet)
         x = self.item_emb(batch.items) + self.event_emb(batch.events) + self.gap_proj(batch.gaps.unsqueeze(-1))
-        x = x.masked_fill(pad.unsqueeze(-1), 0.0)  # [B, L, D]
-        out, _ = self.rnn(x)  # [B, L, D]
-        last = out[:, -1]  # [B, D]: histories are left-padded, the newest step is the last column
+        x = x.masked_fill(~valid.unsqueeze(-1), 0.0)  # [B, L, D]
+        if bool((lengths == length).all()):
+            out, _ = self.rnn(x)  # [B, L, D]
+        else:  # packed: the encoder never reads the padding, so a history's vector does not depend on its batch
+            packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+            out, _ = nn.utils.rnn.pad_packed_sequence(self.rnn(packed)[0], batch_first=True, total_length=length)
+        last = out[torch.arange(b), lengths - 1]  # [B, D]: the output at each history's newest step
         ctx = self.context_emb(batch.context)  # [B, D]
         weights = torch.zeros_like(batch.gaps)  # [B, L]
         if self.fusion == "concat":

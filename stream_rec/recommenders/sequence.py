@@ -69,7 +69,7 @@ class SequenceRecommender(Recommender):
         self, history: Sequence[Step], weights: torch.Tensor, user: torch.Tensor, n: int
     ) -> list[tuple[str, float]]:
         recent = history[-self.learner.settings.max_len :]
-        w = weights[-len(recent) :]  # [l]: left-padded, the history's steps are the last columns
+        w = weights[: len(recent)]  # [l]: right-padded, the history's steps are the first columns
         if not bool(w.any()):
             # Fusions without attention: attribute by each history item's affinity with the user vector.
             rows = torch.tensor([self.learner.vocab.index(s.item) for s in recent])

@@ -171,3 +171,26 @@ def test_same_seed_same_learner() -> None:
     assert same(snapshot(a), snapshot(b)) and a.last_loss == b.last_loss
     c = OnlineLearner(small(seed=4))
     assert not same(snapshot(OnlineLearner(small(seed=3))), snapshot(c))
+
+
+def test_seen_items_leave_the_training_softmax_when_they_are_never_ranked() -> None:
+    learner = OnlineLearner(small(exclude_seen=True))
+    learner.learn(chain("c", 6))  # items c0..c6 get rows
+    rows = {item: learner.vocab.index(item) for item in ("c0", "c1", "c2", "c3")}
+    view = [Step(item, "view", T0) for item in ("c0", "c1", "c2")]
+    examples: list[Example] = [(view, Step("c2", "view", T0)), (view[:1], Step("c3", "view", T0))]
+    candidates = torch.tensor(sorted(rows.values()))
+    labels = torch.searchsorted(candidates, torch.tensor([rows["c2"], rows["c3"]]))
+    mask = learner._seen_mask(examples, candidates, labels)
+    masked = [{item for item, row in rows.items() if mask[b, int((candidates == row).nonzero())]} for b in (0, 1)]
+    assert masked == [{"c0", "c1"}, {"c0"}]  # the history, but never the target, even a repeated one
+
+
+def test_histories_encode_alike_alone_or_in_a_batch_of_longer_ones() -> None:
+    learner = OnlineLearner(small())
+    learner.learn(chain("c", 30))
+    short = [Step("c1", "view", T0), Step("c2", "view", T0 + 60)]
+    long = [Step(f"c{k}", "view", T0 + 60 * k) for k in range(25)]
+    alone, _ = learner.encode([short])
+    batched, _ = learner.encode([long, short])
+    assert torch.allclose(alone[0], batched[1], atol=1e-5)
