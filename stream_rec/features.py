@@ -20,7 +20,7 @@ from .events import EVENT_TYPES
 from .sequences import Step
 from .vocab import Vocabulary
 
-__all__ = ["CONTEXT_BUCKETS", "EVENT_INDEX", "Batch", "encode_histories"]
+__all__ = ["CONTEXT_BUCKETS", "EVENT_INDEX", "Batch", "Repeats", "encode_histories", "encode_repeats"]
 
 EVENT_INDEX = {name: i + 1 for i, name in enumerate(EVENT_TYPES)}  # 0 = padding
 CONTEXT_BUCKETS = 4096
@@ -87,3 +87,43 @@ def encode_histories(histories: Sequence[Sequence[Step]], vocab: Vocabulary, max
         torch.tensor(context, dtype=torch.long).view(len(histories), MAX_CONTEXT_TOKENS),
         torch.tensor(lengths, dtype=torch.long),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Repeats:
+    """The distinct known items of each history, for the repeat-consumption score; one entry per (history, item)."""
+
+    batch: torch.Tensor  # [N] long, which history
+    rows: torch.Tensor  # [N] long, the item's vocabulary row
+    positions: torch.Tensor  # [N] long, recency of its newest occurrence (0 = the last step)
+    events: torch.Tensor  # [N] long, EVENT_INDEX at that occurrence
+    counts: torch.Tensor  # [N] long, occurrences in the history read
+
+
+def encode_repeats(histories: Sequence[Sequence[Step]], vocab: Vocabulary, max_len: int) -> Repeats:
+    """The last ``max_len`` steps of each history as distinct items, newest occurrence first."""
+    batch: list[int] = []
+    rows: list[int] = []
+    positions: list[int] = []
+    events: list[int] = []
+    counts: list[int] = []
+    for b, history in enumerate(histories):
+        recent = history[-max_len:]
+        seen: dict[int, int] = {}  # row -> its entry's index
+        rows_of = vocab.rows_of([s.item for s in recent])
+        for pos, (step, row) in enumerate(zip(reversed(recent), reversed(rows_of), strict=True)):
+            if not row:
+                continue
+            at = seen.get(row)
+            if at is None:
+                seen[row] = len(rows)
+                batch.append(b)
+                rows.append(row)
+                positions.append(pos)
+                events.append(EVENT_INDEX[step.event])
+                counts.append(1)
+            else:
+                counts[at] += 1
+    t = torch.tensor
+    return Repeats(t(batch, dtype=torch.long), t(rows, dtype=torch.long), t(positions, dtype=torch.long),
+                   t(events, dtype=torch.long), t(counts, dtype=torch.long))  # fmt: skip

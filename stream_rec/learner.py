@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .features import encode_histories
+from .features import Repeats, encode_histories, encode_repeats
 from .model import SequenceModel
+from .model.repeat import segment_log_softmax
 from .sequences import Step
 from .settings import ModelSettings
 from .vocab import Vocabulary
@@ -43,7 +44,8 @@ class OnlineLearner:
         self._gen = torch.Generator().manual_seed(s.seed)
         with torch.random.fork_rng():
             torch.manual_seed(s.seed)
-            self.model = SequenceModel(min(_INITIAL_ROWS, s.capacity + 1), s.dim, s.encoder, s.fusion)
+            self.model = SequenceModel(min(_INITIAL_ROWS, s.capacity + 1), s.dim, s.encoder, s.fusion, s.max_len)
+        self.repeats = s.repeat and not s.exclude_seen  # with seen items never ranked, repeats cannot be scored
         self._sparse = [self.model.item_emb.weight, self.model.item_bias.weight]
         self._dense = [p for p in self.model.parameters() if all(p is not q for q in self._sparse)]
         self.optimizers = self._make_optimizers()
@@ -81,13 +83,18 @@ class OnlineLearner:
         targets = torch.tensor([self.vocab.index(e.item) for _, e in examples])  # [B]
         self.model.train()
         user, _ = self.model(batch)  # [B, D]
+        histories = [h for h, _ in examples]
+        repeats = encode_repeats(histories, self.vocab, self.settings.max_len) if self.repeats else None
         candidates, labels, log_q = self._candidates(targets)  # [C], [B], [C]
         emb = F.embedding(candidates, self.model.item_emb.weight, sparse=True)  # [C, D]
         bias = F.embedding(candidates, self.model.item_bias.weight, sparse=True).squeeze(-1)  # [C]
         logits = user @ emb.T + bias - log_q  # [B, C]
         if self.settings.exclude_seen:
             logits = logits.masked_fill(self._seen_mask(examples, candidates, labels), float("-inf"))
-        loss = F.cross_entropy(logits, labels)
+        log_p = F.log_softmax(logits, dim=1)[torch.arange(len(examples)), labels]  # [B]: the explore mode's
+        if repeats is not None:
+            log_p = self._mixture(user, repeats, targets, log_p)
+        loss = -log_p.mean()
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
         if not torch.isfinite(loss):
@@ -101,7 +108,7 @@ class OnlineLearner:
         self.last_loss = loss.item()
 
     def _candidates(self, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Items the softmax runs over, each target's position among them, and their log sampling odds."""
+        """Items the softmax runs over (sorted), each target's position among them, and their log sampling odds."""
         active = torch.from_numpy(np.sort(self.vocab.active_rows()))
         s = self.settings
         if len(active) <= s.full_softmax_below or s.negatives == 0:
@@ -119,6 +126,23 @@ class OnlineLearner:
         miss = (1 - p_draw).pow(s.negatives) * (1 - p_target).pow(len(targets))
         log_q = torch.log1p(-miss).clamp(min=-30.0)
         return candidates, inverse[: len(targets)], log_q
+
+    def _mixture(
+        self, user: torch.Tensor, repeats: Repeats, targets: torch.Tensor, log_p_explore: torch.Tensor
+    ) -> torch.Tensor:
+        """``[B]`` log-probability of each target under the repeat/explore mixture (model/repeat.py)."""
+        b = len(targets)
+        log_g, scores = self.model.repeat(user, repeats.positions, repeats.events, repeats.counts)  # [B], [N]
+        log_p_repeat = torch.full((b,), -math.inf)
+        if len(scores):
+            log_choice = segment_log_softmax(scores, repeats.batch, b)  # [N]
+            is_target = repeats.rows == targets[repeats.batch]  # [N]: at most one per history
+            log_p_repeat = log_p_repeat.index_put((repeats.batch[is_target],), log_choice[is_target])
+        has_history = torch.zeros(b, dtype=torch.bool)
+        has_history[repeats.batch] = True
+        log_1mg = torch.log1p(-log_g.exp().clamp(max=1 - 1e-6))
+        mixed = torch.logaddexp(log_g + log_p_repeat, log_1mg + log_p_explore)
+        return torch.where(has_history, mixed, log_p_explore)  # with no known history item, only exploring
 
     def _seen_mask(self, examples: Sequence[Example], candidates: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """``[B, C]``: True where a candidate is one of the example's history items (never its target).
@@ -159,14 +183,28 @@ class OnlineLearner:
         return self.model(batch)
 
     @torch.no_grad()
-    def scores(self, user: torch.Tensor) -> torch.Tensor:
-        """Scores ``[B, rows]`` of every row for each user vector; rows holding no item score -inf."""
+    def scores(self, user: torch.Tensor, histories: Sequence[Sequence[Step]] | None = None) -> torch.Tensor:
+        """Scores ``[B, rows]`` of every row for each user vector; rows holding no item score -inf.
+
+        With ``histories`` (the ones ``user`` encodes) and the repeat head on, the scores are the log-probabilities
+        of the repeat/explore mixture (model/repeat.py): the history items get their repeat-mode share.
+        """
         rows = self.vocab.rows
         weight = self.model.item_emb.weight[:rows]
         scores = user @ weight.T + self.model.item_bias.weight[:rows].T  # [B, rows]
         mask = torch.ones(rows, dtype=torch.bool)
         mask[torch.from_numpy(self.vocab.active_rows())] = False
-        return scores.masked_fill(mask, float("-inf"))
+        scores = scores.masked_fill(mask, float("-inf"))
+        if histories is None or not self.repeats:
+            return scores
+        r = encode_repeats(histories, self.vocab, self.settings.max_len)
+        log_g, choice = self.model.repeat(user, r.positions, r.events, r.counts)  # [B], [N]
+        log_1mg = torch.log1p(-log_g.exp().clamp(max=1 - 1e-6))
+        scores = F.log_softmax(scores, dim=1) + log_1mg.unsqueeze(1)  # [B, rows]: the explore mode
+        if len(r.rows):
+            repeat = log_g[r.batch] + segment_log_softmax(choice, r.batch, len(histories))  # [N]
+            scores[r.batch, r.rows] = torch.logaddexp(scores[r.batch, r.rows], repeat)
+        return scores
 
     # -- table upkeep ------------------------------------------------------------------------------------------
 

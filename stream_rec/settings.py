@@ -41,6 +41,11 @@ class ModelSettings(BaseModel):
         description="train as ranked when seen items are never recommended (data without repeat consumption): "
         "the user's seen items are left out of the training softmax too",
     )
+    repeat: bool = Field(
+        True,
+        description="score the user's own recent items with a learned repeat-consumption bonus, started near "
+        "'recent items first' (inactive with exclude_seen)",
+    )
     threads: int = Field(2, ge=1, le=256, description="torch threads (process-wide) for the model's steps")
     seed: int = Field(0, description="seed of every random choice")
 

@@ -1,3 +1,4 @@
+from .repeat import RepeatScore
 from .sequence import Encoder, Fusion, SequenceModel
 
-__all__ = ["Encoder", "Fusion", "SequenceModel"]
+__all__ = ["Encoder", "Fusion", "RepeatScore", "SequenceModel"]

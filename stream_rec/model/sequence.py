@@ -12,6 +12,7 @@ from torch import nn
 
 from ..events import EVENT_TYPES
 from ..features import CONTEXT_BUCKETS, Batch
+from .repeat import RepeatScore
 
 __all__ = ["Encoder", "Fusion", "SequenceModel"]
 
@@ -26,7 +27,9 @@ class SequenceModel(nn.Module):
     ``[B, L]`` (attention weights for the attention fusion, all zero otherwise).
     """
 
-    def __init__(self, rows: int, dim: int = 64, encoder: Encoder = "lstm", fusion: Fusion = "concat") -> None:
+    def __init__(
+        self, rows: int, dim: int = 64, encoder: Encoder = "lstm", fusion: Fusion = "concat", max_len: int = 50
+    ) -> None:
         super().__init__()
         self.dim = dim
         self.fusion = fusion
@@ -46,6 +49,7 @@ class SequenceModel(nn.Module):
         else:
             self.query = nn.Linear(2 * dim, dim)
             self.fuse = nn.Linear(2 * dim, dim)
+        self.repeat = RepeatScore(dim, max_len)  # the repeat-consumption head: the learner's scores use it
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

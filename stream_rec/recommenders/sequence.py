@@ -48,8 +48,9 @@ class SequenceRecommender(Recommender):
         if not todo or not len(self.learner.vocab):
             return out
         learner = self.learner
-        user, weights = learner.encode([histories[i] for i in todo])  # [B, D], [B, L]
-        scores = learner.scores(user)  # [B, rows]
+        todo_histories = [histories[i] for i in todo]
+        user, weights = learner.encode(todo_histories)  # [B, D], [B, L]
+        scores = learner.scores(user, todo_histories)  # [B, rows]
         if exclude_seen:
             for row, i in enumerate(todo):
                 seen = [learner.vocab.index(s.item) for s in histories[i]]

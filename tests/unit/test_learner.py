@@ -194,3 +194,41 @@ def test_histories_encode_alike_alone_or_in_a_batch_of_longer_ones() -> None:
     alone, _ = learner.encode([short])
     batched, _ = learner.encode([long, short])
     assert torch.allclose(alone[0], batched[1], atol=1e-5)
+
+
+def test_repeats_encode_distinct_items_newest_first() -> None:
+    from stream_rec.features import encode_repeats
+
+    learner = OnlineLearner(small())
+    learner.learn(chain("c", 4))
+    history = [Step("c1", "view", T0), Step("c2", "add_to_cart", T0), Step("c1", "view", T0), Step("new", "view", T0)]
+    r = encode_repeats([[], history], learner.vocab, max_len=50)
+    rows = [learner.vocab.item(int(row)) for row in r.rows]
+    assert rows == ["c1", "c2"] and r.batch.tolist() == [1, 1]  # "new" has no row; the empty history nothing
+    assert r.positions.tolist() == [1, 2] and r.counts.tolist() == [2, 1]
+
+
+def test_the_repeat_head_learns_which_own_item_users_come_back_to() -> None:
+    """Users keep coming back to one favourite between one-off items: the favourite must outrank the newest."""
+    examples: list[Example] = []
+    n = 0
+    for round_ in range(20):
+        for u in range(20):
+            history: list[Step] = []
+            for k in range(6):
+                item = f"fav{u}" if k % 2 == 0 else f"once-{round_}-{u}-{k}"
+                step = Step(item, "view", T0 + n)
+                n += 1
+                if history:
+                    examples.append((list(history), step))
+                history.append(step)
+    learner = OnlineLearner(small(batch=16, replay=0.0))
+    probe = [Step("fav3", "view", T0), Step("once-0-3-1", "view", T0), Step("fav3", "view", T0),
+             Step("once-0-3-3", "view", T0)]  # fmt: skip
+    learner.learn(examples)
+    user, _ = learner.encode([probe])
+    assert learner.vocab.item(int(learner.scores(user, [probe]).argmax())) == "fav3"
+    off = OnlineLearner(small(batch=16, replay=0.0, repeat=False))
+    off.learn(examples)
+    user, _ = off.encode([probe])
+    assert off.vocab.item(int(off.scores(user, [probe]).argmax())) != "fav3"  # a next-new-item model misses it

@@ -1,0 +1,56 @@
+"""The repeat-consumption head: will the user come back to an item of their own history, and to which one?
+
+On e-commerce data people return to items they viewed minutes ago; a next-new-item model cannot see that. As
+in RepeatNet (Ren et al., AAAI 2019), the next item comes from a mixture of two modes: with probability ``g`` a
+*repeat* of one of the user's history items, chosen by a softmax over them, else an item from the model's softmax
+over the whole vocabulary. The gate ``g`` is learned from the user vector, so the model learns how far to trust
+repeats (on data where people rarely repeat, ``g`` falls), and the choice among history items is learned from
+the recency of each item's newest occurrence, the event type there (a cart or a purchase says more than a view)
+and how often it occurs. It starts as "recent items first" (a plain next-item softmax does not find that on
+its own), with an even gate.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..events import EVENT_TYPES
+
+__all__ = ["RepeatScore", "segment_log_softmax"]
+
+
+def segment_log_softmax(scores: torch.Tensor, segments: torch.Tensor, n_segments: int) -> torch.Tensor:
+    """``log_softmax`` of ``scores`` [N] within each segment (``segments`` [N] holds each score's segment).
+
+    >>> out = segment_log_softmax(torch.tensor([0.0, 0.0, 5.0]), torch.tensor([0, 0, 1]), 2)
+    >>> [round(x, 4) for x in out.exp().tolist()]
+    [0.5, 0.5, 1.0]
+    """
+    top = torch.full((n_segments,), -math.inf).scatter_reduce(0, segments, scores.detach(), "amax")
+    shifted = scores - top[segments]
+    sums = torch.zeros(n_segments).index_add(0, segments, shifted.exp())
+    return shifted - sums.log()[segments]
+
+
+class RepeatScore(nn.Module):
+    """Scores of history items for the repeat mode, and the gate between repeating and exploring."""
+
+    def __init__(self, dim: int, max_len: int) -> None:
+        super().__init__()
+        # Newest first: position 0 is the last step. A steep log decay: the most recent items lead.
+        self.position = nn.Parameter(torch.tensor([-2.0 * math.log1p(p) for p in range(max_len)]))
+        self.event = nn.Parameter(torch.zeros(len(EVENT_TYPES) + 1))
+        self.count = nn.Parameter(torch.zeros(1))
+        self.gate = nn.Linear(dim, 1)
+        nn.init.zeros_(self.gate.weight)
+        nn.init.zeros_(self.gate.bias)  # an even mix to start with
+
+    def forward(
+        self, user: torch.Tensor, positions: torch.Tensor, events: torch.Tensor, counts: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(log g [B], scores [N])``: the log repeat probability per user, and each history item's score."""
+        scores = self.position[positions] + self.event[events] + self.count * torch.log(counts.float())
+        return nn.functional.logsigmoid(self.gate(user).squeeze(-1)), scores
