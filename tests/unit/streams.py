@@ -20,7 +20,7 @@ def planted(users: int = 30, items: int = 20, length: int = 12, seed: int = 0) -
         t = T0 + 1000 * u
         for _ in range(length):
             item = "b" if history and history[-1].item == "a" else "a" if rng.random() < 0.3 else rng.choice(catalogue)
-            step = Step(item, "view", t)
+            step = Step(item, "view", t, user=f"u{u}")
             examples.append((list(history), step))
             history.append(step)
             t += 60

@@ -58,22 +58,6 @@ def test_names() -> None:
     assert [BASELINES[name]().name for name in sorted(BASELINES)] == sorted(BASELINES)
 
 
-def test_rank_returns_k_distinct_known_items_best_first(trained: Recommender) -> None:
-    known = {f"i{k}" for k in range(ITEMS)} | {"a", "b"}
-    for history in (view("a"), view("i3", "i4", "i3"), view("never-seen"), []):
-        ranking = trained.rank(history, k=10)
-        items = [item for item, _ in ranking]
-        assert len(items) == 10 == len(set(items))
-        assert set(items) <= known | {s.item for s in history}  # recent-markov offers the user's own items
-        scores = [score for _, score in ranking]
-        assert scores == sorted(scores, reverse=True)
-
-
-def test_rank_many_matches_rank(trained: Recommender) -> None:
-    histories = [view("a"), view("i1", "i2"), []]
-    assert trained.rank_many(histories, k=5) == [trained.rank(h, k=5) for h in histories]
-
-
 def test_fewer_items_than_k_gives_all_known(trained: Recommender) -> None:
     assert len(trained.rank(view("a"), k=1000)) == ITEMS + 2
 

@@ -29,17 +29,6 @@ def trained() -> SequenceRecommender:
 # --- the sequence recommender ------------------------------------------------------------------------------
 
 
-def test_rank_returns_k_distinct_known_items(trained: SequenceRecommender) -> None:
-    known = {f"i{k}" for k in range(ITEMS)} | {"a", "b"}
-    for history in (view("a"), view("i3", "i4"), view("never-seen")):
-        ranking = trained.rank(history, k=10)
-        items = [item for item, _ in ranking]
-        assert len(items) == 10 == len(set(items))
-        assert set(items) <= known
-        scores = [score for _, score in ranking]
-        assert scores == sorted(scores, reverse=True)
-
-
 def test_fewer_items_than_k(trained: SequenceRecommender) -> None:
     assert len(trained.rank(view("a"), k=100)) == len(trained.learner.vocab) == ITEMS + 2
 
@@ -65,14 +54,6 @@ def test_empty_history_gives_nothing(trained: SequenceRecommender) -> None:
 
 def test_untrained_recommender_ranks_nothing() -> None:
     assert SequenceRecommender(ModelSettings(dim=16)).rank(view("a"), k=5) == []
-
-
-def test_rank_many_matches_rank(trained: SequenceRecommender) -> None:
-    histories = [view("a"), view("i1", "i2"), view("b")]
-    many = trained.rank_many(histories, k=5)
-    for history, ranking in zip(histories, many, strict=True):
-        assert [i for i, _ in ranking] == [i for i, _ in trained.rank(history, k=5)]
-        assert [s for _, s in ranking] == pytest.approx([s for _, s in trained.rank(history, k=5)], abs=1e-5)
 
 
 def test_explain_names_history_items(trained: SequenceRecommender) -> None:
