@@ -53,10 +53,16 @@ class SequenceModel(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.normal_(self.item_emb.weight, std=0.05)
+        # Every input starts on the item embeddings' scale: torch's N(0, 1) event and context embeddings (and a
+        # gap projection of that size) would drown the items the encoder is there to read.
+        for table in (self.item_emb, self.event_emb, self.context_emb):
+            nn.init.normal_(table.weight, std=0.05)
+        nn.init.normal_(self.gap_proj.weight, std=0.05)
+        nn.init.zeros_(self.gap_proj.bias)
         nn.init.zeros_(self.item_bias.weight)
         with torch.no_grad():
-            self.item_emb.weight[0].zero_()
+            for table in (self.item_emb, self.event_emb, self.context_emb):
+                table.weight[0].zero_()  # padding
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         b, length = batch.items.shape
