@@ -42,15 +42,16 @@ from .settings import ModelSettings
 __all__ = ["RECOMMENDERS", "evaluate", "make_recommender"]
 
 RECOMMENDERS: tuple[str, ...] = (
-    "popularity", "decayed-popularity", "markov", "recent-markov", "river-biasedmf", "river-funkmf", "lstm", "gru",
+    "popularity", "decayed-popularity", "markov", "recent-markov", "river-biasedmf", "river-funkmf",
+    "lstm", "gru", "transformer", "graph",
 )  # fmt: skip
 
 Progress = Callable[[int, int], None]  # (events done, events in all)
 
 
 def make_recommender(name: str, model_settings: ModelSettings | None = None) -> Recommender:
-    """A fresh recommender by name (one of :data:`RECOMMENDERS`); ``lstm`` and ``gru`` are the sequence model
-    with that encoder and ``model_settings`` otherwise."""
+    """A fresh recommender by name (one of :data:`RECOMMENDERS`); ``lstm``, ``gru``, ``transformer`` and ``graph``
+    are the sequence model with that encoder and ``model_settings`` otherwise."""
     if name == "popularity":
         return Popularity()
     if name == "decayed-popularity":
@@ -63,7 +64,7 @@ def make_recommender(name: str, model_settings: ModelSettings | None = None) -> 
         seed = (model_settings or ModelSettings()).seed
         # FunkMF has no biases to carry it early on: it needs a larger step (measured on MovieLens 100K).
         return RiverMF("biased", seed=seed) if name == "river-biasedmf" else RiverMF("funk", lr=0.05, seed=seed)
-    if name in ("lstm", "gru"):
+    if name in ("lstm", "gru", "transformer", "graph"):
         settings = (model_settings or ModelSettings()).model_copy(update={"encoder": name})
         return SequenceRecommender(settings)
     raise ValueError(f"unknown recommender {name!r}; use one of {', '.join(RECOMMENDERS)}")

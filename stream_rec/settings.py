@@ -22,7 +22,9 @@ class ModelSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    encoder: Literal["lstm", "gru"] = Field("lstm", description="sequence encoder")
+    encoder: Literal["lstm", "gru", "transformer", "graph"] = Field(
+        "lstm", description="sequence encoder: lstm, gru, a small causal transformer, or graph (SR-GNN-like)"
+    )
     fusion: Literal["concat", "weighted", "attention"] = Field("attention", description="context fusion")
     dim: int = Field(64, ge=8, le=1024, description="item embedding and hidden size")
     max_len: int = Field(50, ge=1, le=1000, description="history steps the encoder reads")

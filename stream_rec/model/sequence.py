@@ -1,4 +1,4 @@
-"""The sequence model: items, event types and time gaps through an RNN encoder, fused with the context.
+"""The sequence model: items, event types and time gaps through an encoder (encoders.py), fused with the context.
 
 Only ``forward`` lives here; the learner owns the loss, the optimizer and the step (STYLE.md rule 3).
 """
@@ -12,11 +12,11 @@ from torch import nn
 
 from ..events import EVENT_TYPES
 from ..features import CONTEXT_BUCKETS, Batch
+from .encoders import Encoder, make_encoder
 from .repeat import RepeatScore
 
 __all__ = ["Encoder", "Fusion", "SequenceModel"]
 
-Encoder = Literal["lstm", "gru"]
 Fusion = Literal["concat", "weighted", "attention"]
 
 
@@ -39,8 +39,7 @@ class SequenceModel(nn.Module):
         self.event_emb = nn.Embedding(len(EVENT_TYPES) + 1, dim, padding_idx=0)
         self.gap_proj = nn.Linear(1, dim)
         self.context_emb = nn.EmbeddingBag(CONTEXT_BUCKETS, dim, mode="mean", padding_idx=0)
-        rnn = nn.LSTM if encoder == "lstm" else nn.GRU
-        self.rnn = rnn(dim, dim, batch_first=True)
+        self.encoder = make_encoder(encoder, dim, max_len)
         if fusion == "concat":
             self.fuse = nn.Linear(2 * dim, dim)
         elif fusion == "weighted":
@@ -71,11 +70,7 @@ class SequenceModel(nn.Module):
         pad = ~valid | (batch.items == 0)  # [B, L]: padding, or an item with no embedding (yet)
         x = self.item_emb(batch.items) + self.event_emb(batch.events) + self.gap_proj(batch.gaps.unsqueeze(-1))
         x = x.masked_fill(~valid.unsqueeze(-1), 0.0)  # [B, L, D]
-        if bool((lengths == length).all()):
-            out, _ = self.rnn(x)  # [B, L, D]
-        else:  # packed: the encoder never reads the padding, so a history's vector does not depend on its batch
-            packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-            out, _ = nn.utils.rnn.pad_packed_sequence(self.rnn(packed)[0], batch_first=True, total_length=length)
+        out = self.encoder(x, batch.items, lengths)  # [B, L, D]; padding never read
         last = out[torch.arange(b), lengths - 1]  # [B, D]: the output at each history's newest step
         ctx = self.context_emb(batch.context)  # [B, D]
         weights = torch.zeros_like(batch.gaps)  # [B, L]

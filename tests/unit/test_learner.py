@@ -186,8 +186,9 @@ def test_seen_items_leave_the_training_softmax_when_they_are_never_ranked() -> N
     assert masked == [{"c0", "c1"}, {"c0"}]  # the history, but never the target, even a repeated one
 
 
-def test_histories_encode_alike_alone_or_in_a_batch_of_longer_ones() -> None:
-    learner = OnlineLearner(small())
+@pytest.mark.parametrize("encoder", ["lstm", "gru", "transformer", "graph"])
+def test_histories_encode_alike_alone_or_in_a_batch_of_longer_ones(encoder: str) -> None:
+    learner = OnlineLearner(small(encoder=encoder))
     learner.learn(chain("c", 30))
     short = [Step("c1", "view", T0), Step("c2", "view", T0 + 60)]
     long = [Step(f"c{k}", "view", T0 + 60 * k) for k in range(25)]

@@ -1,0 +1,71 @@
+"""Micro-benchmark of the model's own cost per event: one learn step and one top-k ranking, big vocabulary.
+
+    python scripts/bench_model.py                      # 100,000 items, batch 256, histories of 50
+    python scripts/bench_model.py --items 20000 --repeats 20
+    STREAM_REC_MODEL__ENCODER=gru python scripts/bench_model.py
+
+Model settings come from STREAM_REC_MODEL__* as everywhere else. Prints microseconds per event for learning
+(the learner's steps on a batch, replay included), for ranking (encode + exact top-k over the whole vocabulary)
+and both; issue 4's target is <= 300 us per event on 2 cores with 100,000 items.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+
+from stream_rec.learner import Example
+from stream_rec.recommenders.sequence import SequenceRecommender
+from stream_rec.sequences import Step
+from stream_rec.settings import Settings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--items", type=int, default=100_000, help="vocabulary size (default 100,000)")
+    parser.add_argument("--batch", type=int, default=256, help="events per learn/rank call (default 256)")
+    parser.add_argument("--history", type=int, default=50, help="history length of each event (default 50)")
+    parser.add_argument("--repeats", type=int, default=10, help="timed batches (default 10)")
+    parser.add_argument("--k", type=int, default=10)
+    args = parser.parse_args()
+
+    settings = Settings().model.model_copy(update={"capacity": max(args.items, 16)})
+    rec = SequenceRecommender(settings)
+    rng = random.Random(0)
+    items = [f"i{n}" for n in range(args.items)]
+    rec.learner.vocab.observe(items)  # the whole vocabulary known up front
+    rec.learner._observe([])  # grow the tables to it
+
+    def batch() -> list[Example]:
+        out = []
+        for _ in range(args.batch):
+            picks = rng.sample(items, args.history + 1)
+            steps = [Step(item, "view", 1.6e9 + 60 * t) for t, item in enumerate(picks)]
+            out.append((steps[:-1], steps[-1]))
+        return out
+
+    for _ in range(2):  # warm-up: allocator, optimizer state, replay buffer
+        warm = batch()
+        rec.learn_many(warm)
+        rec.rank_many([h for h, _ in warm], args.k)
+    learn_us, rank_us = [], []
+    for _ in range(args.repeats):
+        examples = batch()
+        began = time.perf_counter()
+        rec.learn_many(examples)
+        learned = time.perf_counter()
+        rec.rank_many([h for h, _ in examples], args.k)
+        ranked = time.perf_counter()
+        learn_us.append((learned - began) / args.batch * 1e6)
+        rank_us.append((ranked - learned) / args.batch * 1e6)
+    learn, rank = statistics.median(learn_us), statistics.median(rank_us)
+    s = settings
+    print(f"{s.encoder}/{s.fusion}, dim {s.dim}, batch {s.batch}, replay {s.replay}, {args.items:,} items, "
+          f"histories of {args.history}, {s.threads} threads")  # fmt: skip
+    print(f"learn {learn:.0f} us/event, rank {rank:.0f} us/event, total {learn + rank:.0f} us/event (median of {args.repeats})")
+
+
+if __name__ == "__main__":
+    main()
