@@ -83,14 +83,18 @@ def create_app(settings: Settings) -> faust.App:
     )
     app.sequences = sequences  # type: ignore[attr-defined]
 
+    offsets: dict[str, int] = {}  # "topic:partition" -> the next offset after those learned from
+
     @app.agent(events_topic)
     async def process(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(settings.batch_size, within=settings.batch_within):  # type: ignore[attr-defined]
             states: dict[str, dict[str, Any]] = {}
             sources: dict[str, faust.EventT] = {}  # user -> the event whose partition the user's state is on
             accepted: list[Accepted] = []
+            taken: dict[str, int] = {}
             for ev in batch:
                 msg = ev.message
+                taken[f"{msg.topic}:{msg.partition}"] = msg.offset + 1
                 engine.metrics.events += 1
                 try:
                     event = parse_event(ev.value, settings.max_event_bytes)
@@ -112,8 +116,10 @@ def create_app(settings: Settings) -> faust.App:
                 sources[user] = ev
                 accepted.append(Accepted(event, steps(state), steps(new)))
             if not accepted:
+                offsets.update(taken)
                 continue
             outputs = await asyncio.to_thread(engine.process, accepted)
+            offsets.update(taken)  # learned from: what a checkpoint may claim
             for a, out in zip(accepted, outputs, strict=True):
                 user = a.event.user_id
                 states[user] = with_served(states[user], [i["item_id"] for i in out.recommendation["items"]])
@@ -128,6 +134,15 @@ def create_app(settings: Settings) -> faust.App:
                 await recommendations.send(key=key, value=orjson.dumps(out.recommendation))
                 if out.embedding is not None:
                     await embeddings.send(key=key, value=orjson.dumps(out.embedding))
+
+    if settings.checkpoint_every > 0:
+
+        @app.timer(interval=settings.checkpoint_every)
+        async def save_checkpoint() -> None:
+            # Off the event loop: the write takes the engine's lock, which a batch in progress holds.
+            path = await asyncio.to_thread(engine.checkpoint, dict(offsets))
+            if path is not None:
+                log.info("checkpoint %s", path)
 
     app.process_agent = process  # type: ignore[attr-defined]
     return app

@@ -7,18 +7,23 @@ gradient step never blocks the event loop.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from . import checkpoint
 from .events import Event
 from .recommenders import Popularity, SequenceRecommender
 from .sequences import Step, step_of
-from .settings import Settings
+from .settings import ModelSettings, Settings
 
 __all__ = ["Accepted", "Engine", "LiveMetrics", "Output"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +73,36 @@ class Engine:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.model = SequenceRecommender(settings.model.model_copy(update={"exclude_seen": settings.exclude_seen}))
+        model_settings = settings.model.model_copy(update={"exclude_seen": settings.exclude_seen})
+        self.offsets: dict[str, int] = {}  # "topic:partition" -> next offset, as of the newest checkpoint loaded
+        self.model = self._resume(model_settings) or SequenceRecommender(model_settings)
         self.popularity = Popularity()
         self.metrics = LiveMetrics()
         self.lock = threading.Lock()  # the web view reads the model while a batch may be running
+
+    def _resume(self, model_settings: ModelSettings) -> SequenceRecommender | None:
+        """The model of the newest checkpoint in the worker's folder, if any (its own settings are kept)."""
+        path = checkpoint.latest(self.settings.checkpoint_dir)
+        if path is None:
+            return None
+        learner, self.offsets = checkpoint.load(path)
+        if learner.settings.model_copy(update={"threads": model_settings.threads}) != model_settings:
+            log.warning("resuming from %s with its own model settings, not the configured ones", path)
+        log.info("resumed the model from %s (%d steps)", path, learner.steps)
+        return SequenceRecommender.from_learner(learner)
+
+    def checkpoint(self, offsets: dict[str, int]) -> Path | None:
+        """Write the model with the offsets it has learned up to; keep the newest ``checkpoint_keep``."""
+        with self.lock:
+            learner = self.model.learner
+            folder = self.settings.checkpoint_dir
+            if learner.steps == 0 or (saved := checkpoint.latest(folder)) == checkpoint.path_for(folder, learner.steps):
+                return saved if learner.steps else None  # nothing new to keep
+            path = checkpoint.save(learner, checkpoint.path_for(folder, learner.steps), offsets=offsets)
+        for old in sorted(folder.glob("checkpoint-*.safetensors"))[: -self.settings.checkpoint_keep]:
+            old.unlink(missing_ok=True)
+        self.offsets = dict(offsets)
+        return path
 
     def process(self, batch: Sequence[Accepted]) -> list[Output]:
         """Learn from the batch, then publishable outputs for each event, in order."""

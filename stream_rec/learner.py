@@ -217,7 +217,13 @@ class OnlineLearner:
     def _grow(self) -> None:
         """Double the item tables (up to capacity), keeping weights and optimizer state."""
         old = self.model.item_emb.num_embeddings
-        new = min(max(2 * old, self.vocab.rows), self.settings.capacity + 1)
+        self.grow_to(min(max(2 * old, self.vocab.rows), self.settings.capacity + 1))
+
+    def grow_to(self, new: int) -> None:
+        """Make the item tables ``new`` rows long (no shorter than now), keeping weights and optimizer state."""
+        old = self.model.item_emb.num_embeddings
+        if new <= old:
+            return
         for module, std in ((self.model.item_emb, 0.05), (self.model.item_bias, 0.0)):
             w_old = module.weight
             w_new = nn.Parameter(torch.randn(new, w_old.shape[1], generator=self._gen) * std)

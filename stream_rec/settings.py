@@ -74,6 +74,13 @@ class Settings(BaseSettings):
     exclude_seen: bool = Field(False, description="never recommend items already in the user's sequence")
     seq_len: int = Field(50, ge=1, le=10_000, description="events kept in each user's rolling sequence")
     data_dir: Path | None = Field(None, description="worker state (RocksDB tables); unset = <home>/worker")
+    checkpoint_every: float = Field(
+        60.0,
+        ge=0,
+        description="seconds between the worker's model checkpoints (0 = never); a worker resumes from "
+        "the newest one in <data_dir>/checkpoints",
+    )
+    checkpoint_keep: int = Field(3, ge=1, description="newest checkpoints kept")
     web_port: int = Field(6066, ge=1, le=65535, description="port of the worker's web view")
     batch_size: int = Field(256, ge=1, description="most events the agent takes at once (stream.take)")
     batch_within: float = Field(0.2, gt=0, description="seconds the agent waits to fill a batch")
@@ -85,6 +92,10 @@ class Settings(BaseSettings):
     def bootstrap(self) -> str:
         """The broker to talk to: the configured one, else the local one."""
         return self.broker or DEFAULT_BROKER
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.worker_dir / "checkpoints"
 
     @property
     def worker_dir(self) -> Path:

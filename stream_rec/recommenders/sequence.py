@@ -28,6 +28,14 @@ class SequenceRecommender(Recommender):
         self.learner = OnlineLearner(settings)
         self.name = self.learner.settings.encoder
 
+    @classmethod
+    def from_learner(cls, learner: OnlineLearner) -> SequenceRecommender:
+        """A recommender around an existing learner (one loaded from a checkpoint)."""
+        rec = cls.__new__(cls)
+        rec.learner = learner
+        rec.name = learner.settings.encoder
+        return rec
+
     @property
     def version(self) -> str:
         s = self.learner.settings

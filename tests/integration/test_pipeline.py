@@ -130,3 +130,43 @@ def test_worker_turns_events_into_recommendations_and_dead_letters(settings: Set
     assert stores, "the sequence table lives in RocksDB (rocksdict) under the data directory"
     key, embedding = emb[0]
     assert embedding["user_id"] == key and len(embedding["embedding"]) == settings.model.dim
+
+
+def test_a_restarted_worker_resumes_from_its_checkpoint(settings: Settings, tmp_path: Path) -> None:
+    from stream_rec import checkpoint
+
+    create_topics(settings, specs_for(settings, load_specs()))
+    env = _env(settings) | {"STREAM_REC_CHECKPOINT_EVERY": "1"}
+    recs = open_consumer(settings, settings.topic_recommendations)
+    events = list(synthetic_events(400, users=20, items=60, seed=5))
+
+    def run(batch: list[Event], log_name: str) -> list[tuple[str, dict]]:
+        with (tmp_path / log_name).open("wb") as log:
+            worker = subprocess.Popen([sys.executable, "-m", "stream_rec", "worker"], env=env,
+                                      stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+            try:
+                produce(settings, batch)
+                got = _collect(recs, len(batch), timeout=180)
+                deadline = time.monotonic() + 30
+                while checkpoint.latest(settings.checkpoint_dir) is None and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                time.sleep(1.5)  # one more timer tick: the checkpoint holds the last batch too
+                assert worker.poll() is None, "the worker died"
+            finally:
+                worker.terminate()
+                worker.wait(60)
+        return got
+
+    try:
+        first = run(events[:300], "worker-1.log")
+        saved = checkpoint.latest(settings.checkpoint_dir)
+        assert saved is not None, "the worker wrote a checkpoint"
+        learner, offsets = checkpoint.load(saved)
+        assert learner.steps > 0 and len(learner.vocab) > 0
+        assert sum(offsets.values()) == 300, "the offsets learned up to: every event of the first run"
+        second = run(events[300:], "worker-2.log")
+    finally:
+        recs.close()
+    assert len(first) == 300 and len(second) == 100
+    steps = [int(rec["model_version"].rsplit("@", 1)[1]) for _, rec in second if rec["strategy"] == "model"]
+    assert steps and min(steps) >= learner.steps, "the restarted worker went on from the checkpoint's model"

@@ -1,0 +1,110 @@
+"""Checkpoints of the online learner: weights, optimizer state, vocabulary and the offsets learned up to.
+
+One file per checkpoint, in the safetensors format: the tensors (model weights, optimizer state, the torch
+generator) are raw arrays and everything else (settings, vocabulary, optimizer hyper-parameters, counters, the
+consumed offsets) is JSON in the file's header. Loading parses arrays and JSON only: nothing is unpickled, so a
+checkpoint from elsewhere cannot run code. A file is written beside its final name, flushed to disk and renamed
+over it, so a crash leaves the previous checkpoint or the new one, never half of one.
+
+The replay buffer is not kept: it refills from the stream within ``replay_size`` events.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from .errors import StreamRecError
+from .learner import OnlineLearner
+from .settings import ModelSettings
+from .vocab import Vocabulary
+
+__all__ = ["FORMAT", "latest", "load", "save"]
+
+FORMAT = "stream-rec-checkpoint/1"
+_PREFIX, _SUFFIX = "checkpoint-", ".safetensors"
+
+
+def save(learner: OnlineLearner, path: str | Path, *, offsets: dict[str, int] | None = None) -> Path:
+    """Write ``learner`` (and ``offsets``, e.g. ``{"events:0": 1234}``: next offset per topic:partition) atomically."""
+    path = Path(path)
+    tensors = {f"model.{name}": value.detach().contiguous() for name, value in learner.model.state_dict().items()}
+    optimizers = []
+    for j, opt in enumerate(learner.optimizers):
+        state = opt.state_dict()
+        scalars: dict[str, dict[str, Any]] = {}
+        for index, values in state["state"].items():
+            for key, value in values.items():
+                if torch.is_tensor(value):
+                    tensors[f"opt{j}.{index}.{key}"] = value.detach().contiguous()
+                else:
+                    scalars.setdefault(str(index), {})[key] = value
+        optimizers.append({"param_groups": state["param_groups"], "scalars": scalars})
+    tensors["rng.torch"] = learner._gen.get_state()
+    counters = {"steps": learner.steps, "skipped_steps": learner.skipped_steps, "examples": learner.examples}
+    metadata = {
+        "format": FORMAT,
+        "settings": learner.settings.model_dump_json(),
+        "vocab": json.dumps(learner.vocab.state_dict()),
+        "optimizers": json.dumps(optimizers),
+        "learner": json.dumps({**counters, "rng": learner._rng.getstate()}),
+        "offsets": json.dumps(offsets or {}),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    with tmp.open("rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def load(path: str | Path, settings: ModelSettings | None = None) -> tuple[OnlineLearner, dict[str, int]]:
+    """The learner a checkpoint holds, and its offsets. ``settings`` may change what does not shape the state
+    (threads, learning rate, ...); by default the checkpoint's own settings are used."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
+    except (OSError, SafetensorError) as exc:
+        raise StreamRecError(f"cannot read checkpoint {path}: {exc}") from None
+    if metadata.get("format") != FORMAT:
+        raise StreamRecError(f"{path} is not a stream-rec checkpoint ({FORMAT})")
+    saved = ModelSettings.model_validate_json(metadata["settings"])
+    learner = OnlineLearner(settings or saved)
+    learner.vocab = Vocabulary.from_state_dict(json.loads(metadata["vocab"]))
+    learner.grow_to(tensors["model.item_emb.weight"].shape[0])
+    learner.model.load_state_dict({key[6:]: value for key, value in tensors.items() if key.startswith("model.")})
+    for j, (opt, saved_opt) in enumerate(zip(learner.optimizers, json.loads(metadata["optimizers"]), strict=True)):
+        state: dict[int, dict[str, Any]] = {}
+        for key, value in tensors.items():
+            if key.startswith(f"opt{j}."):
+                _, index, name = key.split(".", 2)
+                state.setdefault(int(index), {})[name] = value
+        for index, scalars in saved_opt["scalars"].items():
+            state.setdefault(int(index), {}).update(scalars)
+        opt.load_state_dict({"state": state, "param_groups": saved_opt["param_groups"]})
+    learner._gen.set_state(tensors["rng.torch"])
+    counters = json.loads(metadata["learner"])
+    learner.steps, learner.skipped_steps, learner.examples = (
+        counters["steps"], counters["skipped_steps"], counters["examples"]
+    )  # fmt: skip
+    version, internal, gauss = counters["rng"]
+    learner._rng.setstate((version, tuple(internal), gauss))
+    return learner, {str(k): int(v) for k, v in json.loads(metadata["offsets"]).items()}
+
+
+def latest(folder: str | Path) -> Path | None:
+    """The newest checkpoint file in ``folder`` (by the step count in its name), if any."""
+    found = sorted(Path(folder).glob(f"{_PREFIX}*{_SUFFIX}"), key=lambda p: int(p.name[len(_PREFIX) : -len(_SUFFIX)]))
+    return found[-1] if found else None
+
+
+def path_for(folder: str | Path, steps: int) -> Path:
+    return Path(folder) / f"{_PREFIX}{steps:012d}{_SUFFIX}"

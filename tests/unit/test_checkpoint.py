@@ -1,0 +1,43 @@
+"""Checkpoint files: atomic, found by step, and never unpickled (a hostile file is a clear error)."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+
+from stream_rec import checkpoint
+from stream_rec.errors import StreamRecError
+from stream_rec.learner import OnlineLearner
+from stream_rec.settings import ModelSettings
+from tests.unit.streams import planted
+
+
+class Boom:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (print, ("unpickled!",))
+
+
+def test_foreign_or_hostile_files_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    hostile = tmp_path / "checkpoint-000000000001.safetensors"
+    hostile.write_bytes(pickle.dumps(Boom()))
+    with pytest.raises(StreamRecError, match="cannot read checkpoint"):
+        checkpoint.load(hostile)
+    assert "unpickled!" not in capsys.readouterr().out
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"\x00" * 64)
+    with pytest.raises(StreamRecError):
+        checkpoint.load(garbage)
+
+
+def test_save_is_atomic_and_latest_finds_the_newest(tmp_path: Path) -> None:
+    learner = OnlineLearner(ModelSettings(dim=8, batch=16))
+    learner.learn(planted(users=5))
+    assert checkpoint.latest(tmp_path) is None
+    for steps in (3, 12, 7):
+        checkpoint.save(learner, checkpoint.path_for(tmp_path, steps))
+    assert checkpoint.latest(tmp_path) == checkpoint.path_for(tmp_path, 12)
+    assert not list(tmp_path.glob(".*.tmp")), "no temporary file left behind"
+    restored, offsets = checkpoint.load(checkpoint.latest(tmp_path))  # type: ignore[arg-type]
+    assert offsets == {} and restored.steps == learner.steps and len(restored.vocab) == len(learner.vocab)
