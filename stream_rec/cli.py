@@ -236,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--models",
         default="popularity,decayed-popularity,markov,recent-markov,lstm",
         help="comma-separated: popularity, decayed-popularity, markov, recent-markov, river-biasedmf, "
-        "river-funkmf, lstm, gru",
+        "river-funkmf, lstm, gru, transformer, graph",
     )
     p.add_argument("--k", default="10", help="list length(s), e.g. 10 or 5,10,20")
     p.add_argument("--exclude-seen", action="store_true", help="never rank a user's seen items (no repeats)")
