@@ -25,6 +25,7 @@ __all__ = ["CONTEXT_BUCKETS", "EVENT_INDEX", "Batch", "Repeats", "encode_histori
 EVENT_INDEX = {name: i + 1 for i, name in enumerate(EVENT_TYPES)}  # 0 = padding
 CONTEXT_BUCKETS = 4096
 MAX_CONTEXT_TOKENS = 16
+MAX_ITEM_TOKENS = 4
 _GAP_SCALE = 1.0 / math.log1p(30 * 86_400.0)  # a 30-day gap maps to 1.0
 
 
@@ -34,6 +35,7 @@ class Batch:
     events: torch.Tensor  # [B, L] long, EVENT_INDEX, 0 = padding
     gaps: torch.Tensor  # [B, L] float, log-scaled time since the step before
     context: torch.Tensor  # [B, T] long, hashed tokens of the newest step's context, 0 = padding
+    item_features: torch.Tensor  # [B, L, F] long, hashed tokens of each step's item side features, 0 = padding
     lengths: torch.Tensor  # [B] long, steps in each history (at least 1: an empty history is one padding step)
 
 
@@ -54,6 +56,13 @@ def context_tokens(step: Step) -> list[int]:
     return tokens
 
 
+def item_tokens(step: Step) -> list[int]:
+    """Hashed tokens of a step's item side features (``category=shoes``), at most :data:`MAX_ITEM_TOKENS`."""
+    if not step.features:
+        return []
+    return [_bucket(f"item.{key}={value}") for key, value in list(step.features.items())[:MAX_ITEM_TOKENS]]
+
+
 def encode_histories(histories: Sequence[Sequence[Step]], vocab: Vocabulary, max_len: int) -> Batch:
     """Tensors for a batch of histories (oldest step first); built as lists, then one tensor each (fast).
 
@@ -63,7 +72,9 @@ def encode_histories(histories: Sequence[Sequence[Step]], vocab: Vocabulary, max
     events: list[list[int]] = []
     gaps: list[list[float]] = []
     context: list[list[int]] = []
+    item_features: list[list[list[int]]] = []
     lengths: list[int] = []
+    no_features = [0] * MAX_ITEM_TOKENS
     index = vocab.rows_of
     length = min(max_len, max((len(h) for h in histories), default=0)) or 1
     for history in histories:
@@ -78,6 +89,10 @@ def encode_histories(histories: Sequence[Sequence[Step]], vocab: Vocabulary, max
             + [0.0] * len(pad)
         )
         lengths.append(max(1, len(recent)))
+        steps = [
+            (t := item_tokens(s)) + [0] * (MAX_ITEM_TOKENS - len(t)) if s.features else no_features for s in recent
+        ]
+        item_features.append(steps + [no_features] * len(pad))
         tokens = context_tokens(recent[-1]) if recent else []
         context.append(tokens + [0] * (MAX_CONTEXT_TOKENS - len(tokens)))
     return Batch(
@@ -85,6 +100,7 @@ def encode_histories(histories: Sequence[Sequence[Step]], vocab: Vocabulary, max
         torch.tensor(events, dtype=torch.long).view(len(histories), length),
         torch.tensor(gaps, dtype=torch.float32).view(len(histories), length),
         torch.tensor(context, dtype=torch.long).view(len(histories), MAX_CONTEXT_TOKENS),
+        torch.tensor(item_features, dtype=torch.long).view(len(histories), length, MAX_ITEM_TOKENS),
         torch.tensor(lengths, dtype=torch.long),
     )
 

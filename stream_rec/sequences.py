@@ -2,7 +2,8 @@
 
 The table value is a plain JSON object so that the changelog and RocksDB hold nothing but JSON::
 
-    {"steps": [[item_id, event, ts, context], ...],   # oldest first, at most `max_len`
+    {"steps": [[item_id, event, ts, context, item], ...],   # oldest first, at most `max_len`; context and
+                                                      # item side features only where present
      "ids": [event_id, ...],                           # recent event ids, for de-duplication
      "served": [item_id, ...],                         # the top-k last published for this user
      "n": 17}                                          # events ever appended
@@ -45,7 +46,7 @@ def steps(state: State | None) -> list[Step]:
     """The user's history, oldest first."""
     if not state:
         return []
-    return [Step(s[0], s[1], s[2], s[3] if len(s) > 3 else None) for s in state["steps"]]
+    return [Step(s[0], s[1], s[2], s[3] if len(s) > 3 else None, s[4] if len(s) > 4 else None) for s in state["steps"]]
 
 
 def is_duplicate(state: State | None, event_id: str) -> bool:
@@ -62,8 +63,10 @@ def append(state: State | None, event: Event, *, max_len: int, dedup_window: int
     window = dedup_window if dedup_window is not None else max(2 * max_len, 100)
     old = state or {"steps": [], "ids": [], "served": [], "n": 0}
     record: list[Any] = [event.item_id, event.event, event.ts]
-    if event.context:
-        record.append(event.context)
+    if event.context or event.item:
+        record.append(event.context or None)
+    if event.item:
+        record.append(event.item)
     return {
         "steps": [*old["steps"], record][-max_len:],
         "ids": [*old["ids"], event.event_id][-window:],

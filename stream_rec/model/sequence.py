@@ -39,6 +39,7 @@ class SequenceModel(nn.Module):
         self.event_emb = nn.Embedding(len(EVENT_TYPES) + 1, dim, padding_idx=0)
         self.gap_proj = nn.Linear(1, dim)
         self.context_emb = nn.EmbeddingBag(CONTEXT_BUCKETS, dim, mode="mean", padding_idx=0)
+        self.item_feature_emb = nn.EmbeddingBag(CONTEXT_BUCKETS, dim, mode="sum", padding_idx=0)
         self.encoder = make_encoder(encoder, dim, max_len)
         if fusion == "concat":
             self.fuse = nn.Linear(2 * dim, dim)
@@ -54,13 +55,13 @@ class SequenceModel(nn.Module):
     def reset_parameters(self) -> None:
         # Every input starts on the item embeddings' scale: torch's N(0, 1) event and context embeddings (and a
         # gap projection of that size) would drown the items the encoder is there to read.
-        for table in (self.item_emb, self.event_emb, self.context_emb):
+        for table in (self.item_emb, self.event_emb, self.context_emb, self.item_feature_emb):
             nn.init.normal_(table.weight, std=0.05)
         nn.init.normal_(self.gap_proj.weight, std=0.05)
         nn.init.zeros_(self.gap_proj.bias)
         nn.init.zeros_(self.item_bias.weight)
         with torch.no_grad():
-            for table in (self.item_emb, self.event_emb, self.context_emb):
+            for table in (self.item_emb, self.event_emb, self.context_emb, self.item_feature_emb):
                 table.weight[0].zero_()  # padding
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,6 +70,8 @@ class SequenceModel(nn.Module):
         valid = torch.arange(length) < lengths.unsqueeze(1)  # [B, L]: histories are right-padded
         pad = ~valid | (batch.items == 0)  # [B, L]: padding, or an item with no embedding (yet)
         x = self.item_emb(batch.items) + self.event_emb(batch.events) + self.gap_proj(batch.gaps.unsqueeze(-1))
+        # Item side features (a category): they carry what an item is before its own embedding has learned it.
+        x = x + self.item_feature_emb(batch.item_features.view(b * length, -1)).view(b, length, -1)
         x = x.masked_fill(~valid.unsqueeze(-1), 0.0)  # [B, L, D]
         out = self.encoder(x, batch.items, lengths)  # [B, L, D]; padding never read
         last = out[torch.arange(b), lengths - 1]  # [B, D]: the output at each history's newest step

@@ -233,3 +233,14 @@ def test_the_repeat_head_learns_which_own_item_users_come_back_to() -> None:
     off.learn(examples)
     user, _ = off.encode([probe])
     assert off.vocab.item(int(off.scores(user, [probe]).argmax())) != "fav3"  # a next-new-item model misses it
+
+
+def test_item_features_reach_the_model() -> None:
+    """Two histories alike but for their items' category encode differently."""
+    learner = OnlineLearner(small())
+    learner.learn(chain("c", 3))
+    plain = [Step("c1", "view", T0)]
+    shoes = [Step("c1", "view", T0, features={"category": "shoes"})]
+    a, _ = learner.encode([plain])
+    b, _ = learner.encode([shoes])
+    assert not torch.allclose(a, b)

@@ -104,3 +104,14 @@ def test_step_of() -> None:
     e = Event("u", "i", "click", T0, "e", context={"d": "m"}, item={"c": "x"})
     assert step_of(e) == Step("i", "click", T0, {"d": "m"}, {"c": "x"}, "u")
     assert step_of(ev(0)) == Step("i0", "view", T0, None, None, "u")
+
+
+def test_item_side_features_are_kept() -> None:
+    state = append(None, Event("u", "i0", "view", T0, "e0", item={"category": "shoes"}), max_len=5)
+    state = append(
+        state, Event("u", "i1", "view", T0 + 1, "e1", context={"d": "m"}, item={"category": "hats"}), max_len=5
+    )
+    assert steps(state) == [
+        Step("i0", "view", T0, None, {"category": "shoes"}),
+        Step("i1", "view", T0 + 1, {"d": "m"}, {"category": "hats"}),
+    ]
