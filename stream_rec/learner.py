@@ -3,7 +3,8 @@
 A step takes a micro-batch of (history, next event) examples, mixes in replayed ones, computes a softmax loss
 over the items (full while the vocabulary is small, else sampled with popularity negatives and the log-Q
 correction), skips and counts a step whose loss is not finite, clips the gradient and updates. Item tables are
-sparse, so a step costs in proportion to its batch, not to the vocabulary.
+sparse, so a step costs in proportion to its batch, not to the vocabulary. River's ADWIN watches the running
+loss: when it rises (the stream changed), the learning rate is raised for ``drift_steps`` steps.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from river import drift
 from torch import nn
 
 from .features import Repeats, encode_histories, encode_repeats
@@ -28,6 +30,7 @@ __all__ = ["Example", "OnlineLearner"]
 
 Example = tuple[Sequence[Step], Step]  # (the user's history before the event, the event)
 _INITIAL_ROWS = 1024
+_COSINE_SCALE = 10.0  # cosines live in [-1, 1]: a softmax over them needs a temperature
 
 # Sparse gradients are built by torch itself; checking their invariants on every step costs time for nothing.
 torch.sparse.check_sparse_tensor_invariants.disable()
@@ -49,6 +52,10 @@ class OnlineLearner:
         self._sparse = [self.model.item_emb.weight, self.model.item_bias.weight]
         self._dense = [p for p in self.model.parameters() if all(p is not q for q in self._sparse)]
         self.optimizers = self._make_optimizers()
+        self._base_lr = [opt.param_groups[0]["lr"] for opt in self.optimizers]
+        self._drift = drift.ADWIN() if s.drift else None  # on the running loss
+        self._boost_left = 0  # steps left at the boosted learning rate
+        self.drifts = 0
         self.replay: list[Example] = []
         self.steps = 0
         self.skipped_steps = 0
@@ -88,13 +95,23 @@ class OnlineLearner:
         candidates, labels, log_q = self._candidates(targets)  # [C], [B], [C]
         emb = F.embedding(candidates, self.model.item_emb.weight, sparse=True)  # [C, D]
         bias = F.embedding(candidates, self.model.item_bias.weight, sparse=True).squeeze(-1)  # [C]
-        logits = user @ emb.T + bias - log_q  # [B, C]
+        logits = self._affinity(user, emb, bias) - log_q  # [B, C]
         if self.settings.exclude_seen:
             logits = logits.masked_fill(self._seen_mask(examples, candidates, labels), float("-inf"))
-        log_p = F.log_softmax(logits, dim=1)[torch.arange(len(examples)), labels]  # [B]: the explore mode's
-        if repeats is not None:
-            log_p = self._mixture(user, repeats, targets, log_p)
-        loss = -log_p.mean()
+        rows = torch.arange(len(examples))
+        log_p = F.log_softmax(logits, dim=1)[rows, labels]  # [B]: the explore mode's
+        if self.settings.scoring == "sigmoid":
+            # A binary loss per item: the target against every other candidate (masked ones left out).
+            truth = torch.zeros_like(logits)
+            truth[rows, labels] = 1.0
+            weight = torch.isfinite(logits).float()
+            loss = F.binary_cross_entropy_with_logits(logits.nan_to_num(0.0, neginf=0.0), truth, weight=weight)
+            if repeats is not None:  # the repeat head still learns from the mixture, explore mode held fixed
+                loss = loss - self._mixture(user, repeats, targets, log_p.detach()).mean()
+        else:
+            if repeats is not None:
+                log_p = self._mixture(user, repeats, targets, log_p)
+            loss = -log_p.mean()
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
         if not torch.isfinite(loss):
@@ -102,10 +119,26 @@ class OnlineLearner:
             return
         loss.backward()
         nn.utils.clip_grad_norm_(self._dense, self.settings.clip)
-        for opt in self.optimizers:
+        boost = self.settings.drift_boost if self._boost_left > 0 else 1.0
+        for opt, base in zip(self.optimizers, self._base_lr, strict=True):
+            for group in opt.param_groups:
+                group["lr"] = base * boost
             opt.step()
+        self._boost_left = max(0, self._boost_left - 1)
         self.steps += 1
         self.last_loss = loss.item()
+        if self._drift is not None:
+            before = self._drift.estimation
+            self._drift.update(self.last_loss)
+            if self._drift.drift_detected and self._drift.estimation > before:  # the loss rose: the stream changed
+                self.drifts += 1
+                self._boost_left = self.settings.drift_steps
+
+    def _affinity(self, user: torch.Tensor, emb: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """``[B, C]`` scores of items (``emb`` [C, D], ``bias`` [C]) for users (``[B, D]``), per ``scoring``."""
+        if self.settings.scoring == "cosine":
+            return _COSINE_SCALE * F.normalize(user, dim=-1) @ F.normalize(emb, dim=-1).T + bias
+        return user @ emb.T + bias
 
     def _candidates(self, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Items the softmax runs over (sorted), each target's position among them, and their log sampling odds."""
@@ -191,7 +224,7 @@ class OnlineLearner:
         """
         rows = self.vocab.rows
         weight = self.model.item_emb.weight[:rows]
-        scores = user @ weight.T + self.model.item_bias.weight[:rows].T  # [B, rows]
+        scores = self._affinity(user, weight, self.model.item_bias.weight[:rows].squeeze(-1))  # [B, rows]
         mask = torch.ones(rows, dtype=torch.bool)
         mask[torch.from_numpy(self.vocab.active_rows())] = False
         scores = scores.masked_fill(mask, float("-inf"))

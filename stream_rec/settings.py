@@ -43,6 +43,14 @@ class ModelSettings(BaseModel):
         description="train as ranked when seen items are never recommended (data without repeat consumption): "
         "the user's seen items are left out of the training softmax too",
     )
+    scoring: Literal["dot", "cosine", "sigmoid"] = Field(
+        "dot",
+        description="item scores: dot product (softmax loss), cosine (scaled, softmax loss) or sigmoid (dot "
+        "product, binary loss on the target against the sampled items)",
+    )
+    drift: bool = Field(True, description="detect a rise of the loss (river's ADWIN) and raise the learning rate")
+    drift_boost: float = Field(3.0, ge=1, description="learning-rate factor after a detected rise of the loss")
+    drift_steps: int = Field(100, ge=1, description="steps the boosted learning rate lasts")
     repeat: bool = Field(
         True,
         description="score the user's own recent items with a learned repeat-consumption bonus, started near "

@@ -99,8 +99,9 @@ def test_a_checkpoint_round_trip_ranks_and_learns_alike(name: str, stream: list[
     from stream_rec import checkpoint
     from stream_rec.recommenders.sequence import SequenceRecommender
 
-    # No replay: the replay buffer is the one thing a checkpoint leaves out (it refills from the stream).
-    rec = make_recommender(name, SMALL.model_copy(update={"replay": 0.0}))
+    # No replay: the replay buffer is not in a checkpoint (it refills from the stream).
+    # Nor drift detection: ADWIN's window starts afresh after a restart.
+    rec = make_recommender(name, SMALL.model_copy(update={"replay": 0.0, "drift": False}))
     assert isinstance(rec, SequenceRecommender)
     rec.learn_many(stream[:200])
     path = checkpoint.save(rec.learner, tmp_path / "c.safetensors", offsets={"events:0": 200})

@@ -145,8 +145,9 @@ def test_sampled_softmax_is_used_above_the_threshold() -> None:
     assert len(log_q) == len(candidates) and bool(torch.isfinite(log_q).all())
 
 
-def test_sampled_softmax_learns_a_planted_transition() -> None:
-    learner = OnlineLearner(small(batch=32, full_softmax_below=5, negatives=8))
+@pytest.mark.parametrize("scoring", ["dot", "cosine", "sigmoid"])
+def test_sampled_softmax_learns_a_planted_transition(scoring: str) -> None:
+    learner = OnlineLearner(small(batch=32, full_softmax_below=5, negatives=8, scoring=scoring))
     data = planted()
     for _ in range(10):
         learner.learn(data)
@@ -244,3 +245,22 @@ def test_item_features_reach_the_model() -> None:
     a, _ = learner.encode([plain])
     b, _ = learner.encode([shoes])
     assert not torch.allclose(a, b)
+
+
+def test_a_rise_of_the_loss_raises_the_learning_rate_for_a_while() -> None:
+    learner = OnlineLearner(small(batch=16, replay=0.0, drift_steps=5, drift_boost=4.0))
+    for _ in range(6):
+        learner.learn(planted(seed=1))  # a stable stream: the loss falls
+    assert learner.drifts == 0
+    rng = __import__("random").Random(2)
+    shifted = [([Step(f"new{rng.randrange(400)}", "view", T0)], Step(f"new{rng.randrange(400)}", "view", T0))
+               for _ in range(600)]  # fmt: skip
+    learner.learn(shifted)  # a new catalogue, no pattern: the loss jumps
+    assert learner.drifts >= 1
+    base = learner._base_lr[0]
+    learner._boost_left = 2
+    learner.learn(chain("q", 16))  # one step of 16: boosted
+    assert learner.optimizers[0].param_groups[0]["lr"] == pytest.approx(4.0 * base)
+    learner._boost_left = 0
+    learner.learn(chain("r", 16))
+    assert learner.optimizers[0].param_groups[0]["lr"] == pytest.approx(base)
