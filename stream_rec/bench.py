@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 
 from .clients import open_consumer, produce
+from .demo import stop_process
 from .errors import BrokerError, StreamRecError
 from .events import Event
 from .settings import Settings
@@ -122,16 +123,6 @@ def _peak_rss_mb(pid: int) -> float | None:
     return None
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 class _Outputs:
     """Reads the output topic and records when each awaited event id's output arrived."""
 
@@ -194,7 +185,7 @@ def _measure(
         peak = _peak_rss_mb(proc.pid)
     finally:
         outputs.close()
-        _stop(proc)
+        stop_process(proc)
         delete_topics(settings, containing=settings.topic_events.removesuffix("-events"))
     latencies = [(outputs.arrived[i] - t) * 1000 for i, t in sent.items()]
     seconds = max(outputs.arrived[i] for i in sent) - min(sent.values())

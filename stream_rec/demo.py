@@ -28,7 +28,7 @@ from .events import Event
 from .settings import Settings
 from .topics import create_topics, load_specs, specs_for
 
-__all__ = ["run_demo", "start_worker"]
+__all__ = ["run_demo", "start_worker", "stop_process"]
 
 
 def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
@@ -43,7 +43,8 @@ def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def _stop(worker: subprocess.Popen[bytes]) -> None:
+def stop_process(worker: subprocess.Popen[bytes]) -> None:
+    """Terminate a child process (SIGTERM, then SIGKILL after 30 s) and reap it."""
     if worker.poll() is None:
         worker.terminate()
         try:
@@ -139,7 +140,7 @@ def run_demo(settings: Settings, *, dataset: str | None, fmt: str, rate: float, 
         stop.set()
         producer.join(30)
         consumer.close()
-        _stop(worker)
+        stop_process(worker)
         if started_broker:
             kafka_local.stop(settings)
 
