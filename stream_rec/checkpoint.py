@@ -1,7 +1,7 @@
 """Checkpoints of the online learner: weights, optimizer state, vocabulary and the offsets learned up to.
 
 One file per checkpoint, in the safetensors format: the tensors (model weights, optimizer state, the torch
-generator) are raw arrays and everything else (settings, vocabulary, optimizer hyper-parameters, counters, the
+generator, the transition counts) are raw arrays and everything else (settings, vocabulary, optimizer hyper-parameters, counters, the
 consumed offsets) is JSON in the file's header. Loading parses arrays and JSON only: nothing is unpickled, so a
 checkpoint from elsewhere cannot run code. A file is written beside its final name, flushed to disk and renamed
 over it, so a crash leaves the previous checkpoint or the new one, never half of one.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,8 @@ def save(learner: OnlineLearner, path: str | Path, *, offsets: dict[str, int] | 
                     scalars.setdefault(str(index), {})[key] = value
         optimizers.append({"param_groups": state["param_groups"], "scalars": scalars})
     tensors["rng.torch"] = learner._gen.get_state()
+    pairs = [(prev, row, n) for prev, followers in learner.transitions.items() for row, n in followers.items()]
+    tensors["transitions"] = torch.tensor(pairs, dtype=torch.long).reshape(-1, 3)  # [P, 3]: prev, next, count
     counters = {"steps": learner.steps, "skipped_steps": learner.skipped_steps, "examples": learner.examples}
     metadata = {
         "format": FORMAT,
@@ -91,6 +94,8 @@ def load(path: str | Path, settings: ModelSettings | None = None) -> tuple[Onlin
             state.setdefault(int(index), {}).update(scalars)
         opt.load_state_dict({"state": state, "param_groups": saved_opt["param_groups"]})
     learner._gen.set_state(tensors["rng.torch"])
+    for prev, row, n in tensors["transitions"].tolist():
+        learner.transitions.setdefault(prev, Counter())[row] = n
     counters = json.loads(metadata["learner"])
     learner.steps, learner.skipped_steps, learner.examples = (
         counters["steps"], counters["skipped_steps"], counters["examples"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,6 +31,7 @@ __all__ = ["Example", "OnlineLearner"]
 
 Example = tuple[Sequence[Step], Step]  # (the user's history before the event, the event)
 _INITIAL_ROWS = 1024
+_FOLLOWERS = 50  # the transition mode offers an item's most frequent followers, at most this many
 _COSINE_SCALE = 10.0  # cosines live in [-1, 1]: a softmax over them needs a temperature
 
 # Sparse gradients are built by torch itself; checking their invariants on every step costs time for nothing.
@@ -49,6 +51,7 @@ class OnlineLearner:
             torch.manual_seed(s.seed)
             self.model = SequenceModel(min(_INITIAL_ROWS, s.capacity + 1), s.dim, s.encoder, s.fusion, s.max_len)
         self.repeats = s.repeat and not s.exclude_seen  # with seen items never ranked, repeats cannot be scored
+        self.transitions: dict[int, Counter[int]] = {}  # row -> counts of the rows that followed it (Markov memory)
         self._sparse = [self.model.item_emb.weight, self.model.item_bias.weight]
         self._dense = [p for p in self.model.parameters() if all(p is not q for q in self._sparse)]
         self.optimizers = self._make_optimizers()
@@ -75,7 +78,21 @@ class OnlineLearner:
             mixed = fresh + self._rng.sample(self.replay, n_replay) if n_replay else fresh
             self._step(mixed)
             self._remember(fresh)
+        if self.settings.transitions:
+            self._count_transitions(examples)  # after the steps: an example never sees its own transition
         self.examples += len(examples)
+
+    def _count_transitions(self, examples: Sequence[Example]) -> None:
+        for history, event in examples:
+            if history:
+                prev, row = self.vocab.rows_of([history[-1].item, event.item])
+                if prev and row:
+                    followers = self.transitions.get(prev)
+                    if followers is None:
+                        followers = self.transitions[prev] = Counter()
+                    followers[row] += 1
+                    if len(followers) > 4 * _FOLLOWERS:  # bounded: keep the most frequent
+                        self.transitions[prev] = Counter(dict(followers.most_common(_FOLLOWERS)))
 
     def _observe(self, examples: Sequence[Example]) -> None:
         items = [step.item for history, event in examples for step in (*history[-1:], event)]
@@ -84,6 +101,8 @@ class OnlineLearner:
             self._grow()
         if evicted:
             self._reset_rows(evicted)
+            for row in evicted:
+                self.transitions.pop(row, None)
 
     def _step(self, examples: Sequence[Example]) -> None:
         batch = encode_histories([h for h, _ in examples], self.vocab, self.settings.max_len)
@@ -92,6 +111,7 @@ class OnlineLearner:
         user, _ = self.model(batch)  # [B, D]
         histories = [h for h, _ in examples]
         repeats = encode_repeats(histories, self.vocab, self.settings.max_len) if self.repeats else None
+        mixing = self.repeats or self.settings.transitions
         candidates, labels, log_q = self._candidates(targets)  # [C], [B], [C]
         emb = F.embedding(candidates, self.model.item_emb.weight, sparse=True)  # [C, D]
         bias = F.embedding(candidates, self.model.item_bias.weight, sparse=True).squeeze(-1)  # [C]
@@ -106,11 +126,11 @@ class OnlineLearner:
             truth[rows, labels] = 1.0
             weight = torch.isfinite(logits).float()
             loss = F.binary_cross_entropy_with_logits(logits.nan_to_num(0.0, neginf=0.0), truth, weight=weight)
-            if repeats is not None:  # the repeat head still learns from the mixture, explore mode held fixed
-                loss = loss - self._mixture(user, repeats, targets, log_p.detach()).mean()
+            if mixing:  # the mixture head still learns, with the explore mode held fixed
+                loss = loss - self._mixture(user, histories, repeats, targets, log_p.detach()).mean()
         else:
-            if repeats is not None:
-                log_p = self._mixture(user, repeats, targets, log_p)
+            if mixing:
+                log_p = self._mixture(user, histories, repeats, targets, log_p)
             loss = -log_p.mean()
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
@@ -161,21 +181,60 @@ class OnlineLearner:
         return candidates, inverse[: len(targets)], log_q
 
     def _mixture(
-        self, user: torch.Tensor, repeats: Repeats, targets: torch.Tensor, log_p_explore: torch.Tensor
+        self,
+        user: torch.Tensor,
+        histories: Sequence[Sequence[Step]],
+        repeats: Repeats | None,
+        targets: torch.Tensor,
+        log_p_explore: torch.Tensor,
     ) -> torch.Tensor:
-        """``[B]`` log-probability of each target under the repeat/explore mixture (model/repeat.py)."""
+        """``[B]`` log-probability of each target under the repeat/transition/explore mixture (model/repeat.py)."""
         b = len(targets)
-        log_g, scores = self.model.repeat(user, repeats.positions, repeats.events, repeats.counts)  # [B], [N]
+        if repeats is None:
+            repeats = encode_repeats([[] for _ in histories], self.vocab, self.settings.max_len)
+        available = torch.ones(b, 3, dtype=torch.bool)  # MODES: repeat, transition, explore
+        available[:, 0] = False
+        available[repeats.batch, 0] = True
+        log_p_transition, available[:, 1] = self._transition_of(histories, targets)
+        log_gates, scores = self.model.repeat(user, available, repeats.positions, repeats.events, repeats.counts)
         log_p_repeat = torch.full((b,), -math.inf)
         if len(scores):
             log_choice = segment_log_softmax(scores, repeats.batch, b)  # [N]
             is_target = repeats.rows == targets[repeats.batch]  # [N]: at most one per history
             log_p_repeat = log_p_repeat.index_put((repeats.batch[is_target],), log_choice[is_target])
-        has_history = torch.zeros(b, dtype=torch.bool)
-        has_history[repeats.batch] = True
-        log_1mg = torch.log1p(-log_g.exp().clamp(max=1 - 1e-6))
-        mixed = torch.logaddexp(log_g + log_p_repeat, log_1mg + log_p_explore)
-        return torch.where(has_history, mixed, log_p_explore)  # with no known history item, only exploring
+        per_mode = torch.stack([log_p_repeat, log_p_transition, log_p_explore], dim=1)  # [B, 3]
+        return torch.logsumexp(log_gates + per_mode, dim=1)  # unavailable modes: gate -inf, nothing added
+
+    def _transition_of(
+        self, histories: Sequence[Sequence[Step]], targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each target's log-probability in the transition mode ``[B]``, and whether the mode is there ``[B]``."""
+        log_p = torch.full((len(targets),), -math.inf)
+        available = torch.zeros(len(targets), dtype=torch.bool)
+        if not self.settings.transitions:
+            return log_p, available
+        for b, (history, target) in enumerate(zip(histories, targets.tolist(), strict=True)):
+            offered = self._followers(history)
+            if offered:
+                available[b] = True
+                total = sum(offered.values())
+                if target in offered:
+                    log_p[b] = math.log(offered[target] / total)
+        return log_p, available
+
+    def _followers(self, history: Sequence[Step]) -> dict[int, int]:
+        """The transition mode's items for a history: the last item's most frequent followers (unseen ones only
+        where seen items are never ranked), with their counts."""
+        if not history:
+            return {}
+        followers = self.transitions.get(self.vocab.index(history[-1].item))
+        if not followers:
+            return {}
+        top = dict(followers.most_common(_FOLLOWERS)) if len(followers) > _FOLLOWERS else dict(followers)
+        if self.settings.exclude_seen:
+            for row in self.vocab.rows_of([s.item for s in history]):
+                top.pop(row, None)
+        return top
 
     def _seen_mask(self, examples: Sequence[Example], candidates: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """``[B, C]``: True where a candidate is one of the example's history items (never its target).
@@ -228,16 +287,30 @@ class OnlineLearner:
         mask = torch.ones(rows, dtype=torch.bool)
         mask[torch.from_numpy(self.vocab.active_rows())] = False
         scores = scores.masked_fill(mask, float("-inf"))
-        if histories is None or not self.repeats:
+        if histories is None or not (self.repeats or self.settings.transitions):
             return scores
-        r = encode_repeats(histories, self.vocab, self.settings.max_len)
-        log_g, choice = self.model.repeat(user, r.positions, r.events, r.counts)  # [B], [N]
-        log_1mg = torch.log1p(-log_g.exp().clamp(max=1 - 1e-6))
-        scores = F.log_softmax(scores, dim=1) + log_1mg.unsqueeze(1)  # [B, rows]: the explore mode
+        # The mixture's log-probabilities: explore mode over every item, plus the other modes on their items.
+        n = len(histories)
+        r = encode_repeats(histories if self.repeats else [[] for _ in histories], self.vocab, self.settings.max_len)
+        offered = [self._followers(h) for h in histories] if self.settings.transitions else [{} for _ in histories]
+        available = torch.ones(n, 3, dtype=torch.bool)
+        available[:, 0] = False
+        available[r.batch, 0] = True
+        available[:, 1] = torch.tensor([bool(o) for o in offered])
+        log_gates, choice = self.model.repeat(user, available, r.positions, r.events, r.counts)  # [B, 3], [N]
+        p = (F.log_softmax(scores, dim=1) + log_gates[:, 2:]).exp()  # [B, rows]: the explore mode's share
         if len(r.rows):
-            repeat = log_g[r.batch] + segment_log_softmax(choice, r.batch, len(histories))  # [N]
-            scores[r.batch, r.rows] = torch.logaddexp(scores[r.batch, r.rows], repeat)
-        return scores
+            p.index_put_((r.batch, r.rows), (log_gates[r.batch, 0] + segment_log_softmax(choice, r.batch, n)).exp(),
+                         accumulate=True)  # fmt: skip
+        batch = [b for b, o in enumerate(offered) for _ in o]
+        if batch:
+            followers = [row for o in offered for row in o]
+            totals = [sum(o.values()) for o in offered]
+            shares = [count / totals[b] for b, o in enumerate(offered) for count in o.values()]
+            index = torch.tensor(batch)
+            share = log_gates[index, 1].exp() * torch.tensor(shares)
+            p.index_put_((index, torch.tensor(followers)), share, accumulate=True)
+        return p.log()
 
     # -- table upkeep ------------------------------------------------------------------------------------------
 

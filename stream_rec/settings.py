@@ -56,6 +56,11 @@ class ModelSettings(BaseModel):
         description="score the user's own recent items with a learned repeat-consumption bonus, started near "
         "'recent items first' (inactive with exclude_seen)",
     )
+    transitions: bool = Field(
+        False,
+        description="a transition mode in the mixture: the items that followed the user's last item in the stream, "
+        "by count, with a learned gate (off by default: it slowed the model's own learning on MovieLens)",
+    )
     threads: int = Field(2, ge=1, le=256, description="torch threads (process-wide) for the model's steps")
     seed: int = Field(0, description="seed of every random choice")
 

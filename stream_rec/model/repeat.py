@@ -1,13 +1,18 @@
-"""The repeat-consumption head: will the user come back to an item of their own history, and to which one?
+"""The mixture head: does the user come back to one of their own items, follow a known transition, or explore?
 
 On e-commerce data people return to items they viewed minutes ago; a next-new-item model cannot see that. As
-in RepeatNet (Ren et al., AAAI 2019), the next item comes from a mixture of two modes: with probability ``g`` a
-*repeat* of one of the user's history items, chosen by a softmax over them, else an item from the model's softmax
-over the whole vocabulary. The gate ``g`` is learned from the user vector, so the model learns how far to trust
-repeats (on data where people rarely repeat, ``g`` falls), and the choice among history items is learned from
-the recency of each item's newest occurrence, the event type there (a cart or a purchase says more than a view)
-and how often it occurs. It starts as "recent items first" (a plain next-item softmax does not find that on
-its own), with an even gate.
+in RepeatNet (Ren et al., AAAI 2019), the next item comes from a mixture of modes, each with its own
+distribution over items:
+
+- *repeat*: one of the user's history items, chosen by a softmax over them, scored from the recency of each
+  item's newest occurrence, the event type there (a cart or a purchase says more than a view) and how often it
+  occurs. It starts as "recent items first" (a plain next-item softmax does not find that on its own);
+- *transition*: an item that followed the user's last item elsewhere in the stream, by count (a Markov memory
+  the learner keeps: it remembers rare pairs that embeddings cannot yet);
+- *explore*: the sequence model's softmax over the whole vocabulary.
+
+The gates come from the user vector (a softmax over the modes available for the user), so the model learns how
+far to trust each mode on the data at hand; they start even.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from torch import nn
 
 from ..events import EVENT_TYPES
 
-__all__ = ["RepeatScore", "segment_log_softmax"]
+__all__ = ["MODES", "RepeatScore", "segment_log_softmax"]
+
+MODES = ("repeat", "transition", "explore")
 
 
 def segment_log_softmax(scores: torch.Tensor, segments: torch.Tensor, n_segments: int) -> torch.Tensor:
@@ -36,7 +43,7 @@ def segment_log_softmax(scores: torch.Tensor, segments: torch.Tensor, n_segments
 
 
 class RepeatScore(nn.Module):
-    """Scores of history items for the repeat mode, and the gate between repeating and exploring."""
+    """Scores of history items for the repeat mode, and the gates over :data:`MODES`."""
 
     def __init__(self, dim: int, max_len: int) -> None:
         super().__init__()
@@ -44,13 +51,20 @@ class RepeatScore(nn.Module):
         self.position = nn.Parameter(torch.tensor([-2.0 * math.log1p(p) for p in range(max_len)]))
         self.event = nn.Parameter(torch.zeros(len(EVENT_TYPES) + 1))
         self.count = nn.Parameter(torch.zeros(1))
-        self.gate = nn.Linear(dim, 1)
+        self.gate = nn.Linear(dim, len(MODES))
         nn.init.zeros_(self.gate.weight)
         nn.init.zeros_(self.gate.bias)  # an even mix to start with
 
     def forward(
-        self, user: torch.Tensor, positions: torch.Tensor, events: torch.Tensor, counts: torch.Tensor
+        self,
+        user: torch.Tensor,
+        available: torch.Tensor,
+        positions: torch.Tensor,
+        events: torch.Tensor,
+        counts: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(log g [B], scores [N])``: the log repeat probability per user, and each history item's score."""
+        """``(log gates [B, M], scores [N])``: each user's log gate per mode of :data:`MODES` (``available``
+        ``[B, M]`` says which modes a user has; the others get none), and each history item's repeat score."""
         scores = self.position[positions] + self.event[events] + self.count * torch.log(counts.float())
-        return nn.functional.logsigmoid(self.gate(user).squeeze(-1)), scores
+        gates = self.gate(user).masked_fill(~available, float("-inf"))  # [B, M]
+        return torch.log_softmax(gates, dim=-1), scores

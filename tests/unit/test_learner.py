@@ -147,7 +147,7 @@ def test_sampled_softmax_is_used_above_the_threshold() -> None:
 
 @pytest.mark.parametrize("scoring", ["dot", "cosine", "sigmoid"])
 def test_sampled_softmax_learns_a_planted_transition(scoring: str) -> None:
-    learner = OnlineLearner(small(batch=32, full_softmax_below=5, negatives=8, scoring=scoring))
+    learner = OnlineLearner(small(batch=32, full_softmax_below=5, negatives=8, scoring=scoring, transitions=False))
     data = planted()
     for _ in range(10):
         learner.learn(data)
@@ -230,7 +230,7 @@ def test_the_repeat_head_learns_which_own_item_users_come_back_to() -> None:
     learner.learn(examples)
     user, _ = learner.encode([probe])
     assert learner.vocab.item(int(learner.scores(user, [probe]).argmax())) == "fav3"
-    off = OnlineLearner(small(batch=16, replay=0.0, repeat=False))
+    off = OnlineLearner(small(batch=16, replay=0.0, repeat=False, transitions=False))
     off.learn(examples)
     user, _ = off.encode([probe])
     assert off.vocab.item(int(off.scores(user, [probe]).argmax())) != "fav3"  # a next-new-item model misses it
@@ -264,3 +264,12 @@ def test_a_rise_of_the_loss_raises_the_learning_rate_for_a_while() -> None:
     learner._boost_left = 0
     learner.learn(chain("r", 16))
     assert learner.optimizers[0].param_groups[0]["lr"] == pytest.approx(base)
+
+
+def test_the_transition_mode_offers_what_followed_the_last_item() -> None:
+    learner = OnlineLearner(small(batch=16, transitions=True))
+    learner.learn(planted(seed=3))
+    assert learner.transitions, "the learner keeps transition counts"
+    user, _ = learner.encode([[Step("a", "view", T0)]])
+    top = learner.scores(user, [[Step("a", "view", T0)]]).topk(2).indices[0].tolist()
+    assert learner.vocab.index("b") in top  # "a" is always followed by "b"
