@@ -2,9 +2,10 @@
 
 One file per checkpoint, in the safetensors format: the tensors (model weights, optimizer state, the torch
 generator, the transition counts) are raw arrays and everything else (settings, vocabulary, optimizer
-hyper-parameters, counters, the consumed offsets) is JSON in the file's header. Loading parses arrays and JSON only: nothing is unpickled, so a
-checkpoint from elsewhere cannot run code. A file is written beside its final name, flushed to disk and renamed
-over it, so a crash leaves the previous checkpoint or the new one, never half of one.
+hyper-parameters, counters, the consumed offsets) is JSON in the file's header. Loading parses arrays and JSON
+only: nothing is unpickled, so a checkpoint from elsewhere cannot run code. A file is written beside its final
+name, flushed to disk and renamed over it, so a crash leaves the previous checkpoint or the new one, never half
+of one.
 
 The replay buffer is not kept: it refills from the stream within ``replay_size`` events.
 """
