@@ -74,7 +74,8 @@ class Engine:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         model_settings = settings.model.model_copy(update={"exclude_seen": settings.exclude_seen})
-        self.offsets: dict[str, int] = {}  # "topic:partition" -> next offset, as of the newest checkpoint loaded
+        self.offsets: dict[str, int] = {}  # "topic:partition" -> next offset, as of the newest checkpoint
+        self._saved: tuple[int, dict[str, int]] | None = None  # (steps, offsets) of the last checkpoint written
         self.model = self._resume(model_settings) or SequenceRecommender(model_settings)
         self.popularity = Popularity()
         self.metrics = LiveMetrics()
@@ -92,13 +93,17 @@ class Engine:
         return SequenceRecommender.from_learner(learner)
 
     def checkpoint(self, offsets: dict[str, int]) -> Path | None:
-        """Write the model with the offsets it has learned up to; keep the newest ``checkpoint_keep``."""
+        """Write the model with the offsets it has learned up to; keep the newest ``checkpoint_keep``.
+
+        Nothing is written while nothing changed: no new step and no new offset since the last checkpoint.
+        """
         with self.lock:
             learner = self.model.learner
+            if learner.steps == 0 or (learner.steps, offsets) == self._saved:
+                return None
             folder = self.settings.checkpoint_dir
-            if learner.steps == 0 or (saved := checkpoint.latest(folder)) == checkpoint.path_for(folder, learner.steps):
-                return saved if learner.steps else None  # nothing new to keep
             path = checkpoint.save(learner, checkpoint.path_for(folder, learner.steps), offsets=offsets)
+            self._saved = (learner.steps, dict(offsets))
         for old in sorted(folder.glob("checkpoint-*.safetensors"))[: -self.settings.checkpoint_keep]:
             old.unlink(missing_ok=True)
         self.offsets = dict(offsets)

@@ -140,17 +140,20 @@ def test_a_restarted_worker_resumes_from_its_checkpoint(settings: Settings, tmp_
     recs = open_consumer(settings, settings.topic_recommendations)
     events = list(synthetic_events(400, users=20, items=60, seed=5))
 
-    def run(batch: list[Event], log_name: str) -> list[tuple[str, dict]]:
+    def learned_up_to() -> int:
+        saved = checkpoint.latest(settings.checkpoint_dir)
+        return sum(checkpoint.load(saved)[1].values()) if saved else 0
+
+    def run(batch: list[Event], log_name: str, total: int) -> list[tuple[str, dict]]:
         with (tmp_path / log_name).open("wb") as log:
             worker = subprocess.Popen([sys.executable, "-m", "stream_rec", "worker"], env=env,
                                       stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
             try:
                 produce(settings, batch)
                 got = _collect(recs, len(batch), timeout=180)
-                deadline = time.monotonic() + 30
-                while checkpoint.latest(settings.checkpoint_dir) is None and time.monotonic() < deadline:
+                deadline = time.monotonic() + 60
+                while learned_up_to() < total and time.monotonic() < deadline:  # a timer tick every second
                     time.sleep(0.5)
-                time.sleep(1.5)  # one more timer tick: the checkpoint holds the last batch too
                 assert worker.poll() is None, "the worker died"
             finally:
                 worker.terminate()
@@ -158,13 +161,13 @@ def test_a_restarted_worker_resumes_from_its_checkpoint(settings: Settings, tmp_
         return got
 
     try:
-        first = run(events[:300], "worker-1.log")
+        first = run(events[:300], "worker-1.log", 300)
         saved = checkpoint.latest(settings.checkpoint_dir)
         assert saved is not None, "the worker wrote a checkpoint"
         learner, offsets = checkpoint.load(saved)
         assert learner.steps > 0 and len(learner.vocab) > 0
         assert sum(offsets.values()) == 300, "the offsets learned up to: every event of the first run"
-        second = run(events[300:], "worker-2.log")
+        second = run(events[300:], "worker-2.log", 400)
     finally:
         recs.close()
     assert len(first) == 300 and len(second) == 100
