@@ -19,9 +19,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -33,17 +31,15 @@ from typing import Any
 import orjson
 
 from .clients import open_consumer, produce
-from .demo import stop_process
 from .errors import BrokerError, StreamRecError
 from .events import Event
+from .processes import free_port, start, stop_process
 from .settings import Settings
 from .topics import create_topics, delete_topics, load_specs, specs_for
 
-__all__ = ["RunFigures", "free_port", "isolated", "percentile", "run_bench", "worker_env"]
+__all__ = ["RunFigures", "isolated", "percentile", "run_bench"]
 
 Say = Callable[[str], None]
-_ENV_FIELDS = ("broker", "app_id", "topic_events", "topic_recommendations", "topic_embeddings", "topic_dlq",
-               "partitions", "k", "data_dir", "home", "web_port")  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,12 +71,6 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[int(rank) - 1]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def isolated(settings: Settings, name: str, folder: Path) -> Settings:
     """``settings`` with topics, consumer group, state folder and web port of their own, for one run."""
     run = f"{name}-{uuid.uuid4().hex[:8]}"
@@ -95,14 +85,6 @@ def isolated(settings: Settings, name: str, folder: Path) -> Settings:
             "web_port": free_port(),
         }
     )
-
-
-def worker_env(settings: Settings) -> dict[str, str]:
-    """The environment that gives a child process (``stream-rec worker``) these settings."""
-    env = dict(os.environ)
-    for name in _ENV_FIELDS:
-        env[f"STREAM_REC_{name.upper()}"] = str(getattr(settings, name))
-    return env
 
 
 def _cpu_seconds(pid: int) -> float | None:
@@ -162,10 +144,7 @@ def _measure(
 ) -> RunFigures:  # fmt: skip
     create_topics(settings, specs_for(settings, load_specs()))
     log = settings.worker_dir.with_suffix(".log")
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", module, *(["worker"] if module == "stream_rec" else [])],
-                                env=worker_env(settings), stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+    proc = start(module, settings, log, *(["worker"] if module == "stream_rec" else []))
     outputs = _Outputs(settings, proc, log)
     try:
         say(f"{name}: started (pid {proc.pid}); warming up with {len(warmup)} events")

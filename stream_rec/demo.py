@@ -9,10 +9,7 @@ it started.
 from __future__ import annotations
 
 import dataclasses
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -25,33 +22,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from . import datasets, kafka_local, synthetic
 from .clients import open_consumer, produce
 from .events import Event
+from .processes import start, stop_process
 from .settings import Settings
 from .topics import create_topics, load_specs, specs_for
 
-__all__ = ["run_demo", "start_worker", "stop_process"]
-
-
-def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
-    """Run ``stream-rec worker`` as a child process with the same settings."""
-    env = dict(os.environ)
-    env["STREAM_REC_BROKER"] = settings.bootstrap
-    env["STREAM_REC_HOME"] = str(settings.home)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "stream_rec", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-
-
-def stop_process(worker: subprocess.Popen[bytes]) -> None:
-    """Terminate a child process (SIGTERM, then SIGKILL after 30 s) and reap it."""
-    if worker.poll() is None:
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+__all__ = ["run_demo"]
 
 
 def run_demo(settings: Settings, *, dataset: str | None, fmt: str, rate: float, limit: int | None) -> int:
@@ -78,7 +53,7 @@ def run_demo(settings: Settings, *, dataset: str | None, fmt: str, rate: float, 
     run = uuid.uuid4().hex[:8]
     events = [dataclasses.replace(e, event_id=f"demo-{run}-{i}") for i, e in enumerate(events)]
     log_path = settings.home / "demo-worker.log"
-    worker = start_worker(settings, log_path)
+    worker = start("stream_rec", settings, log_path, "worker")
     console.print(f"Worker started (pid {worker.pid}, log {log_path}, web view http://127.0.0.1:{settings.web_port}/)")
     consumer = open_consumer(settings, settings.topic_recommendations)
     items: dict[str, str] = {}

@@ -12,10 +12,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream_rec.bench import free_port, worker_env
 from stream_rec.clients import open_consumer, produce
 from stream_rec.events import Event
 from stream_rec.kafka_local import is_up
+from stream_rec.processes import free_port, worker_env
 from stream_rec.settings import Settings
 from stream_rec.synthetic import synthetic_events
 from stream_rec.topics import create_topics, load_specs, specs_for

@@ -1,0 +1,53 @@
+"""Child processes with the parent's settings: the worker (``stream-rec demo``, ``stream-rec bench``) and the
+bench's ceiling. One place for the environment that carries settings across, the start and the stop."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from .settings import Settings
+
+__all__ = ["free_port", "start", "stop_process", "worker_env"]
+
+_ENV_FIELDS = ("broker", "app_id", "topic_events", "topic_recommendations", "topic_embeddings", "topic_dlq",
+               "partitions", "k", "data_dir", "home", "web_port")  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a child process these settings (unset ones keep their defaults there too)."""
+    env = dict(os.environ)
+    for name in _ENV_FIELDS:
+        value = getattr(settings, name)
+        if value is not None:
+            env[f"STREAM_REC_{name.upper()}"] = str(value)
+    return env
+
+
+def start(module: str, settings: Settings, log_path: Path, *args: str) -> subprocess.Popen[bytes]:
+    """``python -m module *args`` with ``settings``, its output appended to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", module, *args], env=worker_env(settings), stdout=log, stderr=subprocess.STDOUT
+        )
+
+
+def stop_process(worker: subprocess.Popen[bytes]) -> None:
+    """Terminate a child process (SIGTERM, then SIGKILL after 30 s) and reap it."""
+    if worker.poll() is None:
+        worker.terminate()
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
