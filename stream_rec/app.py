@@ -83,7 +83,9 @@ def create_app(settings: Settings) -> faust.App:
     )
     app.sequences = sequences  # type: ignore[attr-defined]
 
-    offsets: dict[str, int] = {}  # "topic:partition" -> the next offset after those learned from
+    # "topic:partition" -> the next offset after those learned from; a resumed model starts from its checkpoint's,
+    # so a restart with nothing new to learn does not write a checkpoint that has forgotten them.
+    offsets: dict[str, int] = dict(engine.offsets)
 
     @app.agent(events_topic)
     async def process(stream: faust.StreamT) -> None:

@@ -74,8 +74,9 @@ class Engine:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         model_settings = settings.model.model_copy(update={"exclude_seen": settings.exclude_seen})
-        self.offsets: dict[str, int] = {}  # "topic:partition" -> next offset, as of the newest checkpoint
-        self._saved: tuple[int, dict[str, int]] | None = None  # (steps, offsets) of the last checkpoint written
+        # What the newest checkpoint (loaded or written) holds: steps, and "topic:partition" -> next offset.
+        self.saved_steps = 0
+        self.offsets: dict[str, int] = {}
         self.model = self._resume(model_settings) or SequenceRecommender(model_settings)
         self.popularity = Popularity()
         self.metrics = LiveMetrics()
@@ -87,6 +88,7 @@ class Engine:
         if path is None:
             return None
         learner, self.offsets = checkpoint.load(path)
+        self.saved_steps = learner.steps
         if learner.settings.model_copy(update={"threads": model_settings.threads}) != model_settings:
             log.warning("resuming from %s with its own model settings, not the configured ones", path)
         log.info("resumed the model from %s (%d steps)", path, learner.steps)
@@ -99,14 +101,13 @@ class Engine:
         """
         with self.lock:
             learner = self.model.learner
-            if learner.steps == 0 or (learner.steps, offsets) == self._saved:
+            if learner.steps == 0 or (learner.steps, offsets) == (self.saved_steps, self.offsets):
                 return None
             folder = self.settings.checkpoint_dir
             path = checkpoint.save(learner, checkpoint.path_for(folder, learner.steps), offsets=offsets)
-            self._saved = (learner.steps, dict(offsets))
+            self.saved_steps, self.offsets = learner.steps, dict(offsets)
         for old in sorted(folder.glob("checkpoint-*.safetensors"))[: -self.settings.checkpoint_keep]:
             old.unlink(missing_ok=True)
-        self.offsets = dict(offsets)
         return path
 
     def process(self, batch: Sequence[Accepted]) -> list[Output]:
