@@ -64,7 +64,9 @@ def main() -> None:
     s = settings
     print(f"{s.encoder}/{s.fusion}, dim {s.dim}, batch {s.batch}, replay {s.replay}, {args.items:,} items, "
           f"histories of {args.history}, {s.threads} threads")  # fmt: skip
-    print(f"learn {learn:.0f} us/event, rank {rank:.0f} us/event, total {learn + rank:.0f} us/event (median of {args.repeats})")
+    total = learn + rank
+    print(f"learn {learn:.0f} us/event, rank {rank:.0f} us/event, total {total:.0f} us/event "
+          f"(median of {args.repeats})")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -7,13 +7,13 @@ hashed into a fixed number of buckets (a stable hash, so every process agrees) a
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .events import EVENT_TYPES
@@ -64,45 +64,46 @@ def item_tokens(step: Step) -> list[int]:
 
 
 def encode_histories(histories: Sequence[Sequence[Step]], vocab: Vocabulary, max_len: int) -> Batch:
-    """Tensors for a batch of histories (oldest step first); built as lists, then one tensor each (fast).
+    """Tensors for a batch of histories (oldest step first): one flat pass over all steps, then numpy scatters
+    them into right-padded ``[B, L]`` arrays (a Python loop per step and per history costs more than the model).
 
     The length ``L`` is the longest history's, capped at ``max_len``: a batch of short histories costs less.
     """
-    items: list[list[int]] = []
-    events: list[list[int]] = []
-    gaps: list[list[float]] = []
-    context: list[list[int]] = []
-    item_features: list[list[list[int]]] = []
-    lengths: list[int] = []
-    no_features = [0] * MAX_ITEM_TOKENS
-    index = vocab.rows_of
+    b = len(histories)
     length = min(max_len, max((len(h) for h in histories), default=0)) or 1
-    for history in histories:
-        recent = history[-length:]
-        pad = [0] * (length - len(recent))
-        items.append(index([s.item for s in recent]) + pad)
-        events.append([EVENT_INDEX[s.event] for s in recent] + pad)
-        times = [s.ts for s in recent]
-        gaps.append(
-            [0.0] * min(1, len(recent))
-            + [math.log1p(max(b - a, 0.0)) * _GAP_SCALE for a, b in itertools.pairwise(times)]
-            + [0.0] * len(pad)
-        )
-        lengths.append(max(1, len(recent)))
-        steps = [
-            (t := item_tokens(s)) + [0] * (MAX_ITEM_TOKENS - len(t)) if s.features else no_features for s in recent
-        ]
-        item_features.append(steps + [no_features] * len(pad))
-        tokens = context_tokens(recent[-1]) if recent else []
-        context.append(tokens + [0] * (MAX_CONTEXT_TOKENS - len(tokens)))
-    return Batch(
-        torch.tensor(items, dtype=torch.long).view(len(histories), length),
-        torch.tensor(events, dtype=torch.long).view(len(histories), length),
-        torch.tensor(gaps, dtype=torch.float32).view(len(histories), length),
-        torch.tensor(context, dtype=torch.long).view(len(histories), MAX_CONTEXT_TOKENS),
-        torch.tensor(item_features, dtype=torch.long).view(len(histories), length, MAX_ITEM_TOKENS),
-        torch.tensor(lengths, dtype=torch.long),
-    )
+    recents = [h[-length:] for h in histories]
+    flat = [s for recent in recents for s in recent]
+    lengths = np.fromiter((len(r) for r in recents), dtype=np.int64, count=b)
+    row, col = _positions(lengths)
+    items = np.zeros((b, length), dtype=np.int64)
+    items[row, col] = vocab.rows_of([s.item for s in flat])
+    events = np.zeros((b, length), dtype=np.int64)
+    events[row, col] = [EVENT_INDEX[s.event] for s in flat]
+    ts = np.fromiter((s.ts for s in flat), dtype=np.float64, count=len(flat))
+    gap = np.zeros(len(flat))
+    gap[1:] = np.log1p(np.maximum(np.diff(ts), 0.0)) * _GAP_SCALE
+    gap[col == 0] = 0.0  # a history's first step has no step before it
+    gaps = np.zeros((b, length), dtype=np.float32)
+    gaps[row, col] = gap
+    item_features = np.zeros((b, length, MAX_ITEM_TOKENS), dtype=np.int64)
+    with_features = [i for i, s in enumerate(flat) if s.features]
+    for i in with_features:
+        tokens = item_tokens(flat[i])
+        item_features[row[i], col[i], : len(tokens)] = tokens
+    context = np.zeros((b, MAX_CONTEXT_TOKENS), dtype=np.int64)
+    for i, recent in enumerate(recents):
+        if recent:
+            tokens = context_tokens(recent[-1])
+            context[i, : len(tokens)] = tokens
+    t = torch.from_numpy
+    return Batch(t(items), t(events), t(gaps), t(context), t(item_features), t(np.maximum(lengths, 1)))
+
+
+def _positions(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For steps laid out history after history, each step's history (row) and place in it (column)."""
+    row = np.repeat(np.arange(len(lengths)), lengths)
+    starts = np.cumsum(lengths) - lengths
+    return row, np.arange(len(row)) - starts[row]
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,29 +118,22 @@ class Repeats:
 
 
 def encode_repeats(histories: Sequence[Sequence[Step]], vocab: Vocabulary, max_len: int) -> Repeats:
-    """The last ``max_len`` steps of each history as distinct items, newest occurrence first."""
-    batch: list[int] = []
-    rows: list[int] = []
-    positions: list[int] = []
-    events: list[int] = []
-    counts: list[int] = []
-    for b, history in enumerate(histories):
-        recent = history[-max_len:]
-        seen: dict[int, int] = {}  # row -> its entry's index
-        rows_of = vocab.rows_of([s.item for s in recent])
-        for pos, (step, row) in enumerate(zip(reversed(recent), reversed(rows_of), strict=True)):
-            if not row:
-                continue
-            at = seen.get(row)
-            if at is None:
-                seen[row] = len(rows)
-                batch.append(b)
-                rows.append(row)
-                positions.append(pos)
-                events.append(EVENT_INDEX[step.event])
-                counts.append(1)
-            else:
-                counts[at] += 1
-    t = torch.tensor
-    return Repeats(t(batch, dtype=torch.long), t(rows, dtype=torch.long), t(positions, dtype=torch.long),
-                   t(events, dtype=torch.long), t(counts, dtype=torch.long))  # fmt: skip
+    """The last ``max_len`` steps of each history as distinct items, each history's newest occurrence first."""
+    recents = [h[-max_len:] for h in histories]
+    flat = [s for recent in recents for s in recent]
+    lengths = np.fromiter((len(r) for r in recents), dtype=np.int64, count=len(recents))
+    batch, col = _positions(lengths)
+    position = lengths[batch] - 1 - col  # recency: 0 = the last step
+    rows = np.asarray(vocab.rows_of([s.item for s in flat]), dtype=np.int64)
+    events = np.fromiter((EVENT_INDEX[s.event] for s in flat), dtype=np.int64, count=len(flat))
+    known = rows != 0
+    batch, position, rows, events = batch[known], position[known], rows[known], events[known]
+    # Group the steps by (history, item), newest first within a group; each group becomes one entry.
+    key = batch * (vocab.rows + 1) + rows
+    order = np.lexsort((position, key))
+    _, first, counts = np.unique(key[order], return_index=True, return_counts=True)
+    entry = order[first]
+    newest_first = np.lexsort((position[entry], batch[entry]))  # per history, newest occurrence first
+    entry, counts = entry[newest_first], counts[newest_first]
+    t = torch.from_numpy
+    return Repeats(t(batch[entry]), t(rows[entry]), t(position[entry]), t(events[entry]), t(counts.astype(np.int64)))

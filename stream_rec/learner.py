@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from river import drift
 from torch import nn
 
+from . import ranking
 from .features import Repeats, encode_histories, encode_repeats
 from .model import SequenceModel
 from .model.repeat import segment_log_softmax
@@ -279,43 +280,79 @@ class OnlineLearner:
         """Scores ``[B, rows]`` of every row for each user vector; rows holding no item score -inf.
 
         With ``histories`` (the ones ``user`` encodes) and the repeat head on, the scores are the log-probabilities
-        of the repeat/explore mixture (model/repeat.py): the history items get their repeat-mode share.
+        of the repeat/explore mixture (model/repeat.py): the history items get their repeat-mode share. This is the
+        plain reference for :meth:`top_k`, which ranks the same without the whole ``[B, rows]`` matrix.
         """
+        u, weight, bias = self._score_tables(user)
+        scores = torch.from_numpy(u @ weight.T + bias)  # [B, rows]
+        if histories is None or not (self.repeats or self.settings.transitions):
+            return scores
+        log_explore, (batch, rows, share) = self._mixture_shares(user, histories)
+        scores += torch.from_numpy(log_explore[:, None]) - torch.logsumexp(scores, dim=1, keepdim=True)
+        index = (torch.from_numpy(batch), torch.from_numpy(rows))
+        scores[index] = torch.logaddexp(scores[index], torch.from_numpy(share))
+        return scores
+
+    @torch.no_grad()
+    def top_k(
+        self, user: torch.Tensor, histories: Sequence[Sequence[Step]], k: int, exclude_seen: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` best rows ``[B, k]`` and their scores for each user (as :meth:`scores` ranks them; exact, see
+        ranking.py), leaving out each history's own items where ``exclude_seen``; ``-inf`` marks no item."""
+        u, weight, bias = self._score_tables(user)
+        exclude = None
+        if exclude_seen:
+            seen = [(b, r) for b, h in enumerate(histories) for r in set(self.vocab.rows_of([s.item for s in h])) if r]
+            exclude = (np.array([b for b, _ in seen], dtype=np.int64), np.array([r for _, r in seen], dtype=np.int64))
+        if not (self.repeats or self.settings.transitions):
+            return ranking.top_k(u, weight, bias, k, exclude=exclude)
+        log_explore, boost = self._mixture_shares(user, histories)
+        return ranking.top_k(u, weight, bias, k, log_explore=log_explore, boost=boost, exclude=exclude)
+
+    def _score_tables(self, user: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The user vectors, item vectors and item biases that scores multiply (numpy: its BLAS, OpenBLAS,
+        multiplies these shapes 2x faster than torch's MKL on AMD CPUs); rows holding no item get bias -inf."""
         rows = self.vocab.rows
         u, weight = user.numpy(), self.model.item_emb.weight[:rows].detach().numpy()
         if self.settings.scoring == "cosine":
             u = _COSINE_SCALE * u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
             weight = weight / np.maximum(np.linalg.norm(weight, axis=1, keepdims=True), 1e-12)
-        # numpy's BLAS (OpenBLAS) multiplies this shape 2x faster than torch's MKL on AMD CPUs; no gradient here.
-        scores = torch.from_numpy(u @ weight.T)  # [B, rows]
-        scores += self.model.item_bias.weight[:rows].detach().squeeze(-1)
-        mask = torch.ones(rows, dtype=torch.bool)
-        mask[torch.from_numpy(self.vocab.active_rows())] = False
-        scores.masked_fill_(mask, float("-inf"))
-        if histories is None or not (self.repeats or self.settings.transitions):
-            return scores
-        # The mixture's log-probabilities: explore mode over every item, plus the other modes on their items.
+        bias = self.model.item_bias.weight[:rows, 0].detach().numpy().copy()
+        bias[self.vocab.inactive_rows()] = -np.inf
+        return u, weight, bias
+
+    def _mixture_shares(
+        self, user: torch.Tensor, histories: Sequence[Sequence[Step]]
+    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The mixture's parts for ranking: each user's log explore gate ``[B]``, and the other modes' shares
+        ``(batch [N], rows [N], log share [N])`` of their items, one entry per ``(b, row)``."""
         n = len(histories)
         r = encode_repeats(histories if self.repeats else [[] for _ in histories], self.vocab, self.settings.max_len)
         offered = [self._followers(h) for h in histories] if self.settings.transitions else [{} for _ in histories]
-        available = torch.ones(n, 3, dtype=torch.bool)
+        available = torch.ones(n, 3, dtype=torch.bool)  # MODES: repeat, transition, explore
         available[:, 0] = False
         available[r.batch, 0] = True
         available[:, 1] = torch.tensor([bool(o) for o in offered])
         log_gates, choice = self.model.repeat(user, available, r.positions, r.events, r.counts)  # [B, 3], [N]
-        # Explore share, in one pass over the vocabulary: log g_explore + log softmax(scores).
-        scores += log_gates[:, 2:] - torch.logsumexp(scores, dim=1, keepdim=True)
-        if len(r.rows):  # plus the repeat share on the history items (each (b, row) once)
-            repeat = log_gates[r.batch, 0] + segment_log_softmax(choice, r.batch, n)  # [N]
-            scores[r.batch, r.rows] = torch.logaddexp(scores[r.batch, r.rows], repeat)
-        batch = [b for b, o in enumerate(offered) for _ in o]
-        if batch:  # plus the transition share on the last item's followers (each (b, row) once)
-            index, followers = torch.tensor(batch), torch.tensor([row for o in offered for row in o])
+        batch, rows = [r.batch], [r.rows]
+        shares = [log_gates[r.batch, 0] + segment_log_softmax(choice, r.batch, n)]  # the repeat share
+        flat = [b for b, o in enumerate(offered) for _ in o]
+        if flat:  # the transition share on the last item's followers
             totals = [sum(o.values()) for o in offered]
-            shares = torch.tensor([count / totals[b] for b, o in enumerate(offered) for count in o.values()])
-            share = log_gates[index, 1] + shares.log()
-            scores[index, followers] = torch.logaddexp(scores[index, followers], share)
-        return scores
+            fractions = torch.tensor([count / totals[b] for b, o in enumerate(offered) for count in o.values()])
+            batch.append(torch.tensor(flat))
+            rows.append(torch.tensor([row for o in offered for row in o]))
+            shares.append(log_gates[batch[-1], 1] + fractions.log())
+        keys = torch.cat(batch) * self.vocab.rows + torch.cat(rows)
+        unique, inverse = torch.unique(keys, return_inverse=True)  # an item in both modes gets both shares
+        values = torch.cat(shares)
+        top = torch.full((len(unique),), -math.inf).scatter_reduce(0, inverse, values, "amax")
+        shift = torch.where(top.isfinite(), top, 0.0)
+        log_share = shift + torch.zeros(len(unique)).index_add(0, inverse, (values - shift[inverse]).exp()).log()
+        return (
+            log_gates[:, 2].numpy(),
+            ((unique // self.vocab.rows).numpy(), (unique % self.vocab.rows).numpy(), log_share.numpy()),
+        )
 
     # -- table upkeep ------------------------------------------------------------------------------------------
 

@@ -69,6 +69,10 @@ class Vocabulary:
         """Rows that hold an item now."""
         return np.fromiter(self._rows.values(), dtype=np.int64, count=len(self._rows))
 
+    def inactive_rows(self) -> np.ndarray:
+        """Rows that hold no item now: the padding row and the freed ones (few, so this is cheap)."""
+        return np.array([0, *self._free], dtype=np.int64)
+
     def observe(self, items: Iterable[str]) -> list[int]:
         """Count a sight of each item, admitting or evicting as needed; return the rows evicted for room."""
         evicted: list[int] = []

@@ -58,16 +58,11 @@ class SequenceRecommender(Recommender):
         learner = self.learner
         todo_histories = [histories[i] for i in todo]
         user, weights = learner.encode(todo_histories)  # [B, D], [B, L]
-        scores = learner.scores(user, todo_histories)  # [B, rows]
-        if exclude_seen:
-            for row, i in enumerate(todo):
-                seen = [learner.vocab.index(s.item) for s in histories[i]]
-                scores[row, [r for r in seen if r]] = float("-inf")
-        top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
+        rows, values = learner.top_k(user, todo_histories, k, exclude_seen)  # [B, k] each, best first
         for row, i in enumerate(todo):
             ranking: Ranking = [
                 (learner.vocab.item(r), float(v))  # type: ignore[misc]
-                for r, v in zip(top.indices[row].tolist(), top.values[row].tolist(), strict=True)
+                for r, v in zip(rows[row].tolist(), values[row].tolist(), strict=True)
                 if v != float("-inf")
             ]
             explain = self._explain(histories[i], weights[row], user[row], n_explain) if n_explain else []

@@ -1,96 +1,75 @@
-"""Ranking through the common interface: the sequence recommender and the popularity baseline."""
+"""Blocked exact top-k (ranking.py) against the plain computation, and the learner's top-k against its scores."""
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
-from stream_rec.recommenders import Popularity, SequenceRecommender
+import numpy as np
+import pytest
+import torch
+
+from stream_rec.learner import OnlineLearner
+from stream_rec.ranking import top_k
 from stream_rec.sequences import Step
 from stream_rec.settings import ModelSettings
 from tests.unit.streams import planted
 
-T0 = 1.6e9
-ITEMS = 20
+
+def plain(user: np.ndarray, weight: np.ndarray, bias: np.ndarray, k: int, **kw: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The whole score matrix, then a sort: what top_k must agree with."""
+    s = (user @ weight.T + bias).astype(np.float64)
+    if kw.get("log_explore") is not None:
+        s = kw["log_explore"][:, None] + s - torch.logsumexp(torch.from_numpy(s), dim=1, keepdim=True).numpy()
+    if kw.get("boost") is not None:
+        batch, rows, share = kw["boost"]
+        s[batch, rows] = np.logaddexp(s[batch, rows], share)
+    if kw.get("exclude") is not None:
+        s[kw["exclude"]] = -np.inf
+    order = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(s, order, axis=1)
 
 
-def view(*items: str) -> list[Step]:
-    return [Step(item, "view", T0 + 60 * k) for k, item in enumerate(items)]
+@pytest.mark.parametrize("rows", [3, 37, 1000, 9000])
+@pytest.mark.parametrize("variant", ["plain", "normalised", "boosted", "boosted+excluded", "excluded"])
+def test_top_k_is_exact(rows: int, variant: str) -> None:
+    rng = np.random.default_rng(rows)
+    b, d, k = 6, 16, 10
+    user = rng.normal(size=(b, d)).astype(np.float32)
+    weight = rng.normal(size=(rows, d)).astype(np.float32)
+    bias = rng.normal(size=rows).astype(np.float32)
+    bias[rng.choice(rows, rows // 5, replace=False)] = -np.inf  # rows holding no item
+    n = min(rows, 5)
+    kw: dict[str, Any] = {}
+    if variant != "plain" and variant != "excluded":
+        kw["log_explore"] = np.log(rng.uniform(0.1, 1.0, size=b)).astype(np.float32)
+    if variant.startswith("boosted"):
+        batch = np.repeat(np.arange(b), n)
+        boosted = np.concatenate([rng.choice(rows, n, replace=False) for _ in range(b)])
+        kw["boost"] = (batch, boosted, rng.normal(size=len(batch)) - 1.0)
+    if variant.endswith("excluded"):
+        kw["exclude"] = (np.arange(b), rng.integers(0, rows, size=b))
+    got_rows, got = top_k(user, weight, bias, k, block=64, **kw)  # small blocks: many of them
+    want_rows, want = plain(user, weight, bias, k, **kw)
+    kk = min(k, rows)
+    assert got.shape == (b, kk)
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    finite = np.isfinite(want)
+    assert (got_rows[finite] == want_rows[finite]).all()
 
 
-@pytest.fixture(scope="module")
-def trained() -> SequenceRecommender:
-    rec = SequenceRecommender(ModelSettings(dim=16, batch=32))
-    data = planted()
-    for _ in range(10):
-        rec.learn_many(data)
-    return rec
-
-
-# --- the sequence recommender ------------------------------------------------------------------------------
-
-
-def test_fewer_items_than_k(trained: SequenceRecommender) -> None:
-    assert len(trained.rank(view("a"), k=100)) == len(trained.learner.vocab) == ITEMS + 2
-
-
-def test_planted_transition_is_top_1(trained: SequenceRecommender) -> None:
-    assert trained.rank(view("a"), k=1)[0][0] == "b"
-    assert trained.rank(view("i3", "i7", "a"), k=1)[0][0] == "b"
-
-
-def test_exclude_seen(trained: SequenceRecommender) -> None:
-    history = view("i1", "a", "b", "i2")
-    ranking = trained.rank(history, k=ITEMS + 2, exclude_seen=True)
-    items = {item for item, _ in ranking}
-    assert not items & {"i1", "a", "b", "i2"}
-    assert len(items) == ITEMS + 2 - 4
-    assert trained.rank(view("a"), k=1, exclude_seen=True)[0][0] == "b"  # b is not in that history
-
-
-def test_empty_history_gives_nothing(trained: SequenceRecommender) -> None:
-    assert trained.rank([], k=5) == []
-    assert trained.rank_many([[], view("a"), []], k=3)[0::2] == [[], []]
-
-
-def test_untrained_recommender_ranks_nothing() -> None:
-    assert SequenceRecommender(ModelSettings(dim=16)).rank(view("a"), k=5) == []
-
-
-def test_explain_names_history_items(trained: SequenceRecommender) -> None:
-    history = view("i1", "i2", "a")
-    explained = trained.explain(history, trained.rank(history, k=3))
-    assert explained and {item for item, _ in explained} <= {"i1", "i2", "a"}
-    assert all(weight > 0 for _, weight in explained)
-
-
-def test_version_moves_with_steps(trained: SequenceRecommender) -> None:
-    assert trained.version.endswith(f"@{trained.learner.steps}")
-
-
-# --- popularity ---------------------------------------------------------------------------------------------
-
-
-def learn_items(rec: Popularity, items: str) -> None:
-    rec.learn_many([([], Step(item, "view", T0 + k)) for k, item in enumerate(items)])
-
-
-def test_popularity_order_and_ties() -> None:
-    pop = Popularity()
-    learn_items(pop, "cabbcbdd")
-    assert pop.rank([], k=10) == [("b", 3.0), ("c", 2.0), ("d", 2.0), ("a", 1.0)]  # tie c/d: c came first
-    assert pop.rank(view("x"), k=2) == [("b", 3.0), ("c", 2.0)]
-
-
-def test_popularity_exclude_seen() -> None:
-    pop = Popularity()
-    learn_items(pop, "cabbcbdd")
-    assert pop.rank(view("b", "d"), k=2, exclude_seen=True) == [("c", 2.0), ("a", 1.0)]
-    assert pop.rank(view("b", "d"), k=10, exclude_seen=True) == [("c", 2.0), ("a", 1.0)]
-    assert pop.rank(view("b", "d"), k=2) == [("b", 3.0), ("c", 2.0)]
-
-
-def test_popularity_learn_one_and_empty() -> None:
-    pop = Popularity()
-    assert pop.rank([], k=3) == []
-    pop.learn_one(view("a"), Step("b", "click", T0))
-    assert pop.rank(view("a"), k=3) == [("b", 1.0)]
+def test_the_learners_top_k_ranks_as_its_scores_do() -> None:
+    learner = OnlineLearner(ModelSettings(dim=16, batch=16, transitions=True))
+    learner.learn(planted(seed=3))
+    histories = [[Step("a", "view", 1.6e9)], [Step("b", "purchase", 1.6e9), Step("c", "view", 1.6e9 + 5)]]
+    user, _ = learner.encode(histories)
+    scores = learner.scores(user, histories)
+    want = scores.topk(5, dim=1)
+    rows, values = learner.top_k(user, histories, 5)
+    assert rows.tolist() == want.indices.tolist()
+    np.testing.assert_allclose(values, want.values.numpy(), atol=1e-5)
+    rows, _ = learner.top_k(user, histories, 5, exclude_seen=True)
+    seen = [{learner.vocab.index(s.item) for s in h} for h in histories]
+    assert all(not (set(r) & s) for r, s in zip(rows.tolist(), seen, strict=True))
+    scores[0, list(seen[0])] = float("-inf")
+    scores[1, list(seen[1])] = float("-inf")
+    assert rows.tolist() == scores.topk(5, dim=1).indices.tolist()

@@ -1,0 +1,159 @@
+"""Pure: exact top-k of ``user · item + bias`` over a large vocabulary, optionally as mixture log-probabilities.
+
+The naive way materialises the ``[B, rows]`` score matrix, then runs a log-sum-exp and a top-k over it: several
+passes over tens of megabytes of freshly allocated memory per batch, slower than the matrix product itself. Here
+the vocabulary is scored a block of columns at a time (the block stays in cache) and each block leaves only
+
+- the maximum of every ``sub``-item slice of each row, and
+- each row's running log-sum-exp (only where a softmax normaliser is asked for).
+
+The ``n`` best items of a row lie in the slices with the ``n`` largest maxima (each such slice holds an item at
+least as good as the ``n``-th best), so those few slices are rescored exactly and ranked: the result is the
+exact top-k, at the cost of one matrix product plus ``O(B * n * sub)`` work.
+
+Items given a ``boost`` (in the mixture: a user's own items, which also carry a repeat share) score
+``logaddexp(score, boost)``; ``exclude``\\ d items never appear. Both are few per row, so each row's candidate
+list is widened by their number and they are scored on their own.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+__all__ = ["Ranked", "top_k"]
+
+Ranked = tuple[np.ndarray, np.ndarray]  # rows [B, k] int64 and scores [B, k] float32, best first; -inf = none
+
+
+def top_k(
+    user: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray,
+    k: int,
+    *,
+    log_explore: np.ndarray | None = None,
+    boost: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    exclude: tuple[np.ndarray, np.ndarray] | None = None,
+    block: int = 4096,
+    sub: int = 8,
+) -> Ranked:
+    """The ``k`` best rows of ``weight`` for each user, scored ``s = user @ weight.T + bias``.
+
+    - ``user`` ``[B, D]``, ``weight`` ``[R, D]``, ``bias`` ``[R]`` (``-inf`` marks a row never to rank).
+    - ``log_explore`` ``[B]``: score ``log_explore[b] + log_softmax(s[b])`` instead of ``s`` (a mixture's
+      explore share).
+    - ``boost`` ``(batch [N], rows [N], log_share [N])``: add probability mass ``exp(log_share)`` to those
+      ``(b, row)`` pairs (each pair at most once; ``score = logaddexp(score, log_share)``).
+    - ``exclude`` ``(batch [M], rows [M])``: never rank those pairs.
+
+    Returns rows ``[B, k]`` and scores ``[B, k]``, best first; where a row has fewer than ``k`` rankable items
+    the tail has score ``-inf``.
+    """
+    b_size, r_size = user.shape[0], weight.shape[0]
+    block -= block % sub
+    special_batch, special_rows = _special(boost, exclude)
+    per_row = np.bincount(special_batch, minlength=b_size).max(initial=0)
+    wanted = min(k + int(per_row), r_size)  # enough that k non-special items survive in every row
+    n_sub = -(-r_size // sub)
+    # Items x users: the slice maxima then reduce a middle axis over contiguous users (vectorised), where
+    # users x items would reduce 8 floats at a time. Every pass writes into buffers made once: fresh large
+    # tensors cost page faults that take longer than the arithmetic.
+    weight_t, user_t = torch.from_numpy(weight), torch.from_numpy(np.ascontiguousarray(user.T, dtype=np.float32))
+    bias_t = torch.from_numpy(np.ascontiguousarray(bias, dtype=np.float32))
+    buffer = torch.empty(min(block, r_size), b_size)
+    slice_max = torch.empty(n_sub, b_size)  # [slices, B]
+    normalise = log_explore is not None
+    top = torch.full((b_size,), -math.inf)  # running maximum (the log-sum-exp's shift)
+    total = torch.zeros(b_size, dtype=torch.float64)  # running sum of exp(s - top)
+    for start in range(0, r_size, block):
+        scores = torch.mm(weight_t[start : start + block], user_t, out=buffer[: min(block, r_size - start)])
+        scores += bias_t[start : start + block, None]  # [w, B]
+        width = scores.shape[0]
+        whole = width - width % sub
+        first = start // sub
+        torch.amax(scores[:whole].view(-1, sub, b_size), dim=1, out=slice_max[first : first + whole // sub])
+        if whole < width:
+            slice_max[first + whole // sub] = scores[whole:].amax(dim=0)
+        if normalise:
+            new_top = torch.maximum(top, slice_max[first : first + -(-width // sub)].amax(dim=0))
+            shift = torch.where(new_top.isfinite(), new_top, 0.0)
+            total *= torch.where(top.isfinite(), top - shift, -math.inf).exp()
+            total += scores.sub_(shift).exp_().sum(dim=0)
+            top = new_top
+    maxima = np.ascontiguousarray(slice_max.T.numpy())  # [B, slices]
+    lse = (total.log() + torch.where(top.isfinite(), top, 0.0)).numpy()
+    # The slices that can hold a row's `wanted` best items, rescored exactly.
+    n_pick = min(wanted, n_sub)
+    picked = np.argpartition(maxima, n_sub - n_pick, axis=1)[:, n_sub - n_pick :] if n_pick < n_sub else None
+    if picked is None:
+        picked = np.broadcast_to(np.arange(n_sub), (b_size, n_sub))
+    rows = (picked[:, :, None] * sub + np.arange(sub)).reshape(b_size, -1)  # [B, C]
+    outside = rows >= r_size
+    rows = np.where(outside, 0, rows)
+    cand = np.matmul(weight[rows], user[:, :, None])[:, :, 0] + bias[rows]  # [B, C]
+    cand[outside] = -np.inf
+    if normalise:
+        offset = (log_explore - lse).astype(np.float32)  # [B]
+        cand += offset[:, None]
+    if len(special_batch):
+        # Special pairs leave the candidate lists, then come back (boosted) as columns of their own.
+        keys = (np.arange(b_size)[:, None] * r_size + rows).ravel()
+        cand.ravel()[_member(keys, special_batch * r_size + special_rows)] = -np.inf
+        if boost is not None and len(boost[0]):
+            rows, cand = _with_boosts(user, weight, bias, boost, exclude, offset if normalise else None, rows, cand)
+    k = min(k, r_size, cand.shape[1])
+    best = np.argpartition(-cand, k - 1, axis=1)[:, :k] if k < cand.shape[1] else np.argsort(-cand, axis=1)
+    values = np.take_along_axis(cand, best, axis=1)
+    order = np.argsort(-values, axis=1, kind="stable")
+    return np.take_along_axis(rows, np.take_along_axis(best, order, 1), 1), np.take_along_axis(values, order, 1)
+
+
+def _special(
+    boost: tuple[np.ndarray, ...] | None, exclude: tuple[np.ndarray, ...] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    parts = [(np.asarray(p[0], dtype=np.int64), np.asarray(p[1], dtype=np.int64)) for p in (boost, exclude) if p]
+    if not parts:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _with_boosts(
+    user: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray,
+    boost: tuple[np.ndarray, np.ndarray, np.ndarray],
+    exclude: tuple[np.ndarray, np.ndarray] | None,
+    offset: np.ndarray | None,
+    rows: np.ndarray,
+    cand: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Append each row's boosted items, scored ``logaddexp(own score, boost)``, as extra columns."""
+    batch, items, share = (np.asarray(x) for x in boost)
+    own = np.einsum("nd,nd->n", user[batch], weight[items]) + bias[items]
+    if offset is not None:
+        own = own + offset[batch]
+    scores = np.logaddexp(own, share).astype(np.float32)
+    if exclude is not None and len(exclude[0]):
+        r_size = weight.shape[0]
+        scores[_member(batch * r_size + items, np.asarray(exclude[0]) * r_size + np.asarray(exclude[1]))] = -np.inf
+    # Column j of row b holds the row's j-th boost.
+    order = np.argsort(batch, kind="stable")
+    batch, items, scores = batch[order], items[order], scores[order]
+    starts = np.searchsorted(batch, np.arange(len(rows)))
+    column = np.arange(len(batch)) - starts[batch]
+    width = int(column.max()) + 1
+    extra_rows = np.zeros((len(rows), width), dtype=rows.dtype)
+    extra = np.full((len(rows), width), -np.inf, dtype=np.float32)
+    extra_rows[batch, column] = items
+    extra[batch, column] = scores
+    return np.concatenate([rows, extra_rows], axis=1), np.concatenate([cand, extra], axis=1)
+
+
+def _member(keys: np.ndarray, among: np.ndarray) -> np.ndarray:
+    """``keys`` that are in ``among`` (``np.isin``, faster for many keys among a few)."""
+    among = np.sort(among)
+    at = np.searchsorted(among, keys).clip(max=len(among) - 1)
+    return among[at] == keys
