@@ -7,6 +7,7 @@ hashed into a fixed number of buckets (a stable hash, so every process agrees) a
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import zlib
@@ -56,11 +57,21 @@ def context_tokens(step: Step) -> list[int]:
     return tokens
 
 
-def item_tokens(step: Step) -> list[int]:
-    """Hashed tokens of a step's item side features (``category=shoes``), at most :data:`MAX_ITEM_TOKENS`."""
+def item_tokens(step: Step) -> tuple[int, ...]:
+    """Hashed tokens of a step's item side features (``category=shoes``), padded with 0 to
+    :data:`MAX_ITEM_TOKENS`. Cached by the features' contents: a catalogue repeats them on every step."""
     if not step.features:
-        return []
-    return [_bucket(f"item.{key}={value}") for key, value in list(step.features.items())[:MAX_ITEM_TOKENS]]
+        return _NO_ITEM_TOKENS
+    return _item_tokens(tuple(step.features.items())[:MAX_ITEM_TOKENS])
+
+
+_NO_ITEM_TOKENS = (0,) * MAX_ITEM_TOKENS
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _item_tokens(features: tuple[tuple[str, str | float], ...]) -> tuple[int, ...]:
+    tokens = [_bucket(f"item.{key}={value}") for key, value in features]
+    return (*tokens, *_NO_ITEM_TOKENS[len(tokens) :])
 
 
 def encode_histories(histories: Sequence[Sequence[Step]], vocab: Vocabulary, max_len: int) -> Batch:
@@ -86,10 +97,8 @@ def encode_histories(histories: Sequence[Sequence[Step]], vocab: Vocabulary, max
     gaps = np.zeros((b, length), dtype=np.float32)
     gaps[row, col] = gap
     item_features = np.zeros((b, length, MAX_ITEM_TOKENS), dtype=np.int64)
-    with_features = [i for i, s in enumerate(flat) if s.features]
-    for i in with_features:
-        tokens = item_tokens(flat[i])
-        item_features[row[i], col[i], : len(tokens)] = tokens
+    if any(s.features for s in flat):
+        item_features[row, col] = [item_tokens(s) for s in flat]
     context = np.zeros((b, MAX_CONTEXT_TOKENS), dtype=np.int64)
     for i, recent in enumerate(recents):
         if recent:

@@ -24,6 +24,7 @@ from . import ranking
 from .features import Repeats, encode_histories, encode_repeats
 from .model import SequenceModel
 from .model.repeat import segment_log_softmax
+from .optim import SparseAdagrad
 from .sequences import Step
 from .settings import ModelSettings
 from .vocab import Vocabulary
@@ -50,10 +51,11 @@ class OnlineLearner:
         self._gen = torch.Generator().manual_seed(s.seed)
         with torch.random.fork_rng():
             torch.manual_seed(s.seed)
-            self.model = SequenceModel(min(_INITIAL_ROWS, s.capacity + 1), s.dim, s.encoder, s.fusion, s.max_len)
+            self.model = SequenceModel(
+                min(_INITIAL_ROWS, s.capacity + 1), s.dim, s.encoder, s.fusion, s.max_len, s.bptt
+            )
         self.repeats = s.repeat and not s.exclude_seen  # with seen items never ranked, repeats cannot be scored
         self.transitions: dict[int, Counter[int]] = {}  # row -> counts of the rows that followed it (Markov memory)
-        self._sparse = [self.model.item_emb.weight, self.model.item_bias.weight]
         self._dense = [p for p in self.model.parameters() if all(p is not q for q in self._sparse)]
         self.optimizers = self._make_optimizers()
         self._base_lr = [opt.param_groups[0]["lr"] for opt in self.optimizers]
@@ -163,9 +165,9 @@ class OnlineLearner:
 
     def _candidates(self, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Items the softmax runs over (sorted), each target's position among them, and their log sampling odds."""
-        active = torch.from_numpy(np.sort(self.vocab.active_rows()))
         s = self.settings
-        if len(active) <= s.full_softmax_below or s.negatives == 0:
+        if len(self.vocab) <= s.full_softmax_below or s.negatives == 0:
+            active = torch.from_numpy(np.delete(np.arange(self.vocab.rows), self.vocab.inactive_rows()))  # sorted
             labels = torch.searchsorted(active, targets)
             return active, labels, torch.zeros(len(active))
         # Popularity negatives (counts^0.75 as in word2vec) plus the batch's own targets.
@@ -302,8 +304,10 @@ class OnlineLearner:
         u, weight, bias = self._score_tables(user)
         exclude = None
         if exclude_seen:
-            seen = [(b, r) for b, h in enumerate(histories) for r in set(self.vocab.rows_of([s.item for s in h])) if r]
-            exclude = (np.array([b for b, _ in seen], dtype=np.int64), np.array([r for _, r in seen], dtype=np.int64))
+            rows = np.asarray(self.vocab.rows_of([s.item for h in histories for s in h]), dtype=np.int64)
+            batch = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
+            pairs = np.unique(batch[rows != 0] * self.vocab.rows + rows[rows != 0])  # each (b, row) once
+            exclude = (pairs // self.vocab.rows, pairs % self.vocab.rows)
         if not (self.repeats or self.settings.transitions):
             return ranking.top_k(u, weight, bias, k, exclude=exclude)
         log_explore, boost = self._mixture_shares(user, histories)
@@ -356,10 +360,16 @@ class OnlineLearner:
 
     # -- table upkeep ------------------------------------------------------------------------------------------
 
+    @property
+    def _sparse(self) -> list[nn.Parameter]:
+        """The tables with sparse gradients: a step touches only the rows its batch reads."""
+        m = self.model
+        return [m.item_emb.weight, m.item_bias.weight, m.context_emb.weight, m.item_feature_emb.weight]
+
     def _make_optimizers(self) -> list[torch.optim.Optimizer]:
         s = self.settings
-        if s.optimizer == "adagrad":  # Adagrad takes sparse and dense gradients alike
-            return [torch.optim.Adagrad(self.model.parameters(), lr=s.lr)]
+        if s.optimizer == "adagrad":
+            return [SparseAdagrad(self._sparse, lr=s.lr), torch.optim.Adagrad(self._dense, lr=s.lr)]
         return [torch.optim.SparseAdam(self._sparse, lr=s.lr), torch.optim.Adam(self._dense, lr=s.lr)]
 
     def _grow(self) -> None:
@@ -389,7 +399,6 @@ class OnlineLearner:
                             grown[:old] = value
                             state[key] = grown
                     opt.state[w_new] = state
-        self._sparse = [self.model.item_emb.weight, self.model.item_bias.weight]
 
     def _reset_rows(self, rows: list[int]) -> None:
         """Give evicted rows a fresh start for the items that will take them."""
@@ -398,7 +407,7 @@ class OnlineLearner:
             self.model.item_emb.weight[index] = torch.randn(len(rows), self.settings.dim, generator=self._gen) * 0.05
             self.model.item_bias.weight[index] = 0.0
         for opt in self.optimizers:
-            for param in self._sparse:
+            for param in (self.model.item_emb.weight, self.model.item_bias.weight):
                 for value in opt.state.get(param, {}).values():
                     if torch.is_tensor(value) and value.dim() > 0:
                         value[index] = 0.0

@@ -28,6 +28,9 @@ class ModelSettings(BaseModel):
     fusion: Literal["concat", "weighted", "attention"] = Field("attention", description="context fusion")
     dim: int = Field(64, ge=8, le=1024, description="item embedding and hidden size")
     max_len: int = Field(50, ge=1, le=1000, description="history steps the encoder reads")
+    bptt: int = Field(
+        10, ge=0, le=1000, description="lstm/gru: steps back-propagated through while learning (0 = all of them)"
+    )
     capacity: int = Field(200_000, ge=16, description="most items held in the vocabulary; the oldest are evicted")
     min_count: int = Field(1, ge=1, description="sightings before an item gets an embedding")
     optimizer: Literal["adagrad", "adam"] = Field("adagrad", description="online optimizer")

@@ -15,7 +15,7 @@ steps' vocabulary rows) and ``lengths`` ``[B]`` to ``out`` ``[B, L, D]``, where 
 from __future__ import annotations
 
 import itertools
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -26,17 +26,59 @@ Encoder = Literal["lstm", "gru", "transformer", "graph"]
 
 
 class RNNEncoder(nn.Module):
-    def __init__(self, dim: int, kind: Literal["lstm", "gru"]) -> None:
+    """LSTM or GRU over packed sequences. While training with ``bptt`` > 0, gradients flow back through each
+    history's last ``bptt`` steps only (truncated back-propagation through time): the steps before are read
+    without a graph and hand their final state on. The outputs are the same either way; the backward pass, most of
+    a step's cost, shrinks from the history's length to ``bptt``."""
+
+    def __init__(self, dim: int, kind: Literal["lstm", "gru"], bptt: int = 0) -> None:
         super().__init__()
         self.rnn = (nn.LSTM if kind == "lstm" else nn.GRU)(dim, dim, batch_first=True)
+        self.bptt = bptt
 
     def forward(self, x: torch.Tensor, items: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         length = x.shape[1]
+        if self.training and 0 < self.bptt < length and torch.is_grad_enabled():
+            return self._truncated(x, lengths)
+        return self._run(x, lengths, None)[0]
+
+    def _run(self, x: torch.Tensor, lengths: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        """Outputs ``[B, L, D]`` and final states of right-padded ``x``, from ``state`` (zeros if None)."""
+        length = x.shape[1]
         if bool((lengths == length).all()):
-            return self.rnn(x)[0]  # [B, L, D]
+            return self.rnn(x, state)
         # Packed: the encoder never reads the padding.
         packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        return nn.utils.rnn.pad_packed_sequence(self.rnn(packed)[0], batch_first=True, total_length=length)[0]
+        out, final = self.rnn(packed, state)
+        return nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=length)[0], final
+
+    def _truncated(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        b, length, dim = x.shape
+        head = (lengths - self.bptt).clamp(min=0)  # [B]: steps read without a graph
+        tail = lengths - head  # [B]: the last <= bptt steps, with gradients
+        out = x.new_zeros(b, length, dim)
+        state: Any = None
+        has_head = head > 0
+        if bool(has_head.any()):
+            rows = has_head.nonzero().squeeze(1)
+            with torch.no_grad():
+                head_len = int(head.max())
+                head_out, final = self._run(x[rows, :head_len], head[rows], None)
+            out = out.index_put((rows,), nn.functional.pad(head_out, (0, 0, 0, length - head_len)))
+            zeros = x.new_zeros(1, b, dim)
+            if isinstance(final, tuple):  # LSTM: (h, c)
+                state = tuple(zeros.index_copy(1, rows, part) for part in final)
+            else:
+                state = zeros.index_copy(1, rows, final)
+        # Each history's tail, moved to the left: position t of row b is step head[b] + t.
+        steps = head.unsqueeze(1) + torch.arange(self.bptt)  # [B, T]
+        valid = torch.arange(self.bptt) < tail.unsqueeze(1)
+        steps = torch.where(valid, steps, 0)
+        tail_x = x.gather(1, steps.unsqueeze(-1).expand(b, self.bptt, dim)) * valid.unsqueeze(-1)
+        tail_out = self._run(tail_x, tail, state)[0]  # [B, T, D]
+        # Back after the head (zero there so far); a row's unused tail slots add zeros to its last padding step.
+        index = torch.where(valid, steps, length - 1).unsqueeze(-1).expand(b, self.bptt, dim)
+        return out.scatter_add(1, index, tail_out * valid.unsqueeze(-1))
 
 
 class TransformerEncoder(nn.Module):
@@ -104,9 +146,9 @@ def _graphs(items: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, .
     return torch.tensor(aliases), adj_in, adj_out, counts
 
 
-def make_encoder(kind: Encoder, dim: int, max_len: int) -> nn.Module:
+def make_encoder(kind: Encoder, dim: int, max_len: int, bptt: int = 0) -> nn.Module:
     if kind in ("lstm", "gru"):
-        return RNNEncoder(dim, kind)
+        return RNNEncoder(dim, kind, bptt)
     if kind == "transformer":
         return TransformerEncoder(dim, max_len)
     if kind == "graph":

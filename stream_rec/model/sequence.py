@@ -28,19 +28,25 @@ class SequenceModel(nn.Module):
     """
 
     def __init__(
-        self, rows: int, dim: int = 64, encoder: Encoder = "lstm", fusion: Fusion = "concat", max_len: int = 50
+        self,
+        rows: int,
+        dim: int = 64,
+        encoder: Encoder = "lstm",
+        fusion: Fusion = "concat",
+        max_len: int = 50,
+        bptt: int = 0,
     ) -> None:
         super().__init__()
         self.dim = dim
         self.fusion = fusion
-        # Sparse item tables: a step touches only the rows of its batch, not the whole vocabulary.
+        # Sparse tables (items, context and item-feature buckets): a step touches only the rows of its batch.
         self.item_emb = nn.Embedding(rows, dim, padding_idx=0, sparse=True)
         self.item_bias = nn.Embedding(rows, 1, padding_idx=0, sparse=True)
         self.event_emb = nn.Embedding(len(EVENT_TYPES) + 1, dim, padding_idx=0)
         self.gap_proj = nn.Linear(1, dim)
-        self.context_emb = nn.EmbeddingBag(CONTEXT_BUCKETS, dim, mode="mean", padding_idx=0)
-        self.item_feature_emb = nn.EmbeddingBag(CONTEXT_BUCKETS, dim, mode="sum", padding_idx=0)
-        self.encoder = make_encoder(encoder, dim, max_len)
+        self.context_emb = nn.EmbeddingBag(CONTEXT_BUCKETS, dim, mode="mean", padding_idx=0, sparse=True)
+        self.item_feature_emb = nn.EmbeddingBag(CONTEXT_BUCKETS, dim, mode="sum", padding_idx=0, sparse=True)
+        self.encoder = make_encoder(encoder, dim, max_len, bptt)
         if fusion == "concat":
             self.fuse = nn.Linear(2 * dim, dim)
         elif fusion == "weighted":

@@ -59,6 +59,7 @@ class SequenceRecommender(Recommender):
         todo_histories = [histories[i] for i in todo]
         user, weights = learner.encode(todo_histories)  # [B, D], [B, L]
         rows, values = learner.top_k(user, todo_histories, k, exclude_seen)  # [B, k] each, best first
+        embeddings = user.numpy().round(5).tolist()
         for row, i in enumerate(todo):
             ranking: Ranking = [
                 (learner.vocab.item(r), float(v))  # type: ignore[misc]
@@ -66,7 +67,7 @@ class SequenceRecommender(Recommender):
                 if v != float("-inf")
             ]
             explain = self._explain(histories[i], weights[row], user[row], n_explain) if n_explain else []
-            out[i] = Recommendation(ranking, explain, [round(x, 5) for x in user[row].tolist()])
+            out[i] = Recommendation(ranking, explain, embeddings[row])
         return out
 
     def _explain(

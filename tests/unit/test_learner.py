@@ -94,7 +94,7 @@ def test_growth_past_1024_items_keeps_earlier_rows(optimizer: str) -> None:
     emb, bias = snapshot(learner)["item_emb.weight"][:rows], snapshot(learner)["item_bias.weight"][:rows]
     opt_state = {
         id(p): {k: v.clone() for k, v in learner.optimizers[0].state[p].items() if torch.is_tensor(v) and v.dim()}
-        for p in learner._sparse
+        for p in learner._sparse[:2]  # the item tables
         if p in learner.optimizers[0].state
     }
     # Events without history are counted but teach nothing: the tables grow, no step moves a weight.
