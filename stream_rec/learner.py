@@ -361,7 +361,7 @@ class OnlineLearner:
     # -- table upkeep ------------------------------------------------------------------------------------------
 
     @property
-    def _sparse(self) -> list[nn.Parameter]:
+    def _sparse(self) -> list[torch.Tensor]:
         """The tables with sparse gradients: a step touches only the rows its batch reads."""
         m = self.model
         return [m.item_emb.weight, m.item_bias.weight, m.context_emb.weight, m.item_feature_emb.weight]

@@ -16,7 +16,7 @@ __all__ = ["SparseAdagrad"]
 
 
 class SparseAdagrad(torch.optim.Optimizer):
-    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 0.01, eps: float = 1e-10) -> None:
+    def __init__(self, params: Iterable[torch.Tensor], lr: float = 0.01, eps: float = 1e-10) -> None:
         super().__init__(params, {"lr": lr, "eps": eps})
         for group in self.param_groups:
             for p in group["params"]:
