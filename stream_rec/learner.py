@@ -34,6 +34,7 @@ __all__ = ["Example", "OnlineLearner"]
 Example = tuple[Sequence[Step], Step]  # (the user's history before the event, the event)
 _INITIAL_ROWS = 1024
 _FOLLOWERS = 50  # the transition mode offers an item's most frequent followers, at most this many
+_SOURCES = 3  # ... of the user's last few distinct items
 _COSINE_SCALE = 10.0  # cosines live in [-1, 1]: a softmax over them needs a temperature
 
 # Sparse gradients are built by torch itself; checking their invariants on every step costs time for nothing.
@@ -55,6 +56,7 @@ class OnlineLearner:
                 min(_INITIAL_ROWS, s.capacity + 1), s.dim, s.encoder, s.fusion, s.max_len, s.bptt
             )
         self.repeats = s.repeat and not s.exclude_seen  # with seen items never ranked, repeats cannot be scored
+        self.follows = s.transitions is True or (s.transitions == "auto" and self.repeats)  # the transition mode
         self.transitions: dict[int, Counter[int]] = {}  # row -> counts of the rows that followed it (Markov memory)
         self._dense = [p for p in self.model.parameters() if all(p is not q for q in self._sparse)]
         self.optimizers = self._make_optimizers()
@@ -73,7 +75,15 @@ class OnlineLearner:
     def learn(self, examples: Sequence[Example]) -> None:
         """Take gradient steps on ``examples`` (in order, ``settings.batch`` at a time)."""
         self._observe(examples)
-        usable = [(h, e) for h, e in examples if h and self.vocab.index(e.item)]
+        # An item's first sighting cannot have been recommended (it was unknown): as a target it would only teach
+        # that "something new" comes next, and push known, popular items down. Its later sightings teach.
+        rows = self.vocab.rows_of([e.item for _, e in examples])
+        seen = {row for row in rows if row and self.model.item_count[row] > 0}
+        usable = []
+        for (history, event), row in zip(examples, rows, strict=True):
+            if history and row and row in seen:
+                usable.append((history, event))
+            seen.add(row)
         b = self.settings.batch
         for start in range(0, len(usable), b):
             fresh = usable[start : start + b]
@@ -81,8 +91,10 @@ class OnlineLearner:
             mixed = fresh + self._rng.sample(self.replay, n_replay) if n_replay else fresh
             self._step(mixed)
             self._remember(fresh)
-        if self.settings.transitions:
+        if self.follows:
             self._count_transitions(examples)  # after the steps: an example never sees its own transition
+        self.model.item_count.index_add_(0, torch.tensor(rows, dtype=torch.long), torch.ones(len(rows)))
+        self.model.item_count[0] = 0.0
         self.examples += len(examples)
 
     def _count_transitions(self, examples: Sequence[Example]) -> None:
@@ -114,10 +126,12 @@ class OnlineLearner:
         user, _ = self.model(batch)  # [B, D]
         histories = [h for h, _ in examples]
         repeats = encode_repeats(histories, self.vocab, self.settings.max_len) if self.repeats else None
-        mixing = self.repeats or self.settings.transitions
+        mixing = self.repeats or self.follows
         candidates, labels, log_q = self._candidates(targets)  # [C], [B], [C]
         emb = F.embedding(candidates, self.model.item_emb.weight, sparse=True)  # [C, D]
         bias = F.embedding(candidates, self.model.item_bias.weight, sparse=True).squeeze(-1)  # [C]
+        if self.settings.popularity:
+            bias = bias + self.model.item_prior(candidates)
         logits = self._affinity(user, emb, bias) - log_q  # [B, C]
         if self.settings.exclude_seen:
             logits = logits.masked_fill(self._seen_mask(examples, candidates, labels), float("-inf"))
@@ -214,7 +228,7 @@ class OnlineLearner:
         """Each target's log-probability in the transition mode ``[B]``, and whether the mode is there ``[B]``."""
         log_p = torch.full((len(targets),), -math.inf)
         available = torch.zeros(len(targets), dtype=torch.bool)
-        if not self.settings.transitions:
+        if not self.follows:
             return log_p, available
         for b, (history, target) in enumerate(zip(histories, targets.tolist(), strict=True)):
             offered = self._followers(history)
@@ -225,19 +239,26 @@ class OnlineLearner:
                     log_p[b] = math.log(offered[target] / total)
         return log_p, available
 
-    def _followers(self, history: Sequence[Step]) -> dict[int, int]:
-        """The transition mode's items for a history: the last item's most frequent followers (unseen ones only
-        where seen items are never ranked), with their counts."""
-        if not history:
-            return {}
-        followers = self.transitions.get(self.vocab.index(history[-1].item))
-        if not followers:
-            return {}
-        top = dict(followers.most_common(_FOLLOWERS)) if len(followers) > _FOLLOWERS else dict(followers)
+    def _followers(self, history: Sequence[Step]) -> dict[int, float]:
+        """The transition mode's items for a history: what followed its last few distinct items elsewhere in the
+        stream (the newest item's followers count fully, each older one's half as much as the one after it, as
+        session-based kNN weighs a session's items), at most :data:`_FOLLOWERS` of them, by weight; unseen ones
+        only where seen items are never ranked."""
+        merged: dict[int, float] = {}
+        sources = dict.fromkeys(self.vocab.rows_of([s.item for s in reversed(history)]))
+        sources.pop(0, None)
+        for j, row in enumerate(list(sources)[:_SOURCES]):
+            followers = self.transitions.get(row)
+            if followers:
+                weight = 0.5**j
+                for follower, n in followers.most_common(_FOLLOWERS):
+                    merged[follower] = merged.get(follower, 0.0) + weight * n
         if self.settings.exclude_seen:
             for row in self.vocab.rows_of([s.item for s in history]):
-                top.pop(row, None)
-        return top
+                merged.pop(row, None)
+        if len(merged) > _FOLLOWERS:
+            merged = dict(sorted(merged.items(), key=lambda kv: -kv[1])[:_FOLLOWERS])
+        return merged
 
     def _seen_mask(self, examples: Sequence[Example], candidates: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """``[B, C]``: True where a candidate is one of the example's history items (never its target).
@@ -287,7 +308,7 @@ class OnlineLearner:
         """
         u, weight, bias = self._score_tables(user)
         scores = torch.from_numpy(u @ weight.T + bias)  # [B, rows]
-        if histories is None or not (self.repeats or self.settings.transitions):
+        if histories is None or not (self.repeats or self.follows):
             return scores
         log_explore, (batch, rows, share) = self._mixture_shares(user, histories)
         scores += torch.from_numpy(log_explore[:, None]) - torch.logsumexp(scores, dim=1, keepdim=True)
@@ -308,7 +329,7 @@ class OnlineLearner:
             batch = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
             pairs = np.unique(batch[rows != 0] * self.vocab.rows + rows[rows != 0])  # each (b, row) once
             exclude = (pairs // self.vocab.rows, pairs % self.vocab.rows)
-        if not (self.repeats or self.settings.transitions):
+        if not (self.repeats or self.follows):
             return ranking.top_k(u, weight, bias, k, exclude=exclude)
         log_explore, boost = self._mixture_shares(user, histories)
         return ranking.top_k(u, weight, bias, k, log_explore=log_explore, boost=boost, exclude=exclude)
@@ -321,7 +342,10 @@ class OnlineLearner:
         if self.settings.scoring == "cosine":
             u = _COSINE_SCALE * u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
             weight = weight / np.maximum(np.linalg.norm(weight, axis=1, keepdims=True), 1e-12)
-        bias = self.model.item_bias.weight[:rows, 0].detach().numpy().copy()
+        bias_t = self.model.item_bias.weight[:rows, 0].detach().clone()
+        if self.settings.popularity:
+            bias_t += self.model.item_prior(slice(0, rows)).detach()
+        bias = bias_t.numpy()
         bias[self.vocab.inactive_rows()] = -np.inf
         return u, weight, bias
 
@@ -332,7 +356,7 @@ class OnlineLearner:
         ``(batch [N], rows [N], log share [N])`` of their items, one entry per ``(b, row)``."""
         n = len(histories)
         r = encode_repeats(histories if self.repeats else [[] for _ in histories], self.vocab, self.settings.max_len)
-        offered = [self._followers(h) for h in histories] if self.settings.transitions else [{} for _ in histories]
+        offered = [self._followers(h) for h in histories] if self.follows else [{} for _ in histories]
         available = torch.ones(n, 3, dtype=torch.bool)  # MODES: repeat, transition, explore
         available[:, 0] = False
         available[r.batch, 0] = True
@@ -399,6 +423,7 @@ class OnlineLearner:
                             grown[:old] = value
                             state[key] = grown
                     opt.state[w_new] = state
+        self.model.item_count = torch.cat([self.model.item_count, torch.zeros(new - old)])
 
     def _reset_rows(self, rows: list[int]) -> None:
         """Give evicted rows a fresh start for the items that will take them."""
@@ -406,6 +431,7 @@ class OnlineLearner:
         with torch.no_grad():
             self.model.item_emb.weight[index] = torch.randn(len(rows), self.settings.dim, generator=self._gen) * 0.05
             self.model.item_bias.weight[index] = 0.0
+            self.model.item_count[index] = 0.0
         for opt in self.optimizers:
             for param in (self.model.item_emb.weight, self.model.item_bias.weight):
                 for value in opt.state.get(param, {}).values():

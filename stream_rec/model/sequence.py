@@ -21,6 +21,7 @@ Fusion = Literal["concat", "weighted", "attention"]
 
 
 class SequenceModel(nn.Module):
+    item_count: torch.Tensor  # a buffer: each item row's count so far
     """Encode a batch of histories into user vectors in the item embedding space.
 
     ``forward`` returns the user vectors ``[B, D]`` and, per history step, the weight it had in the result
@@ -42,6 +43,9 @@ class SequenceModel(nn.Module):
         # Sparse tables (items, context and item-feature buckets): a step touches only the rows of its batch.
         self.item_emb = nn.Embedding(rows, dim, padding_idx=0, sparse=True)
         self.item_bias = nn.Embedding(rows, 1, padding_idx=0, sparse=True)
+        # Each item's count so far (the learner keeps it) and the weight of log(1 + count) in its score.
+        self.register_buffer("item_count", torch.zeros(rows))
+        self.popularity = nn.Parameter(torch.zeros(1))
         self.event_emb = nn.Embedding(len(EVENT_TYPES) + 1, dim, padding_idx=0)
         self.gap_proj = nn.Linear(1, dim)
         self.context_emb = nn.EmbeddingBag(CONTEXT_BUCKETS, dim, mode="mean", padding_idx=0, sparse=True)
@@ -69,6 +73,10 @@ class SequenceModel(nn.Module):
         with torch.no_grad():
             for table in (self.item_emb, self.event_emb, self.context_emb, self.item_feature_emb):
                 table.weight[0].zero_()  # padding
+
+    def item_prior(self, rows: torch.Tensor | slice) -> torch.Tensor:
+        """The popularity prior of ``rows`` in their scores: the learned weight times log(1 + count)."""
+        return self.popularity * torch.log1p(self.item_count[rows])
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         b, length = batch.items.shape

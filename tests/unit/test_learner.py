@@ -88,6 +88,7 @@ def test_a_non_finite_loss_is_skipped_and_changes_nothing() -> None:
 @pytest.mark.parametrize("optimizer", ["adagrad", "adam"])
 def test_growth_past_1024_items_keeps_earlier_rows(optimizer: str) -> None:
     learner = OnlineLearner(small(batch=128, optimizer=optimizer))
+    learner.learn(chain("x", 900))  # first sightings: no step
     learner.learn(chain("x", 900))
     assert learner.model.item_emb.num_embeddings == 1024
     rows = learner.vocab.rows
@@ -127,6 +128,7 @@ def test_growth_past_1024_items_keeps_earlier_rows(optimizer: str) -> None:
 def test_tables_start_at_capacity_when_it_is_small() -> None:
     learner = OnlineLearner(small(capacity=100))
     assert learner.model.item_emb.num_embeddings == 101
+    learner.learn(chain("y", 60) * 3)  # items that recur: steps
     learner.learn(chain("x", 300))  # evicts as it goes; never grows past capacity
     assert learner.model.item_emb.num_embeddings == 101
     assert learner.vocab.evicted > 0 and learner.steps > 0
@@ -253,16 +255,17 @@ def test_a_rise_of_the_loss_raises_the_learning_rate_for_a_while() -> None:
         learner.learn(planted(seed=1))  # a stable stream: the loss falls
     assert learner.drifts == 0
     rng = __import__("random").Random(2)
-    shifted = [([Step(f"new{rng.randrange(400)}", "view", T0)], Step(f"new{rng.randrange(400)}", "view", T0))
-               for _ in range(600)]  # fmt: skip
+    shifted = [([Step(f"new{rng.randrange(100)}", "view", T0)], Step(f"new{rng.randrange(100)}", "view", T0))
+               for _ in range(1200)]  # fmt: skip
     learner.learn(shifted)  # a new catalogue, no pattern: the loss jumps
     assert learner.drifts >= 1
     base = learner._base_lr[0]
     learner._boost_left = 2
+    learner.learn(chain("q", 16))  # first sightings: no step
     learner.learn(chain("q", 16))  # one step of 16: boosted
     assert learner.optimizers[0].param_groups[0]["lr"] == pytest.approx(4.0 * base)
     learner._boost_left = 0
-    learner.learn(chain("r", 16))
+    learner.learn(chain("q", 16))
     assert learner.optimizers[0].param_groups[0]["lr"] == pytest.approx(base)
 
 
@@ -273,3 +276,32 @@ def test_the_transition_mode_offers_what_followed_the_last_item() -> None:
     user, _ = learner.encode([[Step("a", "view", T0)]])
     top = learner.scores(user, [[Step("a", "view", T0)]]).topk(2).indices[0].tolist()
     assert learner.vocab.index("b") in top  # "a" is always followed by "b"
+
+
+def test_an_items_first_sighting_teaches_nothing_its_next_one_does() -> None:
+    learner = OnlineLearner(small(batch=16, replay=0.0))
+    learner.learn([([Step("a", "view", T0)], Step("b", "view", T0 + 1))])
+    assert learner.steps == 0  # b was unknown: no ranking could have held it
+    learner.learn([([Step("a", "view", T0)], Step("b", "view", T0 + 1))])
+    assert learner.steps == 1
+    # Within one call too: the second "c" teaches, the first does not.
+    learner.learn([([Step("a", "view", T0)], Step("c", "view", T0 + 1))] * 2)
+    assert learner.steps == 2 and learner.examples == 4
+
+
+def test_the_popularity_prior_counts_targets_and_learns_a_positive_weight() -> None:
+    rng = __import__("random").Random(0)
+    items = [f"p{k}" for k in range(40)]
+    weights = [1.0 / (k + 1) for k in range(40)]  # Zipf-like: p0 is the most popular
+    stream = [([Step(rng.choice(items), "view", T0)], Step(rng.choices(items, weights)[0], "view", T0 + 1))
+              for _ in range(3000)]  # fmt: skip
+    learner = OnlineLearner(small(batch=32, popularity=True))
+    for start in range(0, len(stream), 100):  # counts are taken after each call, as the stream goes on
+        learner.learn(stream[start : start + 100])
+    counts = __import__("collections").Counter(e.item for _, e in stream)
+    assert learner.model.item_count[learner.vocab.index("p0")] == counts["p0"]
+    assert learner.model.popularity.item() > 0.0  # more seen, more likely: the prior learned its sign
+    off = OnlineLearner(small(batch=32, popularity=False))
+    for start in range(0, len(stream), 100):
+        off.learn(stream[start : start + 100])
+    assert off.model.popularity.item() == 0.0  # off: never trained, never used
