@@ -5,6 +5,9 @@ over the items (full while the vocabulary is small, else sampled with popularity
 correction), skips and counts a step whose loss is not finite, clips the gradient and updates. Item tables are
 sparse, so a step costs in proportion to its batch, not to the vocabulary. River's ADWIN watches the running
 loss: when it rises (the stream changed), the learning rate is raised for ``drift_steps`` steps.
+
+An event whose item is seen for the first time is counted but is no target: no ranking could have held it.
+Item counts (taken after each call's steps, so an example never sees its own) feed the popularity prior.
 """
 
 from __future__ import annotations
@@ -116,8 +119,12 @@ class OnlineLearner:
             self._grow()
         if evicted:
             self._reset_rows(evicted)
+            gone = set(evicted)
             for row in evicted:
                 self.transitions.pop(row, None)
+            for followers in self.transitions.values():  # an evicted row's next item must not inherit its counts
+                for row in gone.intersection(followers):
+                    del followers[row]
 
     def _step(self, examples: Sequence[Example]) -> None:
         batch = encode_histories([h for h, _ in examples], self.vocab, self.settings.max_len)

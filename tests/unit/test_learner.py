@@ -305,3 +305,17 @@ def test_the_popularity_prior_counts_targets_and_learns_a_positive_weight() -> N
     for start in range(0, len(stream), 100):
         off.learn(stream[start : start + 100])
     assert off.model.popularity.item() == 0.0  # off: never trained, never used
+
+
+def test_an_evicted_item_leaves_no_transition_counts_for_its_rows_next_item() -> None:
+    learner = OnlineLearner(small(batch=16, capacity=40, transitions=True))
+    stream = [([Step("a", "view", T0)], Step("b", "view", T0 + 1))] * 3
+    for k, example in enumerate(chain("z", 60)):  # past capacity: stale rows (b's) are taken by z items
+        stream += [example, ([Step("a", "view", T0 + k)], Step("a", "view", T0 + k))]  # a stays fresh
+    for start in range(0, len(stream), 4):
+        learner.learn(stream[start : start + 4])
+    assert "b" not in learner.vocab and learner.vocab.evicted > 0
+    occurred = {(h[-1].item, e.item) for h, e in stream}
+    item = learner.vocab.item
+    counted = {(item(prev), item(row)) for prev, followers in learner.transitions.items() for row in followers}
+    assert counted and counted <= occurred  # no count moved to a pair that never happened
