@@ -37,6 +37,7 @@ def main() -> None:
     items = [f"i{n}" for n in range(args.items)]
     rec.learner.vocab.observe(items)  # the whole vocabulary known up front
     rec.learner._observe([])  # grow the tables to it
+    rec.learner.model.item_count[1:] = 1.0  # ... and seen before as targets: a first sighting teaches nothing
 
     def batch() -> list[Example]:
         out = []
