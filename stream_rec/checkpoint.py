@@ -29,7 +29,7 @@ from .vocab import Vocabulary
 
 __all__ = ["FORMAT", "latest", "load", "save"]
 
-FORMAT = "stream-rec-checkpoint/1"
+FORMAT = "stream-rec-checkpoint/2"  # 2: the popularity prior (item counts and their weight)
 _PREFIX, _SUFFIX = "checkpoint-", ".safetensors"
 
 
@@ -78,7 +78,12 @@ def load(path: str | Path, settings: ModelSettings | None = None) -> tuple[Onlin
             tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
     except (OSError, SafetensorError) as exc:
         raise StreamRecError(f"cannot read checkpoint {path}: {exc}") from None
-    if metadata.get("format") != FORMAT:
+    found = metadata.get("format", "")
+    if found.startswith("stream-rec-checkpoint/") and found != FORMAT:
+        raise StreamRecError(
+            f"{path} is an older checkpoint ({found}); this version reads {FORMAT}: move it away to start afresh"
+        )
+    if found != FORMAT:
         raise StreamRecError(f"{path} is not a stream-rec checkpoint ({FORMAT})")
     saved = ModelSettings.model_validate_json(metadata["settings"])
     learner = OnlineLearner(settings or saved)

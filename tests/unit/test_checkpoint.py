@@ -41,3 +41,15 @@ def test_save_is_atomic_and_latest_finds_the_newest(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*.tmp")), "no temporary file left behind"
     restored, offsets = checkpoint.load(checkpoint.latest(tmp_path))  # type: ignore[arg-type]
     assert offsets == {} and restored.steps == learner.steps and len(restored.vocab) == len(learner.vocab)
+
+
+def test_an_older_format_is_a_clear_error(tmp_path: Path) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    path = checkpoint.save(OnlineLearner(ModelSettings(dim=8)), tmp_path / "checkpoint-000000000001.safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        metadata = dict(f.metadata())
+    save_file(load_file(str(path)), str(path), metadata={**metadata, "format": "stream-rec-checkpoint/1"})
+    with pytest.raises(StreamRecError, match="older checkpoint"):
+        checkpoint.load(path)
