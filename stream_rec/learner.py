@@ -216,35 +216,40 @@ class OnlineLearner:
         b = len(targets)
         if repeats is None:
             repeats = encode_repeats([[] for _ in histories], self.vocab, self.settings.max_len)
-        available = torch.ones(b, 3, dtype=torch.bool)  # MODES: repeat, transition, explore
-        available[:, 0] = False
-        available[repeats.batch, 0] = True
-        log_p_transition, available[:, 1] = self._transition_of(histories, targets)
-        log_gates, scores = self.model.repeat(user, available, repeats.positions, repeats.events, repeats.counts)
+        log_gates, scores, offered = self._modes(user, histories, repeats)
         log_p_repeat = torch.full((b,), -math.inf)
         if len(scores):
             log_choice = segment_log_softmax(scores, repeats.batch, b)  # [N]
             is_target = repeats.rows == targets[repeats.batch]  # [N]: at most one per history
             log_p_repeat = log_p_repeat.index_put((repeats.batch[is_target],), log_choice[is_target])
+        pairs = zip(offered, targets.tolist(), strict=True)
+        log_p_transition = torch.tensor([math.log(o[t] / sum(o.values())) if t in o else -math.inf for o, t in pairs])
         per_mode = torch.stack([log_p_repeat, log_p_transition, log_p_explore], dim=1)  # [B, 3]
         return torch.logsumexp(log_gates + per_mode, dim=1)  # unavailable modes: gate -inf, nothing added
 
-    def _transition_of(
-        self, histories: Sequence[Sequence[Step]], targets: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each target's log-probability in the transition mode ``[B]``, and whether the mode is there ``[B]``."""
-        log_p = torch.full((len(targets),), -math.inf)
-        available = torch.zeros(len(targets), dtype=torch.bool)
-        if not self.follows:
-            return log_p, available
-        for b, (history, target) in enumerate(zip(histories, targets.tolist(), strict=True)):
-            offered = self._followers(history)
-            if offered:
-                available[b] = True
-                total = sum(offered.values())
-                if target in offered:
-                    log_p[b] = math.log(offered[target] / total)
-        return log_p, available
+    def _modes(
+        self, user: torch.Tensor, histories: Sequence[Sequence[Step]], repeats: Repeats
+    ) -> tuple[torch.Tensor, torch.Tensor, list[dict[int, float]]]:
+        """The mixture head on a batch: log gates ``[B, 3]``, the own items' repeat scores ``[N]``, and each
+        history's transition-mode items with their weights."""
+        n = len(histories)
+        offered = [self._followers(h) for h in histories] if self.follows else [{} for _ in histories]
+        available = torch.ones(n, 3, dtype=torch.bool)  # MODES: repeat, transition, explore
+        available[:, 0] = False
+        available[repeats.batch, 0] = True
+        available[:, 1] = torch.tensor([bool(o) for o in offered])
+        # How much each mode has to go on: the user's distinct items, and the transition counts behind its items.
+        evidence = torch.stack(
+            [
+                torch.log1p(torch.bincount(repeats.batch, minlength=n).float()),
+                torch.log1p(torch.tensor([float(sum(o.values())) for o in offered])),
+            ],
+            dim=1,
+        )
+        log_gates, scores = self.model.repeat(
+            user, available, evidence, repeats.positions, repeats.events, repeats.counts
+        )
+        return log_gates, scores, offered
 
     def _followers(self, history: Sequence[Step]) -> dict[int, float]:
         """The transition mode's items for a history: what followed its last few distinct items elsewhere in the
@@ -363,16 +368,11 @@ class OnlineLearner:
         ``(batch [N], rows [N], log share [N])`` of their items, one entry per ``(b, row)``."""
         n = len(histories)
         r = encode_repeats(histories if self.repeats else [[] for _ in histories], self.vocab, self.settings.max_len)
-        offered = [self._followers(h) for h in histories] if self.follows else [{} for _ in histories]
-        available = torch.ones(n, 3, dtype=torch.bool)  # MODES: repeat, transition, explore
-        available[:, 0] = False
-        available[r.batch, 0] = True
-        available[:, 1] = torch.tensor([bool(o) for o in offered])
-        log_gates, choice = self.model.repeat(user, available, r.positions, r.events, r.counts)  # [B, 3], [N]
+        log_gates, choice, offered = self._modes(user, histories, r)  # [B, 3], [N]
         batch, rows = [r.batch], [r.rows]
         shares = [log_gates[r.batch, 0] + segment_log_softmax(choice, r.batch, n)]  # the repeat share
         flat = [b for b, o in enumerate(offered) for _ in o]
-        if flat:  # the transition share on the last item's followers
+        if flat:  # the transition share on the followers of the user's last items
             totals = [sum(o.values()) for o in offered]
             fractions = torch.tensor([count / totals[b] for b, o in enumerate(offered) for count in o.values()])
             batch.append(torch.tensor(flat))

@@ -27,6 +27,7 @@ from ..events import EVENT_TYPES
 __all__ = ["MODES", "RepeatScore", "segment_log_softmax"]
 
 MODES = ("repeat", "transition", "explore")
+EVIDENCE = 2  # inputs of the gates beside the user vector
 
 
 def segment_log_softmax(scores: torch.Tensor, segments: torch.Tensor, n_segments: int) -> torch.Tensor:
@@ -52,19 +53,24 @@ class RepeatScore(nn.Module):
         self.event = nn.Parameter(torch.zeros(len(EVENT_TYPES) + 1))
         self.count = nn.Parameter(torch.zeros(1))
         self.gate = nn.Linear(dim, len(MODES))
-        nn.init.zeros_(self.gate.weight)
+        self.gate_evidence = nn.Linear(EVIDENCE, len(MODES), bias=False)
+        for layer in (self.gate, self.gate_evidence):
+            nn.init.zeros_(layer.weight)
         nn.init.zeros_(self.gate.bias)  # an even mix to start with
 
     def forward(
         self,
         user: torch.Tensor,
         available: torch.Tensor,
+        evidence: torch.Tensor,
         positions: torch.Tensor,
         events: torch.Tensor,
         counts: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(log gates [B, M], scores [N])``: each user's log gate per mode of :data:`MODES` (``available``
-        ``[B, M]`` says which modes a user has; the others get none), and each history item's repeat score."""
+        ``[B, M]`` says which modes a user has; the others get none), and each history item's repeat score.
+        ``evidence`` ``[B, EVIDENCE]`` is what the modes have to go on (log counts: the user's distinct items,
+        the transition counts behind the offered items): the gates weigh it beside the user vector."""
         scores = self.position[positions] + self.event[events] + self.count * torch.log(counts.float())
-        gates = self.gate(user).masked_fill(~available, float("-inf"))  # [B, M]
+        gates = (self.gate(user) + self.gate_evidence(evidence)).masked_fill(~available, float("-inf"))  # [B, M]
         return torch.log_softmax(gates, dim=-1), scores
