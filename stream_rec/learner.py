@@ -81,7 +81,8 @@ class OnlineLearner:
         # An item's first sighting cannot have been recommended (it was unknown): as a target it would only teach
         # that "something new" comes next, and push known, popular items down. Its later sightings teach.
         rows = self.vocab.rows_of([e.item for _, e in examples])
-        seen = {row for row in rows if row and self.model.item_count[row] > 0}
+        before = self.model.item_count[torch.tensor(rows, dtype=torch.long)].tolist()  # one gather, not B lookups
+        seen = {row for row, count in zip(rows, before, strict=True) if row and count > 0}
         usable = []
         for (history, event), row in zip(examples, rows, strict=True):
             if history and row and row in seen:
@@ -257,7 +258,8 @@ class OnlineLearner:
         session-based kNN weighs a session's items), at most :data:`_FOLLOWERS` of them, by weight; unseen ones
         only where seen items are never ranked."""
         merged: dict[int, float] = {}
-        sources = dict.fromkeys(self.vocab.rows_of([s.item for s in reversed(history)]))
+        rows = self.vocab.rows_of([s.item for s in history])
+        sources = dict.fromkeys(reversed(rows))
         sources.pop(0, None)
         for j, row in enumerate(list(sources)[:_SOURCES]):
             followers = self.transitions.get(row)
@@ -266,7 +268,7 @@ class OnlineLearner:
                 for follower, n in followers.most_common(_FOLLOWERS):
                     merged[follower] = merged.get(follower, 0.0) + weight * n
         if self.settings.exclude_seen:
-            for row in self.vocab.rows_of([s.item for s in history]):
+            for row in rows:
                 merged.pop(row, None)
         if len(merged) > _FOLLOWERS:
             merged = dict(sorted(merged.items(), key=lambda kv: -kv[1])[:_FOLLOWERS])
