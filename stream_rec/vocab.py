@@ -95,6 +95,28 @@ class Vocabulary:
             self.last_seen[row] = self.clock
         return evicted
 
+    def reserve(self, items: Iterable[str]) -> list[int]:
+        """Give a row now to each item that its next sighting would admit, without counting a sighting (they are
+        counted when observed); return the rows evicted for room. A user's newest items get rows before the
+        learner has observed them, so that they can be ranked.
+
+        >>> v = Vocabulary(capacity=4, min_count=2)
+        >>> v.observe(["a", "b", "b"]), v.reserve(["a", "c"])
+        ([], [])
+        >>> v.index("a"), v.index("b"), v.index("c"), float(v.counts[v.index("a")])
+        (2, 1, 0, 0.0)
+        """
+        evicted: list[int] = []
+        for item in items:
+            if item in self._rows or self._pending.get(item, 0) + 1 < self.min_count:
+                continue
+            self._pending.pop(item, None)
+            if not self._free and len(self._ids) > self.capacity:
+                evicted.extend(self._evict())
+            row = self._admit(item)  # (may grow the arrays)
+            self.last_seen[row] = self.clock
+        return evicted
+
     def _admit(self, item: str) -> int:
         if self._free:
             row = self._free.pop()

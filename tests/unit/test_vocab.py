@@ -125,3 +125,23 @@ def test_state_dict_is_a_snapshot() -> None:
     frozen = orjson.loads(orjson.dumps(state))
     v.observe(["d", "e"])
     assert state == frozen
+
+
+def test_reserve_gives_rows_without_counting_and_grows_and_evicts_as_observe_does() -> None:
+    v = Vocabulary(capacity=3000)
+    v.observe(ids(1000))
+    assert v.reserve(ids(1500, prefix="r")) == []  # past the arrays' first size: they grow
+    assert len(v) == 2500 and v.index("r1499") == 2500
+    assert v.counts[v.index("r7")] == 0 and v.last_seen[v.index("r7")] == v.clock  # fresh, not counted
+    v.observe(["r7"])
+    assert v.counts[v.index("r7")] == 1
+    small = Vocabulary(capacity=10)
+    small.observe(ids(10))
+    assert small.reserve(["x"]) == [small.index("x")] and small.evicted == 1  # full: the oldest make room
+
+
+def test_reserve_keeps_min_count() -> None:
+    v = Vocabulary(capacity=100, min_count=3)
+    v.observe(["a", "a", "b"])
+    v.reserve(["a", "b", "c"])
+    assert v.index("a") and not v.index("b") and not v.index("c")  # only a's next sighting would admit it
