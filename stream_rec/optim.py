@@ -4,6 +4,10 @@
 sums) that costs several times the update itself on a 100k-row table. This is the same update, row-indexed:
 ``sum[r] += g[r]**2``, ``w[r] -= lr * g[r] / (sqrt(sum[r]) + eps)``; its state (``sum``, ``step``) is
 torch's, so checkpoints save and load it alike.
+
+``sum`` starts at ``initial_accumulator_value`` (torch's name; TensorFlow's Adagrad starts it at 0.1). From 0, a
+row's first step moves every weight by the full ``lr`` whatever the gradient's size: an item seen once jumps
+as far as one seen a thousand times, and its noise outranks what the popular items learned.
 """
 
 from __future__ import annotations
@@ -16,11 +20,17 @@ __all__ = ["SparseAdagrad"]
 
 
 class SparseAdagrad(torch.optim.Optimizer):
-    def __init__(self, params: Iterable[torch.Tensor], lr: float = 0.01, eps: float = 1e-10) -> None:
-        super().__init__(params, {"lr": lr, "eps": eps})
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor],
+        lr: float = 0.01,
+        eps: float = 1e-10,
+        initial_accumulator_value: float = 0.0,
+    ) -> None:
+        super().__init__(params, {"lr": lr, "eps": eps, "initial_accumulator_value": initial_accumulator_value})
         for group in self.param_groups:
             for p in group["params"]:
-                self.state[p]["sum"] = torch.zeros_like(p)
+                self.state[p]["sum"] = torch.full_like(p, initial_accumulator_value)
                 self.state[p]["step"] = torch.tensor(0.0)
 
     @torch.no_grad()
