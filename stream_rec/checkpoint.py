@@ -29,7 +29,7 @@ from .vocab import Vocabulary
 
 __all__ = ["FORMAT", "latest", "load", "save"]
 
-FORMAT = "stream-rec-checkpoint/2"  # 2: the popularity prior (item counts and their weight)
+FORMAT = "stream-rec-checkpoint/3"  # 2: the popularity prior; 3: item feature tokens, the repeat slope
 _PREFIX, _SUFFIX = "checkpoint-", ".safetensors"
 
 

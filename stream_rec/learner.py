@@ -24,7 +24,7 @@ from river import drift
 from torch import nn
 
 from . import ranking
-from .features import Repeats, encode_histories, encode_repeats
+from .features import Repeats, encode_histories, encode_repeats, item_tokens
 from .model import SequenceModel
 from .model.repeat import segment_log_softmax
 from .optim import SparseAdagrad
@@ -93,7 +93,7 @@ class OnlineLearner:
             fresh = usable[start : start + b]
             n_replay = min(len(self.replay), round(len(fresh) * self.settings.replay))
             mixed = fresh + self._rng.sample(self.replay, n_replay) if n_replay else fresh
-            self._step(mixed)
+            self._step(mixed, len(fresh))
             self._remember(fresh)
         if self.follows:
             self._count_transitions(examples)  # after the steps: an example never sees its own transition
@@ -114,8 +114,27 @@ class OnlineLearner:
                         self.transitions[prev] = Counter(dict(followers.most_common(_FOLLOWERS)))
 
     def _observe(self, examples: Sequence[Example]) -> None:
-        items = [step.item for history, event in examples for step in (*history[-1:], event)]
-        evicted = self.vocab.observe(items)
+        steps = [step for history, event in examples for step in (*history[-1:], event)]
+        self._make_room(self.vocab.observe([step.item for step in steps]))
+        self._record_features(steps)
+
+    def reserve(self, histories: Sequence[Sequence[Step]]) -> None:
+        """Give rows to the items of ``histories`` that the vocabulary has not admitted yet (a user's events since
+        the last learn call), so that they are encoded and can be ranked (the repeat mode needs only the row)."""
+        self._make_room(self.vocab.reserve(s.item for h in histories for s in h[-self.settings.max_len :]))
+        self._record_features([h[-1] for h in histories if h])
+
+    def _record_features(self, steps: Sequence[Step]) -> None:
+        """Note the side-feature tokens of the items of ``steps`` (the newest features an item came with)."""
+        described = [s for s in steps if s.features]
+        if described:
+            rows = torch.tensor(self.vocab.rows_of([s.item for s in described]))
+            tokens = torch.tensor([item_tokens(s) for s in described])
+            known = rows != 0
+            self.model.item_tokens[rows[known]] = tokens[known]
+
+    def _make_room(self, evicted: list[int]) -> None:
+        """Keep the tables in step with the vocabulary: grown to its rows, evicted rows reset and forgotten."""
         if self.vocab.rows > self.model.item_emb.num_embeddings:
             self._grow()
         if evicted:
@@ -127,7 +146,8 @@ class OnlineLearner:
                 for row in gone.intersection(followers):
                     del followers[row]
 
-    def _step(self, examples: Sequence[Example]) -> None:
+    def _step(self, examples: Sequence[Example], n_fresh: int) -> None:
+        """One gradient step; the examples after the first ``n_fresh`` are replayed (already learned once)."""
         batch = encode_histories([h for h, _ in examples], self.vocab, self.settings.max_len)
         targets = torch.tensor([self.vocab.index(e.item) for _, e in examples])  # [B]
         self.model.train()
@@ -136,7 +156,7 @@ class OnlineLearner:
         repeats = encode_repeats(histories, self.vocab, self.settings.max_len) if self.repeats else None
         mixing = self.repeats or self.follows
         candidates, labels, log_q = self._candidates(targets)  # [C], [B], [C]
-        emb = F.embedding(candidates, self.model.item_emb.weight, sparse=True)  # [C, D]
+        emb = self.model.item_vectors(candidates)  # [C, D]
         bias = F.embedding(candidates, self.model.item_bias.weight, sparse=True).squeeze(-1)  # [C]
         if self.settings.popularity:
             bias = bias + self.model.item_prior(candidates)
@@ -152,10 +172,10 @@ class OnlineLearner:
             weight = torch.isfinite(logits).float()
             loss = F.binary_cross_entropy_with_logits(logits.nan_to_num(0.0, neginf=0.0), truth, weight=weight)
             if mixing:  # the mixture head still learns, with the explore mode held fixed
-                loss = loss - self._mixture(user, histories, repeats, targets, log_p.detach()).mean()
+                loss = loss - self._mixture(user, histories, repeats, targets, log_p.detach(), n_fresh).mean()
         else:
             if mixing:
-                log_p = self._mixture(user, histories, repeats, targets, log_p)
+                log_p = self._mixture(user, histories, repeats, targets, log_p, n_fresh)
             loss = -log_p.mean()
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
@@ -212,12 +232,23 @@ class OnlineLearner:
         repeats: Repeats | None,
         targets: torch.Tensor,
         log_p_explore: torch.Tensor,
+        n_fresh: int,
     ) -> torch.Tensor:
-        """``[B]`` log-probability of each target under the repeat/transition/explore mixture (model/repeat.py)."""
+        """``[B]`` log-probability of each target under the repeat/transition/explore mixture (model/repeat.py);
+        the examples after the first ``n_fresh`` are replayed ones, whose own transitions are counted already."""
         b = len(targets)
         if repeats is None:
             repeats = encode_repeats([[] for _ in histories], self.vocab, self.settings.max_len)
-        log_gates, scores, offered = self._modes(user, histories, repeats)
+        # A replayed example's own transition is in the counts: left in, the transition mode would look sure of
+        # every replayed target, and the gates would learn to trust it far more than it earns on new events.
+        left_out = [None] * n_fresh + targets[n_fresh:].tolist()
+        log_gates, scores, offered = self._modes(user, histories, repeats, left_out)
+        if n_fresh < b:
+            # The head learns how far to trust each mode from new events only: on a replayed one the explore mode
+            # has seen the answer already, and would look better than it is.
+            fresh = torch.arange(b) < n_fresh
+            log_gates = torch.where(fresh[:, None], log_gates, log_gates.detach())
+            scores = torch.where(fresh[repeats.batch], scores, scores.detach())
         log_p_repeat = torch.full((b,), -math.inf)
         if len(scores):
             log_choice = segment_log_softmax(scores, repeats.batch, b)  # [N]
@@ -229,12 +260,21 @@ class OnlineLearner:
         return torch.logsumexp(log_gates + per_mode, dim=1)  # unavailable modes: gate -inf, nothing added
 
     def _modes(
-        self, user: torch.Tensor, histories: Sequence[Sequence[Step]], repeats: Repeats
+        self,
+        user: torch.Tensor,
+        histories: Sequence[Sequence[Step]],
+        repeats: Repeats,
+        left_out: Sequence[int | None] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, list[dict[int, float]]]:
         """The mixture head on a batch: log gates ``[B, 3]``, the own items' repeat scores ``[N]``, and each
-        history's transition-mode items with their weights."""
+        history's transition-mode items with their weights (without the transition from each history's last item
+        to its ``left_out`` row, where one is given)."""
         n = len(histories)
-        offered = [self._followers(h) for h in histories] if self.follows else [{} for _ in histories]
+        if self.follows:
+            left_out = left_out or [None] * n
+            offered = [self._followers(h, out) for h, out in zip(histories, left_out, strict=True)]
+        else:
+            offered = [{} for _ in histories]
         available = torch.ones(n, 3, dtype=torch.bool)  # MODES: repeat, transition, explore
         available[:, 0] = False
         available[repeats.batch, 0] = True
@@ -252,11 +292,12 @@ class OnlineLearner:
         )
         return log_gates, scores, offered
 
-    def _followers(self, history: Sequence[Step]) -> dict[int, float]:
+    def _followers(self, history: Sequence[Step], left_out: int | None = None) -> dict[int, float]:
         """The transition mode's items for a history: what followed its last few distinct items elsewhere in the
         stream (the newest item's followers count fully, each older one's half as much as the one after it, as
         session-based kNN weighs a session's items), at most :data:`_FOLLOWERS` of them, by weight; unseen ones
-        only where seen items are never ranked."""
+        only where seen items are never ranked. One count of ``left_out`` after the last item is left out: the
+        transition a replayed example taught when it was new."""
         merged: dict[int, float] = {}
         rows = self.vocab.rows_of([s.item for s in history])
         sources = dict.fromkeys(reversed(rows))
@@ -266,7 +307,10 @@ class OnlineLearner:
             if followers:
                 weight = 0.5**j
                 for follower, n in followers.most_common(_FOLLOWERS):
-                    merged[follower] = merged.get(follower, 0.0) + weight * n
+                    if j == 0 and follower == left_out:
+                        n -= 1
+                    if n > 0:
+                        merged[follower] = merged.get(follower, 0.0) + weight * n
         if self.settings.exclude_seen:
             for row in rows:
                 merged.pop(row, None)
@@ -352,7 +396,7 @@ class OnlineLearner:
         """The user vectors, item vectors and item biases that scores multiply (numpy: its BLAS, OpenBLAS,
         multiplies these shapes 2x faster than torch's MKL on AMD CPUs); rows holding no item get bias -inf."""
         rows = self.vocab.rows
-        u, weight = user.numpy(), self.model.item_emb.weight[:rows].detach().numpy()
+        u, weight = user.numpy(), self.model.item_vectors(slice(0, rows)).detach().numpy()
         if self.settings.scoring == "cosine":
             u = _COSINE_SCALE * u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
             weight = weight / np.maximum(np.linalg.norm(weight, axis=1, keepdims=True), 1e-12)
@@ -402,7 +446,8 @@ class OnlineLearner:
     def _make_optimizers(self) -> list[torch.optim.Optimizer]:
         s = self.settings
         if s.optimizer == "adagrad":
-            return [SparseAdagrad(self._sparse, lr=s.lr), torch.optim.Adagrad(self._dense, lr=s.lr)]
+            sparse = SparseAdagrad(self._sparse, lr=s.lr, initial_accumulator_value=s.accumulator_init)
+            return [sparse, torch.optim.Adagrad(self._dense, lr=s.lr)]
         return [torch.optim.SparseAdam(self._sparse, lr=s.lr), torch.optim.Adam(self._dense, lr=s.lr)]
 
     def _grow(self) -> None:
@@ -428,11 +473,13 @@ class OnlineLearner:
                 if state is not None:
                     for key, value in state.items():
                         if torch.is_tensor(value) and value.dim() > 0 and value.shape[0] == old:
-                            grown = torch.zeros((new, *value.shape[1:]), dtype=value.dtype)
+                            grown = torch.full((new, *value.shape[1:]), _fresh(opt, key), dtype=value.dtype)
                             grown[:old] = value
                             state[key] = grown
                     opt.state[w_new] = state
         self.model.item_count = torch.cat([self.model.item_count, torch.zeros(new - old)])
+        tokens = self.model.item_tokens
+        self.model.item_tokens = torch.cat([tokens, torch.zeros((new - old, tokens.shape[1]), dtype=tokens.dtype)])
 
     def _reset_rows(self, rows: list[int]) -> None:
         """Give evicted rows a fresh start for the items that will take them."""
@@ -441,8 +488,14 @@ class OnlineLearner:
             self.model.item_emb.weight[index] = torch.randn(len(rows), self.settings.dim, generator=self._gen) * 0.05
             self.model.item_bias.weight[index] = 0.0
             self.model.item_count[index] = 0.0
+            self.model.item_tokens[index] = 0
         for opt in self.optimizers:
             for param in (self.model.item_emb.weight, self.model.item_bias.weight):
-                for value in opt.state.get(param, {}).values():
+                for key, value in opt.state.get(param, {}).items():
                     if torch.is_tensor(value) and value.dim() > 0:
-                        value[index] = 0.0
+                        value[index] = _fresh(opt, key)
+
+
+def _fresh(optimizer: torch.optim.Optimizer, key: str) -> float:
+    """The value a new row starts with in an optimizer's per-row state ``key`` (Adagrad's ``sum`` may not be 0)."""
+    return float(optimizer.defaults.get("initial_accumulator_value", 0.0)) if key == "sum" else 0.0

@@ -83,13 +83,11 @@ def top_k(
             total *= torch.where(top.isfinite(), top - shift, -math.inf).exp()
             total += scores.sub_(shift).exp_().sum(dim=0)
             top = new_top
-    maxima = np.ascontiguousarray(slice_max.T.numpy())  # [B, slices]
     lse = (total.log() + torch.where(top.isfinite(), top, 0.0)).numpy()
-    # The slices that can hold a row's `wanted` best items, rescored exactly.
+    # The slices that can hold a row's `wanted` best items, rescored exactly (a top-k down the slices' axis:
+    # no transposed copy of the maxima).
     n_pick = min(wanted, n_sub)
-    picked = np.argpartition(maxima, n_sub - n_pick, axis=1)[:, n_sub - n_pick :] if n_pick < n_sub else None
-    if picked is None:
-        picked = np.broadcast_to(np.arange(n_sub), (b_size, n_sub))
+    picked = torch.topk(slice_max, n_pick, dim=0, sorted=False).indices.T.numpy()  # [B, n_pick]
     rows = (picked[:, :, None] * sub + np.arange(sub)).reshape(b_size, -1)  # [B, C]
     outside = rows >= r_size
     rows = np.where(outside, 0, rows)

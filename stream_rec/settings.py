@@ -35,6 +35,13 @@ class ModelSettings(BaseModel):
     min_count: int = Field(1, ge=1, description="sightings before an item gets an embedding")
     optimizer: Literal["adagrad", "adam"] = Field("adagrad", description="online optimizer")
     lr: float = Field(0.05, gt=0, description="learning rate")
+    accumulator_init: float = Field(
+        3e-4,
+        ge=0,
+        description="adagrad: each item-table weight's starting sum of squared gradients, about one step's worth "
+        "for a row; from 0 a row's first step moves every weight by the full learning rate, and an item seen "
+        "once jumps as far as a popular one (TensorFlow's 0.1 all but froze MovieLens's items)",
+    )
     clip: float = Field(5.0, gt=0, description="gradient norm clipping")
     batch: int = Field(64, ge=1, description="examples per gradient step")
     replay: float = Field(1.0, ge=0, description="replayed past examples per new example in each step")

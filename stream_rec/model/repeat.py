@@ -48,8 +48,11 @@ class RepeatScore(nn.Module):
 
     def __init__(self, dim: int, max_len: int) -> None:
         super().__init__()
-        # Newest first: position 0 is the last step. A steep log decay: the most recent items lead.
-        self.position = nn.Parameter(torch.tensor([-2.0 * math.log1p(p) for p in range(max_len)]))
+        # Newest first: position 0 is the last step. The score falls with log recency, at a learned slope (every
+        # example teaches it, so it calibrates fast), plus a learned correction per position (deep positions are
+        # rare, so those learn slowly: a steep decay held there by its start would bury a user's older items).
+        self.log_position = nn.Parameter(torch.tensor(-2.0))
+        self.position = nn.Parameter(torch.zeros(max_len))
         self.event = nn.Parameter(torch.zeros(len(EVENT_TYPES) + 1))
         self.count = nn.Parameter(torch.zeros(1))
         self.gate = nn.Linear(dim, len(MODES))
@@ -71,6 +74,11 @@ class RepeatScore(nn.Module):
         ``[B, M]`` says which modes a user has; the others get none), and each history item's repeat score.
         ``evidence`` ``[B, EVIDENCE]`` is what the modes have to go on (log counts: the user's distinct items,
         the transition counts behind the offered items): the gates weigh it beside the user vector."""
-        scores = self.position[positions] + self.event[events] + self.count * torch.log(counts.float())
+        scores = (
+            self.log_position * torch.log1p(positions.float())
+            + self.position[positions]
+            + self.event[events]
+            + self.count * torch.log(counts.float())
+        )
         gates = (self.gate(user) + self.gate_evidence(evidence)).masked_fill(~available, float("-inf"))  # [B, M]
         return torch.log_softmax(gates, dim=-1), scores

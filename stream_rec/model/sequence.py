@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..events import EVENT_TYPES
-from ..features import CONTEXT_BUCKETS, Batch
+from ..features import CONTEXT_BUCKETS, MAX_ITEM_TOKENS, Batch
 from .encoders import Encoder, make_encoder
 from .repeat import RepeatScore
 
@@ -22,6 +22,7 @@ Fusion = Literal["concat", "weighted", "attention"]
 
 class SequenceModel(nn.Module):
     item_count: torch.Tensor  # a buffer: each item row's count so far
+    item_tokens: torch.Tensor  # a buffer: each item row's side-feature tokens [rows, MAX_ITEM_TOKENS]
     """Encode a batch of histories into user vectors in the item embedding space.
 
     ``forward`` returns the user vectors ``[B, D]`` and, per history step, the weight it had in the result
@@ -46,6 +47,9 @@ class SequenceModel(nn.Module):
         # Each item's count so far (the learner keeps it) and the weight of log(1 + count) in its score.
         self.register_buffer("item_count", torch.zeros(rows))
         self.popularity = nn.Parameter(torch.zeros(1))
+        # Each item's side-feature tokens (the learner records them): an item is scored by its own vector plus its
+        # features' (category), so a rarely seen item inherits what its category learned.
+        self.register_buffer("item_tokens", torch.zeros(rows, MAX_ITEM_TOKENS, dtype=torch.long))
         self.event_emb = nn.Embedding(len(EVENT_TYPES) + 1, dim, padding_idx=0)
         self.gap_proj = nn.Linear(1, dim)
         self.context_emb = nn.EmbeddingBag(CONTEXT_BUCKETS, dim, mode="mean", padding_idx=0, sparse=True)
@@ -73,6 +77,14 @@ class SequenceModel(nn.Module):
         with torch.no_grad():
             for table in (self.item_emb, self.event_emb, self.context_emb, self.item_feature_emb):
                 table.weight[0].zero_()  # padding
+
+    def item_vectors(self, rows: torch.Tensor | slice) -> torch.Tensor:
+        """The vectors items are scored by: each item's own embedding plus its side features' (sparse gradients)."""
+        own = self.item_emb.weight[rows] if isinstance(rows, slice) else self.item_emb(rows)
+        tokens = self.item_tokens[rows]
+        if not bool(tokens.any()):
+            return own
+        return own + self.item_feature_emb(tokens)
 
     def item_prior(self, rows: torch.Tensor | slice) -> torch.Tensor:
         """The popularity prior of ``rows`` in their scores: the learned weight times log(1 + count)."""

@@ -319,3 +319,56 @@ def test_an_evicted_item_leaves_no_transition_counts_for_its_rows_next_item() ->
     item = learner.vocab.item
     counted = {(item(prev), item(row)) for prev, followers in learner.transitions.items() for row in followers}
     assert counted and counted <= occurred  # no count moved to a pair that never happened
+
+
+def test_an_item_seen_since_the_last_learn_call_can_be_recommended_back() -> None:
+    from stream_rec.recommenders.sequence import SequenceRecommender
+
+    rec = SequenceRecommender(small(batch=16))
+    rec.learn_many(planted(seed=4))
+    history = [Step("a", "view", T0), Step("just-seen", "view", T0 + 1)]  # not learned from yet
+    ranked = [item for item, _ in rec.rank_many([history], k=10)[0]]
+    assert "just-seen" in ranked  # the repeat mode offers the user's own newest item
+    assert rec.learner.vocab.counts[rec.learner.vocab.index("just-seen")] == 0  # a row, not a sighting
+
+
+def test_a_replayed_example_does_not_find_its_own_transition() -> None:
+    learner = OnlineLearner(small(transitions=True))
+    learner.learn([([Step("a", "view", T0)], Step("b", "view", T0 + 1))])
+    b = learner.vocab.index("b")
+    assert learner._followers([Step("a", "view", T0)]) == {b: 1.0}
+    assert learner._followers([Step("a", "view", T0)], left_out=b) == {}  # the one count it taught itself
+
+
+def test_only_new_examples_teach_the_mixture_head() -> None:
+    learner = OnlineLearner(small(batch=64, transitions=True))
+    examples = planted(seed=5)[:200]
+    learner.learn(examples)
+    usable = [(h, e) for h, e in examples if h][:64]
+    head = {n: p.detach().clone() for n, p in learner.model.repeat.named_parameters()}
+    learner._step(usable, n_fresh=0)  # all replayed
+    assert all(torch.equal(p, head[n]) for n, p in learner.model.repeat.named_parameters())
+    learner._step(usable, n_fresh=len(usable))
+    assert not all(torch.equal(p, head[n]) for n, p in learner.model.repeat.named_parameters())
+
+
+def test_a_new_item_inherits_what_its_category_learned() -> None:
+    """After "a", users go on to ever new shoes: a shoe never learned from outranks a hat never learned from."""
+    rng = __import__("random").Random(0)
+    examples: list[Example] = []
+    for k in range(600):
+        shoe = Step(f"shoe{rng.randrange(150)}", "view", T0 + k, features={"category": "shoes"})
+        hat = Step(f"hat{rng.randrange(150)}", "view", T0 + k, features={"category": "hats"})
+        examples.append(([Step("a", "view", T0 + k)], shoe))
+        examples.append(([Step("b", "view", T0 + k)], hat if k % 3 else shoe))
+    learner = OnlineLearner(small(batch=32, transitions=False, popularity=False))
+    for start in range(0, len(examples), 100):
+        learner.learn(examples[start : start + 100])
+    fresh = [([Step("z", "view", T0)], Step(item, "view", T0, features={"category": c}))
+             for item, c in (("new-shoe", "shoes"), ("new-hat", "hats"))]  # fmt: skip
+    learner._observe(fresh)  # known, never a target
+    history = [Step("a", "view", T0)]
+    user, _ = learner.encode([history])
+    scores = learner.scores(user)[0]
+    assert scores[learner.vocab.index("new-shoe")] > scores[learner.vocab.index("new-hat")] + 0.5
+    assert bool(learner.model.item_tokens[learner.vocab.index("new-shoe")].any())
