@@ -299,10 +299,15 @@ class OnlineLearner:
         only where seen items are never ranked. One count of ``left_out`` after the last item is left out: the
         transition a replayed example taught when it was new."""
         merged: dict[int, float] = {}
-        rows = self.vocab.rows_of([s.item for s in history])
-        sources = dict.fromkeys(reversed(rows))
-        sources.pop(0, None)
-        for j, row in enumerate(list(sources)[:_SOURCES]):
+        index = self.vocab.index
+        sources: dict[int, None] = {}  # the last few distinct known rows, newest first (walked back, not looked up)
+        for step in reversed(history):
+            row = index(step.item)
+            if row:
+                sources[row] = None
+                if len(sources) == _SOURCES:
+                    break
+        for j, row in enumerate(sources):
             followers = self.transitions.get(row)
             if followers:
                 weight = 0.5**j
@@ -312,7 +317,7 @@ class OnlineLearner:
                     if n > 0:
                         merged[follower] = merged.get(follower, 0.0) + weight * n
         if self.settings.exclude_seen:
-            for row in rows:
+            for row in self.vocab.rows_of([s.item for s in history]):
                 merged.pop(row, None)
         if len(merged) > _FOLLOWERS:
             merged = dict(sorted(merged.items(), key=lambda kv: -kv[1])[:_FOLLOWERS])
