@@ -21,7 +21,7 @@ from .events import EVENT_TYPES
 from .sequences import Step
 from .vocab import Vocabulary
 
-__all__ = ["CONTEXT_BUCKETS", "EVENT_INDEX", "Batch", "Repeats", "encode_histories", "encode_repeats"]
+__all__ = ["CONTEXT_BUCKETS", "EVENT_INDEX", "Batch", "Repeats", "encode_histories", "encode_repeats", "repeats_of"]
 
 EVENT_INDEX = {name: i + 1 for i, name in enumerate(EVENT_TYPES)}  # 0 = padding
 CONTEXT_BUCKETS = 4096
@@ -135,10 +135,23 @@ def encode_repeats(histories: Sequence[Sequence[Step]], vocab: Vocabulary, max_l
     position = lengths[batch] - 1 - col  # recency: 0 = the last step
     rows = np.asarray(vocab.rows_of([s.item for s in flat]), dtype=np.int64)
     events = np.fromiter((EVENT_INDEX[s.event] for s in flat), dtype=np.int64, count=len(flat))
+    return _distinct(batch, position, rows, events)
+
+
+def repeats_of(batch: Batch) -> Repeats:
+    """:func:`encode_repeats` of the histories ``batch`` encodes (its ``max_len`` alike), from its tensors: no
+    step is looked up again."""
+    items, events, lengths = batch.items.numpy(), batch.events.numpy(), batch.lengths.numpy()
+    history, col = np.nonzero(np.arange(items.shape[1]) < lengths[:, None])  # history after history, oldest first
+    return _distinct(history, lengths[history] - 1 - col, items[history, col], events[history, col])
+
+
+def _distinct(batch: np.ndarray, position: np.ndarray, rows: np.ndarray, events: np.ndarray) -> Repeats:
+    """One entry per (history, known item) of the steps given, at its newest occurrence, newest first."""
     known = rows != 0
     batch, position, rows, events = batch[known], position[known], rows[known], events[known]
     # Group the steps by (history, item), newest first within a group; each group becomes one entry.
-    key = batch * (vocab.rows + 1) + rows
+    key = batch * (int(rows.max(initial=0)) + 1) + rows
     order = np.lexsort((position, key))
     _, first, counts = np.unique(key[order], return_index=True, return_counts=True)
     entry = order[first]

@@ -24,7 +24,7 @@ from river import drift
 from torch import nn
 
 from . import ranking
-from .features import Repeats, encode_histories, encode_repeats, item_tokens
+from .features import Batch, Repeats, encode_histories, encode_repeats, item_tokens, repeats_of
 from .model import SequenceModel
 from .model.repeat import segment_log_softmax
 from .optim import SparseAdagrad
@@ -153,7 +153,7 @@ class OnlineLearner:
         self.model.train()
         user, _ = self.model(batch)  # [B, D]
         histories = [h for h, _ in examples]
-        repeats = encode_repeats(histories, self.vocab, self.settings.max_len) if self.repeats else None
+        repeats = repeats_of(batch) if self.repeats else None
         mixing = self.repeats or self.follows
         candidates, labels, log_q = self._candidates(targets)  # [C], [B], [C]
         emb = self.model.item_vectors(candidates)  # [C, D]
@@ -354,12 +354,18 @@ class OnlineLearner:
 
     # -- scoring -----------------------------------------------------------------------------------------------
 
-    @torch.no_grad()
     def encode(self, histories: Sequence[Sequence[Step]]) -> tuple[torch.Tensor, torch.Tensor]:
         """User vectors ``[B, D]`` and per-step weights ``[B, L]`` for non-empty histories."""
+        _, user, weights = self.encode_batch(histories)
+        return user, weights
+
+    @torch.no_grad()
+    def encode_batch(self, histories: Sequence[Sequence[Step]]) -> tuple[Batch, torch.Tensor, torch.Tensor]:
+        """:meth:`encode`, with the model's input batch (:meth:`top_k` reads the users' own items from it)."""
         self.model.eval()
         batch = encode_histories(histories, self.vocab, self.settings.max_len)
-        return self.model(batch)
+        user, weights = self.model(batch)
+        return batch, user, weights
 
     @torch.no_grad()
     def scores(self, user: torch.Tensor, histories: Sequence[Sequence[Step]] | None = None) -> torch.Tensor:
@@ -381,20 +387,26 @@ class OnlineLearner:
 
     @torch.no_grad()
     def top_k(
-        self, user: torch.Tensor, histories: Sequence[Sequence[Step]], k: int, exclude_seen: bool = False
+        self,
+        user: torch.Tensor,
+        histories: Sequence[Sequence[Step]],
+        k: int,
+        exclude_seen: bool = False,
+        batch: Batch | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` best rows ``[B, k]`` and their scores for each user (as :meth:`scores` ranks them; exact, see
-        ranking.py), leaving out each history's own items where ``exclude_seen``; ``-inf`` marks no item."""
+        ranking.py), leaving out each history's own items where ``exclude_seen``; ``-inf`` marks no item.
+        ``batch`` is the histories' encoded batch, where the caller has it (:meth:`encode_batch`)."""
         u, weight, bias = self._score_tables(user)
         exclude = None
         if exclude_seen:
             rows = np.asarray(self.vocab.rows_of([s.item for h in histories for s in h]), dtype=np.int64)
-            batch = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
-            pairs = np.unique(batch[rows != 0] * self.vocab.rows + rows[rows != 0])  # each (b, row) once
+            owner = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
+            pairs = np.unique(owner[rows != 0] * self.vocab.rows + rows[rows != 0])  # each (b, row) once
             exclude = (pairs // self.vocab.rows, pairs % self.vocab.rows)
         if not (self.repeats or self.follows):
             return ranking.top_k(u, weight, bias, k, exclude=exclude)
-        log_explore, boost = self._mixture_shares(user, histories)
+        log_explore, boost = self._mixture_shares(user, histories, batch)
         return ranking.top_k(u, weight, bias, k, log_explore=log_explore, boost=boost, exclude=exclude)
 
     def _score_tables(self, user: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -413,12 +425,17 @@ class OnlineLearner:
         return u, weight, bias
 
     def _mixture_shares(
-        self, user: torch.Tensor, histories: Sequence[Sequence[Step]]
+        self, user: torch.Tensor, histories: Sequence[Sequence[Step]], encoded: Batch | None = None
     ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """The mixture's parts for ranking: each user's log explore gate ``[B]``, and the other modes' shares
         ``(batch [N], rows [N], log share [N])`` of their items, one entry per ``(b, row)``."""
         n = len(histories)
-        r = encode_repeats(histories if self.repeats else [[] for _ in histories], self.vocab, self.settings.max_len)
+        if self.repeats and encoded is not None:
+            r = repeats_of(encoded)
+        else:
+            r = encode_repeats(
+                histories if self.repeats else [[] for _ in histories], self.vocab, self.settings.max_len
+            )
         log_gates, choice, offered = self._modes(user, histories, r)  # [B, 3], [N]
         batch, rows = [r.batch], [r.rows]
         shares = [log_gates[r.batch, 0] + segment_log_softmax(choice, r.batch, n)]  # the repeat share

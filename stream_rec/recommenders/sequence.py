@@ -59,8 +59,8 @@ class SequenceRecommender(Recommender):
         todo_histories = [histories[i] for i in todo]
         if not exclude_seen:
             learner.reserve(todo_histories)  # the user's items seen since the last learn call can be ranked too
-        user, weights = learner.encode(todo_histories)  # [B, D], [B, L]
-        rows, values = learner.top_k(user, todo_histories, k, exclude_seen)  # [B, k] each, best first
+        batch, user, weights = learner.encode_batch(todo_histories)  # _, [B, D], [B, L]
+        rows, values = learner.top_k(user, todo_histories, k, exclude_seen, batch)  # [B, k] each, best first
         embeddings = user.numpy().round(5).tolist()
         for row, i in enumerate(todo):
             ranking: Ranking = [

@@ -212,6 +212,21 @@ def test_repeats_encode_distinct_items_newest_first() -> None:
     assert r.positions.tolist() == [1, 2] and r.counts.tolist() == [2, 1]
 
 
+def test_repeats_read_from_the_encoded_batch_equal_those_from_the_histories() -> None:
+    from stream_rec.features import encode_histories, encode_repeats, repeats_of
+
+    learner = OnlineLearner(small(max_len=8))
+    learner.learn(chain("c", 12))
+    rng = __import__("random").Random(0)
+    kinds = ("view", "add_to_cart", "purchase")
+    histories = [[Step(f"c{rng.randrange(16)}", rng.choice(kinds), T0 + t) for t in range(n)] for n in (0, 3, 8, 20, 1)]
+    a = encode_repeats(histories, learner.vocab, max_len=8)
+    b = repeats_of(encode_histories(histories, learner.vocab, max_len=8))
+    for field in ("batch", "rows", "positions", "events", "counts"):
+        assert torch.equal(getattr(a, field), getattr(b, field)), field
+    assert len(a.rows) > 5
+
+
 def test_the_repeat_head_learns_which_own_item_users_come_back_to() -> None:
     """Users keep coming back to one favourite between one-off items: the favourite must outrank the newest."""
     examples: list[Example] = []
