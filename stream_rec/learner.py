@@ -118,11 +118,22 @@ class OnlineLearner:
         self._make_room(self.vocab.observe([step.item for step in steps]))
         self._record_features(steps)
 
-    def reserve(self, histories: Sequence[Sequence[Step]]) -> None:
+    def reserve(self, histories: Sequence[Sequence[Step]], batch: Batch) -> Batch:
         """Give rows to the items of ``histories`` that the vocabulary has not admitted yet (a user's events since
-        the last learn call), so that they are encoded and can be ranked (the repeat mode needs only the row)."""
-        self._make_room(self.vocab.reserve(s.item for h in histories for s in h[-self.settings.max_len :]))
+        the last learn call), so that they are encoded and can be ranked (the repeat mode needs only the row).
+        ``batch`` encodes ``histories``: only its unknown steps are looked up again; returned with their rows."""
+        items = batch.items.numpy()
+        b, col = np.nonzero((items == 0) & (np.arange(items.shape[1]) < batch.lengths.numpy()[:, None]))
+        length = items.shape[1]
+        unknown = [histories[i][-length:][j].item for i, j in zip(b.tolist(), col.tolist(), strict=True)]
+        evicted = self.vocab.reserve(unknown) if unknown else []
+        self._make_room(evicted)
         self._record_features([h[-1] for h in histories if h])
+        if evicted:  # rows of items the batch holds were handed on: look every step up again
+            return encode_histories(histories, self.vocab, self.settings.max_len)
+        if unknown:
+            items[b, col] = self.vocab.rows_of(unknown)  # (the batch's tensor shares this memory)
+        return batch
 
     def _record_features(self, steps: Sequence[Step]) -> None:
         """Note the side-feature tokens of the items of ``steps`` (the newest features an item came with)."""
@@ -162,7 +173,7 @@ class OnlineLearner:
             bias = bias + self.model.item_prior(candidates)
         logits = self._affinity(user, emb, bias) - log_q  # [B, C]
         if self.settings.exclude_seen:
-            logits = logits.masked_fill(self._seen_mask(examples, candidates, labels), float("-inf"))
+            logits = logits.masked_fill(self._seen_mask(examples, batch, candidates, labels), float("-inf"))
         rows = torch.arange(len(examples))
         log_p = F.log_softmax(logits, dim=1)[rows, labels]  # [B]: the explore mode's
         if self.settings.scoring == "sigmoid":
@@ -323,22 +334,20 @@ class OnlineLearner:
             merged = dict(sorted(merged.items(), key=lambda kv: -kv[1])[:_FOLLOWERS])
         return merged
 
-    def _seen_mask(self, examples: Sequence[Example], candidates: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def _seen_mask(
+        self, examples: Sequence[Example], batch: Batch, candidates: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor:
         """``[B, C]``: True where a candidate is one of the example's history items (never its target).
 
         Where seen items are never recommended, pushing them down teaches the model nothing it will use.
         """
-        rows, cols = [], []
-        for b, (history, _) in enumerate(examples):
-            seen = [r for r in set(self.vocab.rows_of([s.item for s in history])) if r]
-            rows.extend([b] * len(seen))
-            cols.extend(seen)
+        owner, seen = self._seen_rows([h for h, _ in examples], batch)
         mask = torch.zeros(len(examples), len(candidates), dtype=torch.bool)
-        if cols:
-            seen_rows = torch.tensor(cols)
+        if len(seen):
+            seen_rows, owner_t = torch.from_numpy(seen), torch.from_numpy(owner)
             at = torch.searchsorted(candidates, seen_rows).clamp(max=len(candidates) - 1)  # candidates are sorted
             hit = candidates[at] == seen_rows
-            mask[torch.tensor(rows)[hit], at[hit]] = True
+            mask[owner_t[hit], at[hit]] = True
         mask[torch.arange(len(examples)), labels] = False
         return mask
 
@@ -360,10 +369,15 @@ class OnlineLearner:
         return user, weights
 
     @torch.no_grad()
-    def encode_batch(self, histories: Sequence[Sequence[Step]]) -> tuple[Batch, torch.Tensor, torch.Tensor]:
-        """:meth:`encode`, with the model's input batch (:meth:`top_k` reads the users' own items from it)."""
+    def encode_batch(
+        self, histories: Sequence[Sequence[Step]], reserve: bool = False
+    ) -> tuple[Batch, torch.Tensor, torch.Tensor]:
+        """:meth:`encode`, with the model's input batch (:meth:`top_k` reads the users' own items from it); with
+        ``reserve``, the histories' items get rows first (:meth:`reserve`)."""
         self.model.eval()
         batch = encode_histories(histories, self.vocab, self.settings.max_len)
+        if reserve:
+            batch = self.reserve(histories, batch)
         user, weights = self.model(batch)
         return batch, user, weights
 
@@ -400,14 +414,25 @@ class OnlineLearner:
         u, weight, bias = self._score_tables(user)
         exclude = None
         if exclude_seen:
-            rows = np.asarray(self.vocab.rows_of([s.item for h in histories for s in h]), dtype=np.int64)
-            owner = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
-            pairs = np.unique(owner[rows != 0] * self.vocab.rows + rows[rows != 0])  # each (b, row) once
+            owner, rows = self._seen_rows(histories, batch)
+            pairs = np.unique(owner * self.vocab.rows + rows)  # each (b, row) once
             exclude = (pairs // self.vocab.rows, pairs % self.vocab.rows)
         if not (self.repeats or self.follows):
             return ranking.top_k(u, weight, bias, k, exclude=exclude)
         log_explore, boost = self._mixture_shares(user, histories, batch)
         return ranking.top_k(u, weight, bias, k, log_explore=log_explore, boost=boost, exclude=exclude)
+
+    def _seen_rows(self, histories: Sequence[Sequence[Step]], batch: Batch | None) -> tuple[np.ndarray, np.ndarray]:
+        """The known rows of every step of ``histories``, with each one's history: ``(owner [N], rows [N])``. Read
+        from ``batch`` (their encoding) where it holds every step, else looked up."""
+        if batch is None or any(len(h) > batch.items.shape[1] for h in histories):
+            rows = np.asarray(self.vocab.rows_of([s.item for h in histories for s in h]), dtype=np.int64)
+            owner = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
+        else:
+            owner, col = np.nonzero(np.arange(batch.items.shape[1]) < batch.lengths.numpy()[:, None])
+            rows = batch.items.numpy()[owner, col]
+        known = rows != 0
+        return owner[known], rows[known]
 
     def _score_tables(self, user: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The user vectors, item vectors and item biases that scores multiply (numpy: its BLAS, OpenBLAS,

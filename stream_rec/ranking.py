@@ -12,8 +12,9 @@ least as good as the ``n``-th best), so those few slices are rescored exactly an
 exact top-k, at the cost of one matrix product plus ``O(B * n * sub)`` work.
 
 Items given a ``boost`` (in the mixture: a user's own items, which also carry a repeat share) score
-``logaddexp(score, boost)``; ``exclude``\\ d items never appear. Both are few per row, so each row's candidate
-list is widened by their number and they are scored on their own.
+``logaddexp(score, boost)``; ``exclude``\\ d items never appear. Both are few per row: they are left out of the
+slice maxima (so the slices picked hold the ``k`` best of the other items) and the boosted ones are scored on their
+own.
 """
 
 from __future__ import annotations
@@ -55,8 +56,11 @@ def top_k(
     b_size, r_size = user.shape[0], weight.shape[0]
     block -= block % sub
     special_batch, special_rows = _special(boost, exclude)
-    per_row = np.bincount(special_batch, minlength=b_size).max(initial=0)
-    wanted = min(k + int(per_row), r_size)  # enough that k non-special items survive in every row
+    # Special pairs by row, so that each block finds its own: they are masked out of its slice maxima.
+    by_row = np.argsort(special_rows, kind="stable")
+    sorted_rows = special_rows[by_row]
+    masked_rows, masked_batch = torch.from_numpy(sorted_rows), torch.from_numpy(special_batch[by_row])
+    wanted = min(k, r_size)
     n_sub = -(-r_size // sub)
     # Items x users: the slice maxima then reduce a middle axis over contiguous users (vectorised), where
     # users x items would reduce 8 floats at a time. Every pass writes into buffers made once: fresh large
@@ -72,13 +76,19 @@ def top_k(
         scores = torch.mm(weight_t[start : start + block], user_t, out=buffer[: min(block, r_size - start)])
         scores += bias_t[start : start + block, None]  # [w, B]
         width = scores.shape[0]
+        lo, hi = np.searchsorted(sorted_rows, (start, start + width))
+        mask = (masked_rows[lo:hi] - start, masked_batch[lo:hi])
+        kept = scores[mask]
+        scores[mask] = -math.inf
         whole = width - width % sub
         first = start // sub
         torch.amax(scores[:whole].view(-1, sub, b_size), dim=1, out=slice_max[first : first + whole // sub])
         if whole < width:
             slice_max[first + whole // sub] = scores[whole:].amax(dim=0)
+        scores[mask] = kept  # (every item is in the normaliser)
         if normalise:
-            new_top = torch.maximum(top, slice_max[first : first + -(-width // sub)].amax(dim=0))
+            block_top = slice_max[first : first + -(-width // sub)].amax(dim=0).scatter_reduce(0, mask[1], kept, "amax")
+            new_top = torch.maximum(top, block_top)
             shift = torch.where(new_top.isfinite(), new_top, 0.0)
             total *= torch.where(top.isfinite(), top - shift, -math.inf).exp()
             total += scores.sub_(shift).exp_().sum(dim=0)

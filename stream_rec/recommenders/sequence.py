@@ -57,9 +57,8 @@ class SequenceRecommender(Recommender):
             return out
         learner = self.learner
         todo_histories = [histories[i] for i in todo]
-        if not exclude_seen:
-            learner.reserve(todo_histories)  # the user's items seen since the last learn call can be ranked too
-        batch, user, weights = learner.encode_batch(todo_histories)  # _, [B, D], [B, L]
+        # Without exclusion, the user's items seen since the last learn call get rows: they can be ranked too.
+        batch, user, weights = learner.encode_batch(todo_histories, reserve=not exclude_seen)  # _, [B, D], [B, L]
         rows, values = learner.top_k(user, todo_histories, k, exclude_seen, batch)  # [B, k] each, best first
         embeddings = user.numpy().round(5).tolist()
         for row, i in enumerate(todo):

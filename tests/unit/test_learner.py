@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import torch
 
+from stream_rec.features import encode_histories
 from stream_rec.learner import Example, OnlineLearner
 from stream_rec.sequences import Step
 from stream_rec.settings import ModelSettings
@@ -184,7 +185,8 @@ def test_seen_items_leave_the_training_softmax_when_they_are_never_ranked() -> N
     examples: list[Example] = [(view, Step("c2", "view", T0)), (view[:1], Step("c3", "view", T0))]
     candidates = torch.tensor(sorted(rows.values()))
     labels = torch.searchsorted(candidates, torch.tensor([rows["c2"], rows["c3"]]))
-    mask = learner._seen_mask(examples, candidates, labels)
+    batch = encode_histories([h for h, _ in examples], learner.vocab, learner.settings.max_len)
+    mask = learner._seen_mask(examples, batch, candidates, labels)
     masked = [{item for item, row in rows.items() if mask[b, int((candidates == row).nonzero())]} for b in (0, 1)]
     assert masked == [{"c0", "c1"}, {"c0"}]  # the history, but never the target, even a repeated one
 

@@ -49,12 +49,38 @@ def test_top_k_is_exact(rows: int, variant: str) -> None:
     if variant.endswith("excluded"):
         kw["exclude"] = (np.arange(b), rng.integers(0, rows, size=b))
     got_rows, got = top_k(user, weight, bias, k, block=64, **kw)  # small blocks: many of them
+    check(user, weight, bias, k, b, rows, got_rows, got, **kw)
+
+
+def check(user: Any, weight: Any, bias: Any, k: int, b: int, rows: int, got_rows: Any, got: Any, **kw: Any) -> None:
     want_rows, want = plain(user, weight, bias, k, **kw)
     kk = min(k, rows)
     assert got.shape == (b, kk)
     np.testing.assert_allclose(got, want, atol=1e-4)
     finite = np.isfinite(want)
     assert (got_rows[finite] == want_rows[finite]).all()
+
+
+@pytest.mark.parametrize("rows", [37, 1000, 9000])
+@pytest.mark.parametrize("variant", ["excluded", "boosted", "both"])
+def test_top_k_is_exact_where_the_special_items_are_each_rows_best(rows: int, variant: str) -> None:
+    """Each row's best items excluded or boosted, more of them than k: the slices holding them are the slices
+    with the highest plain maxima, and the k best of the other items must still be found."""
+    rng = np.random.default_rng(rows + 1)
+    b, d, k = 6, 16, 10
+    user = rng.normal(size=(b, d)).astype(np.float32)
+    weight = rng.normal(size=(rows, d)).astype(np.float32)
+    bias = rng.normal(size=rows).astype(np.float32)
+    best = np.argsort(-(user @ weight.T + bias), axis=1)[:, : min(rows - k, 3 * k)]  # [B, n]
+    batch = np.repeat(np.arange(b), best.shape[1])
+    kw: dict[str, Any] = {"log_explore": np.log(rng.uniform(0.1, 1.0, size=b)).astype(np.float32)}
+    if variant in ("excluded", "both"):
+        kw["exclude"] = (batch, best.ravel())
+    if variant in ("boosted", "both"):
+        half = best[:, : best.shape[1] // 2]
+        kw["boost"] = (np.repeat(np.arange(b), half.shape[1]), half.ravel(), np.full(half.size, -30.0))
+    got_rows, got = top_k(user, weight, bias, k, block=64, **kw)
+    check(user, weight, bias, k, b, rows, got_rows, got, **kw)
 
 
 def test_the_learners_top_k_ranks_as_its_scores_do() -> None:
