@@ -7,12 +7,15 @@ only: nothing is unpickled, so a checkpoint from elsewhere cannot run code. A fi
 name, flushed to disk and renamed over it, so a crash leaves the previous checkpoint or the new one, never half
 of one.
 
-The replay buffer is not kept: it refills from the stream within ``replay_size`` events.
+The drift detector comes back as it was (river's ADWIN window, as the bytes of its own serialisation, and the
+steps left at a raised learning rate). The replay buffer is not kept: it refills from the stream within
+``replay_size`` events, so a restored learner learns exactly as the original did only without replay.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections import Counter
 from pathlib import Path
@@ -51,7 +54,14 @@ def save(learner: OnlineLearner, path: str | Path, *, offsets: dict[str, int] | 
     tensors["rng.torch"] = learner._gen.get_state()
     pairs = [(prev, row, n) for prev, followers in learner.transitions.items() for row, n in followers.items()]
     tensors["transitions"] = torch.tensor(pairs, dtype=torch.long).reshape(-1, 3)  # [P, 3]: prev, next, count
-    counters = {"steps": learner.steps, "skipped_steps": learner.skipped_steps, "examples": learner.examples}
+    counters = {
+        "steps": learner.steps, "skipped_steps": learner.skipped_steps, "examples": learner.examples,
+        "drifts": learner.drifts, "boost_left": learner._boost_left, "last_loss": learner.last_loss,
+    }  # fmt: skip
+    if learner._drift is not None:
+        # river keeps ADWIN's window in Rust; its own serialisation is plain bytes (bincode), read back below.
+        tensors["drift.adwin"] = torch.frombuffer(bytearray(learner._drift._helper.__getstate__()), dtype=torch.uint8)
+        counters["drift_detected"] = learner._drift.drift_detected
     metadata = {
         "format": FORMAT,
         "settings": learner.settings.model_dump_json(),
@@ -106,9 +116,26 @@ def load(path: str | Path, settings: ModelSettings | None = None) -> tuple[Onlin
     learner.steps, learner.skipped_steps, learner.examples = (
         counters["steps"], counters["skipped_steps"], counters["examples"]
     )  # fmt: skip
+    learner.drifts = counters.get("drifts", 0)
+    learner._boost_left = counters.get("boost_left", 0)
+    learner.last_loss = counters.get("last_loss", math.nan)
+    if learner._drift is not None and "drift.adwin" in tensors:
+        _restore_drift(learner, bytes(tensors["drift.adwin"].numpy()), counters.get("drift_detected", False), path)
     version, internal, gauss = counters["rng"]
     learner._rng.setstate((version, tuple(internal), gauss))
     return learner, {str(k): int(v) for k, v in json.loads(metadata["offsets"]).items()}
+
+
+def _restore_drift(learner: OnlineLearner, window: bytes, detected: bool, path: str | Path) -> None:
+    """Put ADWIN's saved window back; malformed bytes are a clear error (river's Rust code panics on them)."""
+    assert learner._drift is not None
+    try:
+        learner._drift._helper.__setstate__(window)
+    except BaseException as exc:  # pyo3's PanicException derives from BaseException
+        if type(exc).__name__ != "PanicException":
+            raise
+        raise StreamRecError(f"{path}: the drift detector's state cannot be read ({exc})") from None
+    learner._drift._drift_detected = detected
 
 
 def latest(folder: str | Path) -> Path | None:

@@ -53,3 +53,38 @@ def test_an_older_format_is_a_clear_error(tmp_path: Path) -> None:
     save_file(load_file(str(path)), str(path), metadata={**metadata, "format": "stream-rec-checkpoint/1"})
     with pytest.raises(StreamRecError, match="older checkpoint"):
         checkpoint.load(path)
+
+
+def test_the_drift_detector_comes_back_as_it_was(tmp_path: Path) -> None:
+    learner = OnlineLearner(ModelSettings(dim=8, batch=8, drift=True))
+    learner.learn(planted(users=8))
+    learner._boost_left = 17
+    path = checkpoint.save(learner, tmp_path / "c.safetensors")
+    restored, _ = checkpoint.load(path)
+    a, b = learner._drift, restored._drift
+    assert a is not None and b is not None and a.width > 0
+    assert (b.width, b.estimation, b.variance) == (a.width, a.estimation, a.variance)
+    assert restored._boost_left == 17 and restored.last_loss == learner.last_loss
+    detections = 0
+    for x in [0.1] * 200 + [5.0] * 200:  # a jump of the loss: both see it at the same point
+        a.update(x)
+        b.update(x)
+        assert a.drift_detected == b.drift_detected
+        detections += a.drift_detected
+    assert detections > 0
+
+
+def test_a_damaged_drift_state_is_a_clear_error(tmp_path: Path) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    learner = OnlineLearner(ModelSettings(dim=8, batch=8, drift=True))
+    learner.learn(planted(users=4))
+    path = checkpoint.save(learner, tmp_path / "c.safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        metadata = dict(f.metadata())
+    tensors = load_file(str(path))
+    tensors["drift.adwin"] = tensors["drift.adwin"][:7].clone()
+    save_file(tensors, str(path), metadata=metadata)
+    with pytest.raises(StreamRecError, match="drift detector"):
+        checkpoint.load(path)
