@@ -3,6 +3,7 @@
     python scripts/bench_model.py                      # 100,000 items, batch 256, histories of 50
     python scripts/bench_model.py --items 20000 --repeats 20
     STREAM_REC_MODEL__ENCODER=gru python scripts/bench_model.py
+    python scripts/bench_model.py --repeats 4 --profile 25   # where the time goes: cProfile, top 25 by own time
 
 Model settings come from STREAM_REC_MODEL__* as everywhere else. Prints microseconds per event for learning
 (the learner's steps on a batch, replay included), for ranking (encode + exact top-k over the whole vocabulary)
@@ -12,6 +13,8 @@ and both; issue 4's target is <= 300 us per event on 2 cores with 100,000 items.
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import random
 import statistics
 import time
@@ -29,6 +32,9 @@ def main() -> None:
     parser.add_argument("--history", type=int, default=50, help="history length of each event (default 50)")
     parser.add_argument("--repeats", type=int, default=10, help="timed batches (default 10)")
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument(
+        "--profile", type=int, default=0, metavar="N", help="cProfile the timed batches: the N costliest functions"
+    )
     args = parser.parse_args()
 
     settings = Settings().model.model_copy(update={"capacity": max(args.items, 16)})
@@ -40,7 +46,7 @@ def main() -> None:
     rec.learner.model.item_count[1:] = 1.0  # ... and seen before as targets: a first sighting teaches nothing
 
     def batch() -> list[Example]:
-        out = []
+        out: list[Example] = []
         for _ in range(args.batch):
             picks = rng.sample(items, args.history + 1)
             steps = [Step(item, "view", 1.6e9 + 60 * t) for t, item in enumerate(picks)]
@@ -52,8 +58,11 @@ def main() -> None:
         rec.learn_many(warm)
         rec.rank_many([h for h, _ in warm], args.k)
     learn_us, rank_us = [], []
-    for _ in range(args.repeats):
-        examples = batch()
+    batches = [batch() for _ in range(args.repeats)]  # made before: neither timed nor profiled
+    profiler = cProfile.Profile() if args.profile else None
+    if profiler:
+        profiler.enable()
+    for examples in batches:
         began = time.perf_counter()
         rec.learn_many(examples)
         learned = time.perf_counter()
@@ -61,6 +70,9 @@ def main() -> None:
         ranked = time.perf_counter()
         learn_us.append((learned - began) / args.batch * 1e6)
         rank_us.append((ranked - learned) / args.batch * 1e6)
+    if profiler:
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(args.profile)
     learn, rank = statistics.median(learn_us), statistics.median(rank_us)
     s = settings
     print(f"{s.encoder}/{s.fusion}, dim {s.dim}, batch {s.batch}, replay {s.replay}, {args.items:,} items, "

@@ -1,0 +1,63 @@
+"""The worker's engine alone (no broker, no Faust): events/s of learning and ranking as the worker does them.
+
+    python scripts/bench_engine.py                       # MovieLens 100K, 8,000 events, batches of 100
+    python scripts/bench_engine.py --events 20000 --batch 200
+    STREAM_REC_EXCLUDE_SEEN=true python scripts/bench_engine.py
+
+Feeds the dataset's events, in batches, through ``Engine.process`` with the users' histories kept as the worker
+keeps them (``sequences.append``), after ``--warmup`` untimed events. Settings come from STREAM_REC_* as for the
+worker; checkpoints are off and the state lives in a temporary folder. Compare with ``stream-rec bench``'s worker
+figure to see what the broker and Faust add.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from stream_rec.datasets import default_dataset, load
+from stream_rec.engine import Accepted, Engine
+from stream_rec.events import Event
+from stream_rec.sequences import State, append, steps
+from stream_rec.settings import Settings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dataset", nargs="?", help="dataset file or folder (default: MovieLens 100K where found)")
+    parser.add_argument("--events", type=int, default=8000, help="events in all, warm-up included (default 8,000)")
+    parser.add_argument("--warmup", type=int, default=1000, help="untimed events first (default 1,000)")
+    parser.add_argument("--batch", type=int, default=100, help="events per engine call (default 100)")
+    args = parser.parse_args()
+    dataset = args.dataset or default_dataset()
+    if dataset is None:
+        parser.error("no dataset given and MovieLens 100K not found")
+    events = load(dataset, limit=args.events)
+    with tempfile.TemporaryDirectory() as home:
+        settings = Settings(home=Path(home), checkpoint_every=0)
+        engine = Engine(settings)
+        states: dict[str, State] = {}
+
+        def feed(batch: list[Event]) -> None:
+            accepted = []
+            for event in batch:
+                before = states.get(event.user_id)
+                after = states[event.user_id] = append(before, event, max_len=settings.seq_len)
+                accepted.append(Accepted(event, steps(before), steps(after)))
+            engine.process(accepted)
+
+        feed(events[: args.warmup])
+        timed = events[args.warmup :]
+        began = time.perf_counter()
+        for start in range(0, len(timed), args.batch):
+            feed(timed[start : start + args.batch])
+        seconds = time.perf_counter() - began
+    m = settings.model
+    print(f"{m.encoder}/{m.fusion}, exclude_seen={settings.exclude_seen}, batches of {args.batch}, {dataset}")
+    print(f"engine: {len(timed) / seconds:,.0f} events/s over {len(timed):,} events")
+
+
+if __name__ == "__main__":
+    main()
