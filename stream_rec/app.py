@@ -50,6 +50,7 @@ def dead_letter(reason: str, topic: str, partition: int, offset: int, key: Any, 
 
 def create_app(settings: Settings) -> faust.App:
     """The Faust app of one worker, wired to ``settings``; ``app.engine`` is its recommendation engine."""
+    settings.worker_dir.mkdir(parents=True, exist_ok=True)  # Faust makes its datadir, but not the folders above
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap}",

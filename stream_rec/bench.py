@@ -33,11 +33,11 @@ import orjson
 from .clients import open_consumer, produce
 from .errors import BrokerError, StreamRecError
 from .events import Event
-from .processes import free_port, start, stop_process
+from .processes import isolated, start, stop_process
 from .settings import Settings
 from .topics import create_topics, delete_topics, load_specs, specs_for
 
-__all__ = ["RunFigures", "isolated", "percentile", "run_bench"]
+__all__ = ["RunFigures", "percentile", "run_bench"]
 
 Say = Callable[[str], None]
 
@@ -69,22 +69,6 @@ def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     rank = max(1, -(-len(ordered) * q // 100))  # ceil(n q / 100), at least 1
     return ordered[int(rank) - 1]
-
-
-def isolated(settings: Settings, name: str, folder: Path) -> Settings:
-    """``settings`` with topics, consumer group, state folder and web port of their own, for one run."""
-    run = f"{name}-{uuid.uuid4().hex[:8]}"
-    return settings.model_copy(
-        update={
-            "app_id": f"{settings.app_id}-{run}",
-            "topic_events": f"{run}-events",
-            "topic_recommendations": f"{run}-recommendations",
-            "topic_embeddings": f"{run}-user-embeddings",
-            "topic_dlq": f"{run}-events-dlq",
-            "data_dir": folder / run,
-            "web_port": free_port(),
-        }
-    )
 
 
 def _cpu_seconds(pid: int) -> float | None:

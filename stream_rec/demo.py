@@ -4,11 +4,16 @@ Where no broker is configured it installs and starts the local one; it creates t
 process, replays a dataset (MovieLens 100K if found, else a synthetic stream) and reads the recommendations
 back, scoring each event against the list served to its user before it ("as served"). Ctrl-C stops everything
 it started.
+
+Each run is a stream of its own: its topics (``demo-<run>-events``, ...), consumer group and worker state are new
+and are deleted at the end. A run never starts from what an earlier one learned (replaying the same events
+into users' sequences that already hold them would score nonsense), nor waits behind events an earlier one left.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import signal
 import threading
 import time
@@ -22,9 +27,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from . import datasets, kafka_local, synthetic
 from .clients import open_consumer, produce
 from .events import Event
-from .processes import start, stop_process
+from .processes import isolated, start, stop_process
 from .settings import Settings
-from .topics import create_topics, load_specs, specs_for
+from .topics import create_topics, delete_topics, load_specs, specs_for
 
 __all__ = ["run_demo"]
 
@@ -38,9 +43,16 @@ def run_demo(settings: Settings, *, dataset: str | None, fmt: str, rate: float, 
         status = kafka_local.start(settings)
         started_broker = not status.already_running
         console.print(status.describe())
-    for name, outcome in create_topics(settings, specs_for(settings, load_specs())).items():
-        console.print(f"topic {name}: {outcome}")
+    try:
+        return _run(settings, console, t0, dataset=dataset, fmt=fmt, rate=rate, limit=limit)
+    finally:
+        if started_broker:
+            kafka_local.stop(settings)
 
+
+def _run(
+    configured: Settings, console: Console, t0: float, *, dataset: str | None, fmt: str, rate: float, limit: int | None
+) -> int:
     path = Path(dataset) if dataset else datasets.default_dataset()
     if path is not None:
         events: list[Event] = datasets.load(path, fmt, limit=limit)
@@ -49,13 +61,29 @@ def run_demo(settings: Settings, *, dataset: str | None, fmt: str, rate: float, 
         events = list(synthetic.synthetic_events(limit or 20_000))
         console.print(f"No dataset found: replaying {len(events)} synthetic events at {rate:g}/s")
 
-    # A replay is a new stream: fresh event ids, or the worker would drop a rerun's events as duplicates.
+    # Fresh event ids: a dataset's own may repeat, and the worker would drop the repeats as duplicates.
     run = uuid.uuid4().hex[:8]
     events = [dataclasses.replace(e, event_id=f"demo-{run}-{i}") for i, e in enumerate(events)]
+    settings = isolated(configured, "demo", configured.home / "demo", web_port=configured.web_port)
+    for name, outcome in create_topics(settings, specs_for(settings, load_specs())).items():
+        console.print(f"topic {name}: {outcome}")
+    try:
+        return _replay(settings, console, t0, events, rate)
+    finally:
+        delete_topics(settings, containing=settings.topic_events.removesuffix("-events"))
+        shutil.rmtree(settings.worker_dir, ignore_errors=True)
+
+
+def _replay(settings: Settings, console: Console, t0: float, events: list[Event], rate: float) -> int:
+    """Start the worker, produce ``events`` and read their recommendations back; stop the worker at the end."""
     log_path = settings.home / "demo-worker.log"
     worker = start("stream_rec", settings, log_path, "worker")
     console.print(f"Worker started (pid {worker.pid}, log {log_path}, web view http://127.0.0.1:{settings.web_port}/)")
-    consumer = open_consumer(settings, settings.topic_recommendations)
+    try:
+        consumer = open_consumer(settings, settings.topic_recommendations)
+    except BaseException:
+        stop_process(worker)
+        raise
     items: dict[str, str] = {}
     stop = threading.Event()
     # Ctrl-C sets a flag rather than raising inside the Kafka clients, so that everything stops in order.
@@ -116,8 +144,6 @@ def run_demo(settings: Settings, *, dataset: str | None, fmt: str, rate: float, 
         producer.join(30)
         consumer.close()
         stop_process(worker)
-        if started_broker:
-            kafka_local.stop(settings)
 
 
 def _loads(value: bytes | None) -> dict[str, Any] | None:

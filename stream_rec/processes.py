@@ -1,5 +1,6 @@
 """Child processes with the parent's settings: the worker (``stream-rec demo``, ``stream-rec bench``) and the
-bench's ceiling. One place for the environment that carries settings across, the start and the stop."""
+bench's ceiling. One place for the environment that carries settings across, the start and the stop, and for
+the settings of a run of its own (``isolated``)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import os
 import socket
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 from .settings import Settings
 
-__all__ = ["free_port", "start", "stop_process", "worker_env"]
+__all__ = ["free_port", "isolated", "start", "stop_process", "worker_env"]
 
 _ENV_FIELDS = ("broker", "app_id", "topic_events", "topic_recommendations", "topic_embeddings", "topic_dlq",
                "partitions", "k", "data_dir", "home", "web_port")  # fmt: skip
@@ -21,6 +23,23 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def isolated(settings: Settings, name: str, folder: Path, *, web_port: int | None = None) -> Settings:
+    """``settings`` with topics, consumer group and state folder of their own, for one run (``<name>-<8 hex>``,
+    the state in ``folder``), and a free web port unless ``web_port`` is given."""
+    run = f"{name}-{uuid.uuid4().hex[:8]}"
+    return settings.model_copy(
+        update={
+            "app_id": f"{settings.app_id}-{run}",
+            "topic_events": f"{run}-events",
+            "topic_recommendations": f"{run}-recommendations",
+            "topic_embeddings": f"{run}-user-embeddings",
+            "topic_dlq": f"{run}-events-dlq",
+            "data_dir": folder / run,
+            "web_port": web_port or free_port(),
+        }
+    )
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
