@@ -17,7 +17,6 @@ import shutil
 import signal
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -61,16 +60,16 @@ def _run(
         events = list(synthetic.synthetic_events(limit or 20_000))
         console.print(f"No dataset found: replaying {len(events)} synthetic events at {rate:g}/s")
 
-    # Fresh event ids: a dataset's own may repeat, and the worker would drop the repeats as duplicates.
-    run = uuid.uuid4().hex[:8]
-    events = [dataclasses.replace(e, event_id=f"demo-{run}-{i}") for i, e in enumerate(events)]
     settings = isolated(configured, "demo", configured.home / "demo", web_port=configured.web_port)
+    # Fresh event ids, named after the run: a dataset's own may repeat, and the worker would drop the repeats.
+    run = settings.topic_events.removesuffix("-events")
+    events = [dataclasses.replace(e, event_id=f"{run}-{i}") for i, e in enumerate(events)]
     for name, outcome in create_topics(settings, specs_for(settings, load_specs())).items():
         console.print(f"topic {name}: {outcome}")
     try:
         return _replay(settings, console, t0, events, rate)
     finally:
-        delete_topics(settings, containing=settings.topic_events.removesuffix("-events"))
+        delete_topics(settings, containing=run)
         shutil.rmtree(settings.worker_dir, ignore_errors=True)
 
 

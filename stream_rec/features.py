@@ -39,6 +39,10 @@ class Batch:
     item_features: torch.Tensor  # [B, L, F] long, hashed tokens of each step's item side features, 0 = padding
     lengths: torch.Tensor  # [B] long, steps in each history (at least 1: an empty history is one padding step)
 
+    def real_steps(self) -> np.ndarray:
+        """``[B, L]`` bool: where the batch holds a history's step, not right padding."""
+        return np.arange(self.items.shape[1]) < self.lengths.numpy()[:, None]
+
 
 def _bucket(token: str) -> int:
     return 1 + zlib.crc32(token.encode()) % (CONTEXT_BUCKETS - 1)
@@ -142,7 +146,7 @@ def repeats_of(batch: Batch) -> Repeats:
     """:func:`encode_repeats` of the histories ``batch`` encodes (its ``max_len`` alike), from its tensors: no
     step is looked up again."""
     items, events, lengths = batch.items.numpy(), batch.events.numpy(), batch.lengths.numpy()
-    history, col = np.nonzero(np.arange(items.shape[1]) < lengths[:, None])  # history after history, oldest first
+    history, col = np.nonzero(batch.real_steps())  # history after history, oldest first
     return _distinct(history, lengths[history] - 1 - col, items[history, col], events[history, col])
 
 

@@ -123,7 +123,7 @@ class OnlineLearner:
         the last learn call), so that they are encoded and can be ranked (the repeat mode needs only the row).
         ``batch`` encodes ``histories``: only its unknown steps are looked up again; returned with their rows."""
         items = batch.items.numpy()
-        b, col = np.nonzero((items == 0) & (np.arange(items.shape[1]) < batch.lengths.numpy()[:, None]))
+        b, col = np.nonzero((items == 0) & batch.real_steps())
         length = items.shape[1]
         unknown = [histories[i][-length:][j].item for i, j in zip(b.tolist(), col.tolist(), strict=True)]
         evicted = self.vocab.reserve(unknown) if unknown else []
@@ -429,7 +429,7 @@ class OnlineLearner:
             rows = np.asarray(self.vocab.rows_of([s.item for h in histories for s in h]), dtype=np.int64)
             owner = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
         else:
-            owner, col = np.nonzero(np.arange(batch.items.shape[1]) < batch.lengths.numpy()[:, None])
+            owner, col = np.nonzero(batch.real_steps())
             rows = batch.items.numpy()[owner, col]
         known = rows != 0
         return owner[known], rows[known]
