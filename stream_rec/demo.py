@@ -2,8 +2,9 @@
 
 Where no broker is configured it installs and starts the local one; it creates the topics, starts a worker
 process, replays a dataset (MovieLens 100K if found, else a synthetic stream) and reads the recommendations
-back, scoring each event against the list served to its user before it ("as served"). Ctrl-C stops everything
-it started.
+back, scoring each event against the list served to its user before it ("as served", as the worker's own live
+metrics do): the newest list of an earlier batch. A list from the event's own batch does not count, for it was
+ranked after the whole batch, this event included, was learned from. Ctrl-C stops everything it started.
 
 Each run is a stream of its own: its topics (``demo-<run>-events``, ...), consumer group and worker state are new
 and are deleted at the end. A run never starts from what an earlier one learned (replaying the same events
@@ -30,7 +31,36 @@ from .processes import isolated, start, stop_process
 from .settings import Settings
 from .topics import create_topics, delete_topics, load_specs, specs_for
 
-__all__ = ["run_demo"]
+__all__ = ["AsServed", "run_demo"]
+
+
+@dataclasses.dataclass
+class AsServed:
+    """Hit rate of each event against the newest list its user was served from an earlier batch.
+
+    The worker learns a batch, then ranks each of its events; a user with two events in one batch gets, for the
+    first, a list ranked after learning the second, which would score it a hit. Lists of one batch share their
+    ``model_version`` (the model's steps), so a list counts only for events of a later version. Where no step
+    was taken between two batches they share a version too, and the older list is used: stricter, never leaky.
+    """
+
+    scored: int = 0
+    hits: int = 0
+    # user -> (model_version of the newest list, the newest list, the newest list of an earlier version)
+    lists: dict[str, tuple[str, list[str], list[str]]] = dataclasses.field(default_factory=dict)
+
+    def add(self, user: str, item: str, version: str, served: list[str]) -> None:
+        """Score ``item`` (the event's) against the user's list before it, then remember ``served`` (its list)."""
+        last_version, newest, earlier = self.lists.get(user, ("", [], []))
+        before = earlier if version == last_version else newest
+        if before:
+            self.scored += 1
+            self.hits += item in before
+        self.lists[user] = (version, served, before)
+
+    @property
+    def hit_rate(self) -> float:
+        return self.hits / self.scored if self.scored else 0.0
 
 
 def run_demo(settings: Settings, *, dataset: str | None, fmt: str, rate: float, limit: int | None) -> int:
@@ -94,8 +124,8 @@ def _replay(settings: Settings, console: Console, t0: float, events: list[Event]
         daemon=True,
     )
     producer.start()
-    served: dict[str, list[str]] = {}
-    received = scored = hits = 0
+    as_served = AsServed()
+    received = 0
     first: float | None = None
     try:
         with Progress(
@@ -116,22 +146,20 @@ def _replay(settings: Settings, console: Console, t0: float, events: list[Event]
                         if first is None:
                             first = time.monotonic() - t0
                             progress.console.print(f"First recommendation {first:.1f} s after start: {_show(rec)}")
-                        user, item = rec["user_id"], items[rec["event_id"]]
-                        if user in served:
-                            scored += 1
-                            hits += item in served[user]
-                        served[user] = [i["item_id"] for i in rec["items"]]
+                        served = [i["item_id"] for i in rec["items"]]
+                        as_served.add(rec["user_id"], items[rec["event_id"]], rec["model_version"], served)
                         if received % 2000 == 0:
                             progress.console.print(_show(rec))
-                progress.update(task, completed=received, hr=hits / scored if scored else 0.0)
+                progress.update(task, completed=received, hr=as_served.hit_rate)
         if stop.is_set():
             console.print("Interrupted: stopping what the demo started.")
             return 130
         elapsed = time.monotonic() - t0
         rate_seen = received / max(elapsed - (first or 0.0), 1e-9)
         console.print(
-            f"Done: {received} recommendations, hit rate@{settings.k} as served {hits / max(scored, 1):.4f} "
-            f"over {scored} scored events; {rate_seen:.0f} recommendations/s after the first; {elapsed:.1f} s in all"
+            f"Done: {received} recommendations, hit rate@{settings.k} as served {as_served.hit_rate:.4f} "
+            f"over {as_served.scored} scored events; {rate_seen:.0f} recommendations/s after the first; "
+            f"{elapsed:.1f} s in all"
         )
         return 0
     except KeyboardInterrupt:
