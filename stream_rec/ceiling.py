@@ -28,6 +28,7 @@ def create_ceiling_app(settings: Settings) -> faust.App:
         web_host="127.0.0.1",
         topic_partitions=settings.partitions,
         consumer_auto_offset_reset="earliest",
+        producer_linger=settings.linger,  # as the worker's
     )
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     events = app.topic(settings.topic_events, **raw)

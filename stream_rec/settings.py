@@ -113,6 +113,13 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, ge=1, le=65535, description="port of the worker's web view")
     batch_size: int = Field(256, ge=1, description="most events the agent takes at once (stream.take)")
     batch_within: float = Field(0.2, gt=0, description="seconds the agent waits to fill a batch")
+    linger: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="seconds the worker's producer waits to gather outgoing messages into one request (Kafka's "
+        "linger.ms): up to that much latency for fewer, larger requests",
+    )
     max_event_bytes: int = Field(65_536, ge=256, description="largest event payload accepted")
     log_level: str = Field("info", description="worker log level")
     model: ModelSettings = Field(default_factory=ModelSettings)
