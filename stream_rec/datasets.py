@@ -8,8 +8,11 @@ points :func:`load` at their own download.
 Formats (:data:`FORMATS`):
 
 ``movielens``
-    ml-100k ``u.data`` (TAB: user item rating ts, not time-sorted). Each rating is a ``view`` with
-    ``context={"rating": r}``; with ``u.item`` beside it, ``item={"category": <first genre>}``.
+    ml-100k ``u.data`` (TAB: user item rating ts, not time-sorted); ml-1m and ml-10m ``ratings.dat``
+    (``user::item::rating::ts``); ml-20m, ml-25m, ml-32m and ml-latest(-small) ``ratings.csv`` (header
+    ``userId,movieId,rating,timestamp``). Each rating is a ``view`` with ``context={"rating": r}``; with the
+    release's movie list beside it (``u.item``, ``movies.dat`` or ``movies.csv``), ``item={"category": <first
+    genre>}``.
 ``taobao``
     Tianchi ``UserBehavior.csv`` (user,item,category,behavior,ts); pv/cart/fav/buy become
     view/add_to_cart/favorite/purchase and ``item={"category": category}``.
@@ -29,6 +32,7 @@ the wire contract's earliest accepted time, and is still a valid dataset to repl
 
 from __future__ import annotations
 
+import csv
 import math
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -59,6 +63,8 @@ _ML_GENRES = (
 )  # fmt: skip
 
 _DIGINETICA_VIEWS = ("sample_train-item-views.csv", "train-item-views.csv")
+_ML_RATINGS = ("u.data", "ratings.dat", "ratings.csv")  # ml-100k; ml-1m, ml-10m; ml-20m and later
+_ML_CSV_HEADER = "userid,movieid,rating,timestamp"
 
 
 def load(path: str | Path, fmt: str = "auto", limit: int | None = None) -> list[Event]:
@@ -128,21 +134,22 @@ def _resolve(path: Path, fmt: str) -> tuple[Path, str]:
 
 
 def _resolve_dir(folder: Path, name: str) -> tuple[Path, str]:
-    candidates: list[tuple[str, Path]] = [("movielens", folder / "u.data")]
+    candidates: list[tuple[str, Path]] = [("movielens", folder / f) for f in _ML_RATINGS]
     candidates += [("diginetica", folder / f) for f in _DIGINETICA_VIEWS]
     candidates += [("taobao", f) for f in sorted(folder.glob("UserBehavior*.csv"))]
     for fmt, file in candidates:
         if file.is_file() and name in ("auto", fmt):
             return file, fmt
     raise DatasetError(
-        f"{folder} is a folder without a known dataset file (u.data, {' or '.join(_DIGINETICA_VIEWS)}, "
+        f"{folder} is a folder without a known dataset file ({', '.join(_ML_RATINGS)}, "
+        f"{' or '.join(_DIGINETICA_VIEWS)}, "
         "UserBehavior*.csv); pass the data file itself, with fmt= if its name is unusual"
     )
 
 
 def _sniff(path: Path) -> str:
     lower = path.name.lower()
-    if lower == "u.data":
+    if lower in _ML_RATINGS:
         return "movielens"
     if lower.endswith((".jsonl", ".ndjson", ".json", ".jsonl.txt")):
         return "events"
@@ -157,6 +164,8 @@ def _sniff(path: Path) -> str:
         return "diginetica"
     tab = first.split("\t")
     if len(tab) == 4 and all(f.strip().isdigit() for f in tab):
+        return "movielens"
+    if len(first.split("::")) == 4 or first.replace(" ", "").lower().startswith(_ML_CSV_HEADER):
         return "movielens"
     comma = first.split(",")
     if len(comma) == 5 and comma[3].strip() in _TAOBAO_BEHAVIOURS:
@@ -208,28 +217,85 @@ def _number(text: str) -> float:
 
 
 def _read_movielens(path: Path) -> list[Event]:
+    if path.suffix.lower() == ".csv" or _first_line(path).replace(" ", "").lower().startswith(_ML_CSV_HEADER):
+        return _read_movielens_csv(path)
+    separator, expected = ("::", "'user::item::rating::timestamp'") if path.suffix.lower() == ".dat" else (
+        None, "4 TAB-separated fields 'user item rating timestamp'"
+    )  # fmt: skip
     categories = _movielens_categories(path.parent)
     events = []
     for lineno, line in _lines(path):
-        fields = line.split()
+        fields = line.split(separator)
         if len(fields) != 4:
-            raise _bad(path, lineno, "expected 4 TAB-separated fields 'user item rating timestamp'", line)
-        user, item, rating, ts = fields
-        try:
-            context: dict[str, str | float] = {"rating": int(rating)}
-            when = _number(ts)
-        except ValueError:
-            raise _bad(path, lineno, "rating must be an integer and timestamp a number", line) from None
-        category = categories.get(item)
-        events.append(Event(user, item, "view", when, context=context, item={"category": category} if category else {}))
+            raise _bad(path, lineno, f"expected {expected}", line)
+        events.append(_rating(path, lineno, line, fields, categories))
     return events
 
 
+def _read_movielens_csv(path: Path) -> list[Event]:
+    categories = _movielens_categories(path.parent)
+    events = []
+    lines = _lines(path)
+    header = next(lines, None)
+    if header is None or not header[1].replace(" ", "").lower().startswith(_ML_CSV_HEADER):
+        raise DatasetError(f"{path}: expected the header 'userId,movieId,rating,timestamp' on its first line")
+    for lineno, line in lines:
+        fields = line.split(",")
+        if len(fields) != 4:
+            raise _bad(path, lineno, "expected 4 comma-separated fields 'userId,movieId,rating,timestamp'", line)
+        events.append(_rating(path, lineno, line, fields, categories))
+    return events
+
+
+def _rating(path: Path, lineno: int, line: str, fields: list[str], categories: dict[str, str]) -> Event:
+    """One MovieLens rating as a view; half-star ratings (ml-10m and later) stay floats, whole ones ints."""
+    user, item, rating, ts = (f.strip() for f in fields)
+    try:
+        score = _number(rating)
+        when = _number(ts)
+    except ValueError:
+        raise _bad(path, lineno, "rating and timestamp must be numbers", line) from None
+    context: dict[str, str | float] = {"rating": int(score) if score.is_integer() else score}
+    category = categories.get(item)
+    return Event(user, item, "view", when, context=context, item={"category": category} if category else {})
+
+
 def _movielens_categories(folder: Path) -> dict[str, str]:
-    """item id -> first genre name, from u.item (latin-1) and u.genre; empty where u.item is absent."""
-    u_item = folder / "u.item"
-    if not u_item.is_file():
+    """item id -> first genre name, from the movie list beside the ratings: ml-100k's ``u.item`` (with ``u.genre``),
+    ml-1m/10m's ``movies.dat`` or the later releases' ``movies.csv``; empty where there is none."""
+    if (folder / "u.item").is_file():
+        return _ml100k_categories(folder)
+    if (folder / "movies.csv").is_file():
+        path = folder / "movies.csv"
+        try:
+            with path.open(encoding="utf-8", newline="") as f:
+                rows = list(csv.reader(f))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DatasetError(f"cannot read {path}: {exc}") from None
+        if not rows or [c.strip().lower() for c in rows[0][:3]] != ["movieid", "title", "genres"]:
+            raise DatasetError(f"{path}: expected the header 'movieId,title,genres'")
+        pairs = [(row[0], row[2]) for row in rows[1:] if len(row) >= 3]
+    elif (folder / "movies.dat").is_file():
+        path = folder / "movies.dat"
+        pairs = []
+        for lineno, line in _lines(path, "latin-1"):  # ml-1m is latin-1; ml-10m's utf-8 ids and genres are ASCII
+            fields = line.split("::")
+            if len(fields) != 3:
+                raise _bad(path, lineno, "expected 'id::title::genres'", line)
+            pairs.append((fields[0], fields[2]))
+    else:
         return {}
+    out = {}
+    for item, genres in pairs:
+        first = genres.split("|")[0].strip()
+        if first and first != "(no genres listed)":
+            out[item.strip()] = first
+    return out
+
+
+def _ml100k_categories(folder: Path) -> dict[str, str]:
+    """item id -> first genre name, from u.item (latin-1) and u.genre."""
+    u_item = folder / "u.item"
     genres = list(_ML_GENRES)
     if (folder / "u.genre").is_file():
         for lineno, line in _lines(folder / "u.genre", "latin-1"):

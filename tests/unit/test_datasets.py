@@ -60,11 +60,50 @@ def test_movielens_reads_first_genre_from_latin1_u_item(tmp_path: Path) -> None:
 
 def test_movielens_bad_line_names_its_number(tmp_path: Path) -> None:
     path = write(tmp_path / "u.data", "1\t10\t5\t880000000\n1\t20\tfive\t880000001\n")
-    with pytest.raises(DatasetError, match=r"u\.data, line 2: rating must be an integer"):
+    with pytest.raises(DatasetError, match=r"u\.data, line 2: rating and timestamp must be numbers"):
         load(path)
     write(path, "1\t10\t5\t880000000\n\n1\t20\n")
     with pytest.raises(DatasetError, match=r"line 3: expected 4 TAB-separated fields"):
         load(path)
+
+
+def test_movielens_1m_ratings_dat_with_movies_dat(tmp_path: Path) -> None:
+    write(tmp_path / "ratings.dat", "2::20::3::978300001\n1::10::5::978300000\n1::30::4::978300002\n")
+    write(tmp_path / "movies.dat", "10::Caf\xe9 (1995)::Comedy|Drama\n20::Two (1996)::Action\n", "latin-1")
+    events = load(tmp_path)  # the folder means its ratings.dat
+    assert [(e.user_id, e.item_id, e.context, e.item) for e in events] == [
+        ("1", "10", {"rating": 5}, {"category": "Comedy"}),
+        ("2", "20", {"rating": 3}, {"category": "Action"}),
+        ("1", "30", {"rating": 4}, {}),
+    ]
+    assert detect_format(tmp_path / "ratings.dat") == "movielens"
+    write(tmp_path / "ratings.dat", "1::10::5::978300000\n1::20::5\n")
+    with pytest.raises(DatasetError, match=r"ratings\.dat, line 2: expected 'user::item::rating::timestamp'"):
+        load(tmp_path / "ratings.dat")
+
+
+def test_movielens_20m_ratings_csv_with_half_stars_and_movies_csv(tmp_path: Path) -> None:
+    write(
+        tmp_path / "ratings.csv",
+        "userId,movieId,rating,timestamp\n1,10,3.5,1112486027\n1,20,4.0,1112484676\n7,30,1.0,1112484700\n",
+    )
+    write(
+        tmp_path / "movies.csv",
+        'movieId,title,genres\n10,"Comma, The (1995)",Adventure|Comedy\n30,Zero (1999),(no genres listed)\n',
+    )
+    events = load(tmp_path / "ratings.csv")
+    assert [(e.user_id, e.item_id, e.ts) for e in events] == [
+        ("1", "20", 1112484676.0), ("7", "30", 1112484700.0), ("1", "10", 1112486027.0)
+    ]  # fmt: skip
+    assert [e.context for e in events] == [{"rating": 4}, {"rating": 1}, {"rating": 3.5}]
+    assert [e.item for e in events] == [{}, {}, {"category": "Adventure"}]
+    # Named otherwise, it is still told by its header; without the header it is refused.
+    (tmp_path / "sub").mkdir()
+    copy = write(tmp_path / "sub" / "mine.txt", (tmp_path / "ratings.csv").read_text())
+    assert detect_format(copy) == "movielens" and len(load(copy)) == 3
+    write(tmp_path / "ratings.csv", "1,10,3.5,1112486027\n")
+    with pytest.raises(DatasetError, match="expected the header 'userId,movieId,rating,timestamp'"):
+        load(tmp_path / "ratings.csv", "movielens")
 
 
 # --- taobao ------------------------------------------------------------------------------------------------
