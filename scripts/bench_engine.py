@@ -3,6 +3,7 @@
     python scripts/bench_engine.py                       # MovieLens 100K, 8,000 events, batches of 100
     python scripts/bench_engine.py --events 20000 --batch 200
     STREAM_REC_EXCLUDE_SEEN=true python scripts/bench_engine.py
+    python scripts/bench_engine.py --events 30000 --checkpoint   # then time writing and reading a checkpoint
 
 Feeds the dataset's events, in batches, through ``Engine.process`` with the users' histories kept as the worker
 keeps them (``sequences.append``), after ``--warmup`` untimed events. Settings come from STREAM_REC_* as for the
@@ -17,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from stream_rec import checkpoint
 from stream_rec.datasets import default_dataset, load
 from stream_rec.engine import Accepted, Engine
 from stream_rec.events import Event
@@ -30,6 +32,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=8000, help="events in all, warm-up included (default 8,000)")
     parser.add_argument("--warmup", type=int, default=1000, help="untimed events first (default 1,000)")
     parser.add_argument("--batch", type=int, default=100, help="events per engine call (default 100)")
+    parser.add_argument(
+        "--checkpoint", action="store_true", help="then write the model's checkpoint as the worker does, and read it"
+    )
     args = parser.parse_args()
     dataset = args.dataset or default_dataset()
     if dataset is None:
@@ -54,9 +59,21 @@ def main() -> None:
         for start in range(0, len(timed), args.batch):
             feed(timed[start : start + args.batch])
         seconds = time.perf_counter() - began
+        if args.checkpoint:
+            began = time.perf_counter()
+            path = engine.checkpoint({"events:0": len(events)})
+            wrote = time.perf_counter() - began
+            assert path is not None
+            began = time.perf_counter()
+            checkpoint.load(path)
+            read = time.perf_counter() - began
+            size = path.stat().st_size / 1e6
+            saved = f"checkpoint: {size:.1f} MB, {len(engine.model.learner.replay):,} replay examples"
     m = settings.model
     print(f"{m.encoder}/{m.fusion}, exclude_seen={settings.exclude_seen}, batches of {args.batch}, {dataset}")
     print(f"engine: {len(timed) / seconds:,.0f} events/s over {len(timed):,} events")
+    if args.checkpoint:
+        print(f"{saved}; written in {wrote:.2f} s, read in {read:.2f} s")
 
 
 if __name__ == "__main__":

@@ -8,25 +8,31 @@ name, flushed to disk and renamed over it, so a crash leaves the previous checkp
 of one.
 
 The drift detector comes back as it was (river's ADWIN window, as the bytes of its own serialisation, and the
-steps left at a raised learning rate). The replay buffer is not kept: it refills from the stream within
-``replay_size`` events, so a restored learner learns exactly as the original did only without replay.
+steps left at a raised learning rate), and so does the replay buffer (its examples' steps as columns), so
+a restored learner goes on learning exactly as the original would have.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
+import zlib
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .errors import StreamRecError
-from .learner import OnlineLearner
+from .learner import Example, OnlineLearner
+from .sequences import Step
 from .settings import ModelSettings
 from .vocab import Vocabulary
 
@@ -62,6 +68,8 @@ def save(learner: OnlineLearner, path: str | Path, *, offsets: dict[str, int] | 
         # river keeps ADWIN's window in Rust; its own serialisation is plain bytes (bincode), read back below.
         tensors["drift.adwin"] = torch.frombuffer(bytearray(learner._drift._helper.__getstate__()), dtype=torch.uint8)
         counters["drift_detected"] = learner._drift.drift_detected
+    if learner.replay:
+        tensors.update(_pack_replay(learner.replay))
     metadata = {
         "format": FORMAT,
         "settings": learner.settings.model_dump_json(),
@@ -121,6 +129,8 @@ def load(path: str | Path, settings: ModelSettings | None = None) -> tuple[Onlin
     learner.last_loss = counters.get("last_loss", math.nan)
     if learner._drift is not None and "drift.adwin" in tensors:
         _restore_drift(learner, bytes(tensors["drift.adwin"].numpy()), counters.get("drift_detected", False), path)
+    if "replay.json.zlib" in tensors:
+        learner.replay = _unpack_replay(tensors, path)[: learner.settings.replay_size]
     version, internal, gauss = counters["rng"]
     learner._rng.setstate((version, tuple(internal), gauss))
     return learner, {str(k): int(v) for k, v in json.loads(metadata["offsets"]).items()}
@@ -136,6 +146,96 @@ def _restore_drift(learner: OnlineLearner, window: bytes, detected: bool, path: 
             raise
         raise StreamRecError(f"{path}: the drift detector's state cannot be read ({exc})") from None
     learner._drift._drift_detected = detected
+
+
+_REPLAY_MAX_BYTES = 1 << 30  # inflated: a damaged or hostile blob cannot take all memory
+
+
+def _pack_replay(replay: list[Example]) -> dict[str, torch.Tensor]:
+    """The replay buffer as columns: every example's steps, its event last, one after another.
+
+    ``replay.lengths`` holds each example's number of steps, ``replay.ts`` their times, ``replay.codes`` each
+    step's event type, context and item features as indices into lists of the distinct ones, which go with the
+    item and user ids into one zlib-compressed JSON object (``replay.json.zlib``). Distinct contexts are few, so
+    the file stays small and reading it back makes a few dicts, not one per step.
+    """
+    with _no_gc():
+        steps = [step for history, event in replay for step in (*history, event)]
+        events, event_codes = _distinct([s.event for s in steps])
+        contexts, context_codes = _distinct([_json_or_none(s.context) for s in steps])
+        features, feature_codes = _distinct([_json_or_none(s.features) for s in steps])
+        strings = {
+            "item": [s.item for s in steps], "user": [s.user for s in steps], "event": events,
+            "context": contexts, "features": features,
+        }  # fmt: skip
+    return {
+        "replay.lengths": torch.tensor([len(history) + 1 for history, _ in replay], dtype=torch.int32),
+        "replay.ts": torch.tensor([s.ts for s in steps], dtype=torch.float64),
+        "replay.codes": torch.tensor([event_codes, context_codes, feature_codes], dtype=torch.int32).reshape(3, -1),
+        "replay.json.zlib": torch.frombuffer(bytearray(zlib.compress(orjson.dumps(strings), 1)), dtype=torch.uint8),
+    }
+
+
+def _json_or_none(value: dict[str, Any] | None) -> str | None:
+    # As text: orjson's bytes keep a larger buffer, and a million of them at once took seconds to allocate.
+    return None if value is None else orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """Without the cyclic collector, which would rescan the growing heap of a million new tuples many times."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _distinct(values: list[Any]) -> tuple[list[Any], list[int]]:
+    """The distinct values in order of appearance, and each value's index among them."""
+    index: dict[Any, int] = {}
+    codes = [index.setdefault(value, len(index)) for value in values]
+    return list(index), codes
+
+
+def _unpack_replay(tensors: dict[str, torch.Tensor], path: str | Path) -> list[Example]:
+    try:
+        inflater = zlib.decompressobj()
+        data = inflater.decompress(bytes(tensors["replay.json.zlib"].numpy()), _REPLAY_MAX_BYTES)
+        if inflater.unconsumed_tail:
+            raise ValueError(f"over {_REPLAY_MAX_BYTES} bytes inflated")
+        strings = orjson.loads(data)
+        items, users, events = strings["item"], strings["user"], strings["event"]
+        contexts = [None if c is None else orjson.loads(c) for c in strings["context"]]
+        features = [None if f is None else orjson.loads(f) for f in strings["features"]]
+        lengths, ts, codes = tensors["replay.lengths"].tolist(), tensors["replay.ts"].tolist(), tensors["replay.codes"]
+        if codes.dtype != torch.int32 or codes.dim() != 2 or codes.shape[0] != 3 or min(lengths, default=1) < 1:
+            raise ValueError("its step codes or lengths are malformed")
+        if not len(items) == len(users) == len(ts) == codes.shape[1] == sum(lengths):
+            raise ValueError("its columns disagree in length")
+        if not all(isinstance(value, str) for value in (*items, *events)):
+            raise ValueError("item ids and event types must be strings")
+        if not all(value is None or isinstance(value, dict) for value in (*contexts, *features)):
+            raise ValueError("contexts and item features must be objects")
+        sizes = torch.tensor([len(events), len(contexts), len(features)], dtype=torch.int32).unsqueeze(1)
+        if bool(((codes < 0) | (codes >= sizes)).any()):
+            raise ValueError("a step refers to a value that is not there")
+    except (zlib.error, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise StreamRecError(f"{path}: the replay buffer cannot be read ({exc})") from None
+    event_codes, context_codes, feature_codes = codes.tolist()
+    with _no_gc():
+        steps = [
+            Step(item, events[e], t, contexts[c], features[f], user)
+            for item, e, t, c, f, user in zip(items, event_codes, ts, context_codes, feature_codes, users, strict=True)
+        ]
+        replay: list[Example] = []
+        start = 0
+        for n in lengths:
+            replay.append((steps[start : start + n - 1], steps[start + n - 1]))
+            start += n
+    return replay
 
 
 def latest(folder: str | Path) -> Path | None:

@@ -6,10 +6,12 @@ import pickle
 from pathlib import Path
 
 import pytest
+import torch
 
 from stream_rec import checkpoint
 from stream_rec.errors import StreamRecError
 from stream_rec.learner import OnlineLearner
+from stream_rec.sequences import Step
 from stream_rec.settings import ModelSettings
 from tests.unit.streams import planted
 
@@ -88,3 +90,50 @@ def test_a_damaged_drift_state_is_a_clear_error(tmp_path: Path) -> None:
     save_file(tensors, str(path), metadata=metadata)
     with pytest.raises(StreamRecError, match="drift detector"):
         checkpoint.load(path)
+
+
+def test_the_replay_buffer_comes_back_as_it_was(tmp_path: Path) -> None:
+    learner = OnlineLearner(ModelSettings(dim=8, batch=8, replay_size=50))
+    learner.learn(planted(users=8))
+    rich = Step("i9", "purchase", 1.5e9, {"device": "mobile", "hour": 13.0}, {"category": "c1"}, "u1")
+    learner.replay[0] = ([Step("i1", "view", 1.4e9), rich], rich)
+    assert len(learner.replay) == 50
+    path = checkpoint.save(learner, tmp_path / "c.safetensors")
+    restored, _ = checkpoint.load(path)
+    assert restored.replay == [(list(h), e) for h, e in learner.replay]
+    smaller, _ = checkpoint.load(path, ModelSettings(dim=8, batch=8, replay_size=20))
+    assert smaller.replay == restored.replay[:20]
+
+
+def test_a_damaged_replay_buffer_is_a_clear_error(tmp_path: Path) -> None:
+    import zlib
+
+    import orjson
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    learner = OnlineLearner(ModelSettings(dim=8, batch=8))
+    learner.learn(planted(users=4))
+    path = checkpoint.save(learner, tmp_path / "c.safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        metadata = dict(f.metadata())
+    good = load_file(str(path))
+    strings = orjson.loads(zlib.decompress(bytes(good["replay.json.zlib"].numpy())))
+
+    def blob(data: bytes) -> torch.Tensor:
+        return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+    damages = {
+        "not zlib": {"replay.json.zlib": blob(b"not zlib")},
+        "an item id that is a number": {
+            "replay.json.zlib": blob(zlib.compress(orjson.dumps({**strings, "item": [7] * len(strings["item"])})))
+        },
+        "a code out of range": {"replay.codes": good["replay.codes"] + 1000},
+        "lengths that disagree": {"replay.lengths": good["replay.lengths"] + 1},
+        "a column missing": {"replay.ts": good["replay.ts"][:0]},
+    }
+    for what, damage in damages.items():
+        save_file({**good, **damage}, str(path), metadata=metadata)
+        with pytest.raises(StreamRecError, match="replay buffer"):
+            checkpoint.load(path)
+            pytest.fail(f"{what}: loaded")

@@ -99,9 +99,8 @@ def test_a_checkpoint_round_trip_ranks_and_learns_alike(name: str, stream: list[
     from stream_rec import checkpoint
     from stream_rec.recommenders.sequence import SequenceRecommender
 
-    # No replay: the replay buffer is not in a checkpoint (it refills from the stream).
-    # Drift detection and the transition memory on: a checkpoint keeps them.
-    rec = make_recommender(name, SMALL.model_copy(update={"replay": 0.0, "drift": True, "transitions": True}))
+    # Replay, drift detection and the transition memory on: a checkpoint keeps them all.
+    rec = make_recommender(name, SMALL.model_copy(update={"replay": 1.0, "drift": True, "transitions": True}))
     assert isinstance(rec, SequenceRecommender)
     rec.learn_many(stream[:200])
     path = checkpoint.save(rec.learner, tmp_path / "c.safetensors", offsets={"events:0": 200})
