@@ -5,7 +5,7 @@ passes over tens of megabytes of freshly allocated memory per batch, slower than
 the vocabulary is scored a block of columns at a time (the block stays in cache) and each block leaves only
 
 - the maximum of every ``sub``-item slice of each row, and
-- each row's running log-sum-exp (only where a softmax normaliser is asked for).
+- each row's sum of ``exp(score)`` (only where a softmax normaliser is asked for; see ``_log_normaliser``).
 
 The ``n`` best items of a row lie in the slices with the ``n`` largest maxima (each such slice holds an item at
 least as good as the ``n``-th best), so those few slices are rescored exactly and ranked: the result is the
@@ -70,8 +70,8 @@ def top_k(
     buffer = torch.empty(min(block, r_size), b_size)
     slice_max = torch.empty(n_sub, b_size)  # [slices, B]
     normalise = log_explore is not None
-    top = torch.full((b_size,), -math.inf)  # running maximum (the log-sum-exp's shift)
-    total = torch.zeros(b_size, dtype=torch.float64)  # running sum of exp(s - top)
+    total = torch.zeros(b_size, dtype=torch.float64)  # sum of exp(s), unshifted: see _log_normaliser
+    kept_scores, kept_batch = [], []
     for start in range(0, r_size, block):
         scores = torch.mm(weight_t[start : start + block], user_t, out=buffer[: min(block, r_size - start)])
         scores += bias_t[start : start + block, None]  # [w, B]
@@ -85,15 +85,13 @@ def top_k(
         torch.amax(scores[:whole].view(-1, sub, b_size), dim=1, out=slice_max[first : first + whole // sub])
         if whole < width:
             slice_max[first + whole // sub] = scores[whole:].amax(dim=0)
-        scores[mask] = kept  # (every item is in the normaliser)
         if normalise:
-            block_top = slice_max[first : first + -(-width // sub)].amax(dim=0).scatter_reduce(0, mask[1], kept, "amax")
-            new_top = torch.maximum(top, block_top)
-            shift = torch.where(new_top.isfinite(), new_top, 0.0)
-            total *= torch.where(top.isfinite(), top - shift, -math.inf).exp()
-            total += scores.sub_(shift).exp_().sum(dim=0)
-            top = new_top
-    lse = (total.log() + torch.where(top.isfinite(), top, 0.0)).numpy()
+            scores[mask] = kept  # (every item is in the normaliser)
+            total += scores.mul_(_LOG2E).exp2_().sum(dim=0)  # torch's exp2 is twice as fast as its exp here
+            kept_scores.append(kept)
+            kept_batch.append(mask[1])
+    if normalise:
+        lse = _log_normaliser(total, slice_max, kept_scores, kept_batch, user, weight, bias)
     # The slices that can hold a row's `wanted` best items, rescored exactly (a top-k down the slices' axis:
     # no transposed copy of the maxima).
     n_pick = min(wanted, n_sub)
@@ -117,6 +115,37 @@ def top_k(
     values = np.take_along_axis(cand, best, axis=1)
     order = np.argsort(-values, axis=1, kind="stable")
     return np.take_along_axis(rows, np.take_along_axis(best, order, 1), 1), np.take_along_axis(values, order, 1)
+
+
+_LOG2E = 1 / math.log(2)
+_SAFE = 60.0  # |largest score| under which exp(score) summed over millions of items stays finite in float32
+
+
+def _log_normaliser(
+    total: torch.Tensor,
+    slice_max: torch.Tensor,
+    kept_scores: list[torch.Tensor],
+    kept_batch: list[torch.Tensor],
+    user: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray,
+) -> np.ndarray:
+    """Each row's ``log(sum(exp(s)))`` from its unshifted sum, recomputed the careful way where that is unsafe.
+
+    Summing ``exp(s)`` without first subtracting the row's maximum saves a pass and a dozen small operations per
+    block; it is exact to float32 rounding while the row's best score lies within ``+-_SAFE`` (neither the sum
+    overflows nor the best term underflows), which the row's maximum, known from the slice maxima afterwards,
+    tells. Other rows (extreme scores, rare) get a shifted log-sum-exp over their whole score row.
+    """
+    best = slice_max.amax(dim=0)
+    if kept_scores:
+        best = best.scatter_reduce(0, torch.cat(kept_batch), torch.cat(kept_scores), "amax")
+    lse = total.log()
+    unsafe = ((best.abs() >= _SAFE) | ~best.isfinite()).nonzero()[:, 0].numpy()
+    if len(unsafe):
+        scores = torch.from_numpy(np.matmul(user[unsafe], weight.T) + bias)
+        lse[torch.from_numpy(unsafe)] = torch.logsumexp(scores.double(), dim=1)
+    return lse.numpy()
 
 
 def _special(

@@ -52,11 +52,13 @@ def test_top_k_is_exact(rows: int, variant: str) -> None:
     check(user, weight, bias, k, b, rows, got_rows, got, **kw)
 
 
-def check(user: Any, weight: Any, bias: Any, k: int, b: int, rows: int, got_rows: Any, got: Any, **kw: Any) -> None:
+def check(
+    user: Any, weight: Any, bias: Any, k: int, b: int, rows: int, got_rows: Any, got: Any, atol: float = 1e-4, **kw: Any
+) -> None:
     want_rows, want = plain(user, weight, bias, k, **kw)
     kk = min(k, rows)
     assert got.shape == (b, kk)
-    np.testing.assert_allclose(got, want, atol=1e-4)
+    np.testing.assert_allclose(got, want, atol=atol)
     finite = np.isfinite(want)
     assert (got_rows[finite] == want_rows[finite]).all()
 
@@ -81,6 +83,31 @@ def test_top_k_is_exact_where_the_special_items_are_each_rows_best(rows: int, va
         kw["boost"] = (np.repeat(np.arange(b), half.shape[1]), half.ravel(), np.full(half.size, -30.0))
     got_rows, got = top_k(user, weight, bias, k, block=64, **kw)
     check(user, weight, bias, k, b, rows, got_rows, got, **kw)
+
+
+@pytest.mark.parametrize("rows", [37, 9000])
+def test_the_normaliser_is_exact_for_extreme_scores(rows: int) -> None:
+    """Rows whose best score is far from 0 (huge, or all very negative) leave the fast unshifted sum of exp(s)
+    for the careful log-sum-exp; in the last two the best item is boosted, so only its own score shows how big
+    the row gets."""
+    rng = np.random.default_rng(rows + 2)
+    b, d, k = 6, 16, 10
+    user = rng.normal(size=(b, d)).astype(np.float32)
+    user[1] *= 40  # best scores in the hundreds: exp overflows float32
+    user[4:] *= 20
+    weight = rng.normal(size=(rows, d)).astype(np.float32)
+    bias = rng.normal(size=rows).astype(np.float32)
+    bias[: rows // 2] -= 300  # row 2 below: every score under -250, exp underflows
+    user[2] = 0.01
+    scores = user @ weight.T + bias
+    best = scores.argmax(axis=1)
+    kw: dict[str, Any] = {
+        "log_explore": np.log(rng.uniform(0.1, 1.0, size=b)).astype(np.float32),
+        "boost": (np.array([4, 5]), best[4:], np.array([-2.0, -3.0])),
+    }
+    got_rows, got = top_k(user, weight, bias, k, block=64, **kw)
+    assert np.isfinite(got).all()
+    check(user, weight, bias, k, b, rows, got_rows, got, atol=1e-3, **kw)  # scores in the hundreds: float32
 
 
 def test_the_learners_top_k_ranks_as_its_scores_do() -> None:
