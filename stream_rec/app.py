@@ -143,7 +143,8 @@ def create_app(settings: Settings) -> faust.App:
 
         @app.timer(interval=settings.checkpoint_every)
         async def save_checkpoint() -> None:
-            # Off the event loop: the write takes the engine's lock, which a batch in progress holds.
+            # Off the event loop: the copy of the model waits for the engine's lock, which a batch in progress
+            # holds; packing and writing it then go on beside the next batches.
             path = await asyncio.to_thread(engine.checkpoint, dict(offsets))
             if path is not None:
                 log.info("checkpoint %s", path)

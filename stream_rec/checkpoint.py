@@ -22,6 +22,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,16 +37,29 @@ from .sequences import Step
 from .settings import ModelSettings
 from .vocab import Vocabulary
 
-__all__ = ["FORMAT", "latest", "load", "save"]
+__all__ = ["FORMAT", "Snapshot", "latest", "load", "save", "snapshot", "write"]
 
 FORMAT = "stream-rec-checkpoint/3"  # 2: the popularity prior; 3: item feature tokens, the repeat slope
 _PREFIX, _SUFFIX = "checkpoint-", ".safetensors"
 
 
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A learner's state at one moment, copied out of it: it can be written while the learner learns on."""
+
+    tensors: dict[str, torch.Tensor]
+    metadata: dict[str, str]
+    replay: list[Example]  # packed into columns by ``write``: the slow part, so not done while the learner waits
+
+
 def save(learner: OnlineLearner, path: str | Path, *, offsets: dict[str, int] | None = None) -> Path:
     """Write ``learner`` (and ``offsets``, e.g. ``{"events:0": 1234}``: next offset per topic:partition) atomically."""
-    path = Path(path)
-    tensors = {f"model.{name}": value.detach().contiguous() for name, value in learner.model.state_dict().items()}
+    return write(snapshot(learner, offsets=offsets), path)
+
+
+def snapshot(learner: OnlineLearner, *, offsets: dict[str, int] | None = None) -> Snapshot:
+    """Copies of everything a checkpoint holds (tens of milliseconds at 100,000 items: no packing, no disk)."""
+    tensors = {f"model.{name}": _copy(value) for name, value in learner.model.state_dict().items()}
     optimizers = []
     for j, opt in enumerate(learner.optimizers):
         state = opt.state_dict()
@@ -53,7 +67,7 @@ def save(learner: OnlineLearner, path: str | Path, *, offsets: dict[str, int] | 
         for index, values in state["state"].items():
             for key, value in values.items():
                 if torch.is_tensor(value):
-                    tensors[f"opt{j}.{index}.{key}"] = value.detach().contiguous()
+                    tensors[f"opt{j}.{index}.{key}"] = _copy(value)
                 else:
                     scalars.setdefault(str(index), {})[key] = value
         optimizers.append({"param_groups": state["param_groups"], "scalars": scalars})
@@ -68,8 +82,6 @@ def save(learner: OnlineLearner, path: str | Path, *, offsets: dict[str, int] | 
         # river keeps ADWIN's window in Rust; its own serialisation is plain bytes (bincode), read back below.
         tensors["drift.adwin"] = torch.frombuffer(bytearray(learner._drift._helper.__getstate__()), dtype=torch.uint8)
         counters["drift_detected"] = learner._drift.drift_detected
-    if learner.replay:
-        tensors.update(_pack_replay(learner.replay))
     metadata = {
         "format": FORMAT,
         "settings": learner.settings.model_dump_json(),
@@ -78,9 +90,20 @@ def save(learner: OnlineLearner, path: str | Path, *, offsets: dict[str, int] | 
         "learner": json.dumps({**counters, "rng": learner._rng.getstate()}),
         "offsets": json.dumps(offsets or {}),
     }
+    return Snapshot(tensors, metadata, list(learner.replay))  # examples are never changed once made
+
+
+def _copy(value: torch.Tensor) -> torch.Tensor:
+    return value.detach().clone(memory_format=torch.contiguous_format)
+
+
+def write(state: Snapshot, path: str | Path) -> Path:
+    """Write a snapshot to ``path`` atomically: beside it, flushed to disk, then renamed over it."""
+    path = Path(path)
+    tensors = {**state.tensors, **_pack_replay(state.replay)} if state.replay else state.tensors
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
+    save_file(tensors, str(tmp), metadata=state.metadata)
     with tmp.open("rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)

@@ -81,6 +81,7 @@ class Engine:
         self.popularity = Popularity()
         self.metrics = LiveMetrics()
         self.lock = threading.Lock()  # the web view reads the model while a batch may be running
+        self._writing = threading.Lock()  # one checkpoint at a time
 
     def _resume(self, model_settings: ModelSettings) -> SequenceRecommender | None:
         """The model of the newest checkpoint in the worker's folder, if any (its own settings are kept)."""
@@ -99,13 +100,15 @@ class Engine:
 
         Nothing is written while nothing changed: no new step and no new offset since the last checkpoint.
         """
-        with self.lock:
-            learner = self.model.learner
-            if learner.steps == 0 or (learner.steps, offsets) == (self.saved_steps, self.offsets):
-                return None
+        with self._writing:
+            with self.lock:  # only while the state is copied: batches go on while it is packed and written
+                learner = self.model.learner
+                if learner.steps == 0 or (learner.steps, offsets) == (self.saved_steps, self.offsets):
+                    return None
+                steps, state = learner.steps, checkpoint.snapshot(learner, offsets=offsets)
             folder = self.settings.checkpoint_dir
-            path = checkpoint.save(learner, checkpoint.path_for(folder, learner.steps), offsets=offsets)
-            self.saved_steps, self.offsets = learner.steps, dict(offsets)
+            path = checkpoint.write(state, checkpoint.path_for(folder, steps))
+            self.saved_steps, self.offsets = steps, dict(offsets)
         for old in sorted(folder.glob("checkpoint-*.safetensors"))[: -self.settings.checkpoint_keep]:
             old.unlink(missing_ok=True)
         return path

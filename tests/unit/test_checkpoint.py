@@ -137,3 +137,22 @@ def test_a_damaged_replay_buffer_is_a_clear_error(tmp_path: Path) -> None:
         with pytest.raises(StreamRecError, match="replay buffer"):
             checkpoint.load(path)
             pytest.fail(f"{what}: loaded")
+
+
+def test_a_snapshot_is_the_state_when_taken_whatever_is_learned_before_it_is_written(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    stream = planted(users=12)
+    learner = OnlineLearner(ModelSettings(dim=8, batch=8))
+    learner.learn(stream[:60])
+    state = checkpoint.snapshot(learner, offsets={"events:0": 60})
+    now = checkpoint.save(learner, tmp_path / "now.safetensors", offsets={"events:0": 60})
+    learner.learn(stream[60:])  # in place: weights, optimizer sums, replay, counts
+    later = checkpoint.write(state, tmp_path / "later.safetensors")
+    want, got = load_file(str(now)), load_file(str(later))
+    assert want.keys() == got.keys()
+    assert all(torch.equal(want[key], got[key]) for key in want)
+    changed = load_file(str(checkpoint.save(learner, tmp_path / "after.safetensors")))
+    assert not torch.equal(
+        changed["model.item_emb.weight"][: len(want["model.item_emb.weight"])], want["model.item_emb.weight"]
+    )
