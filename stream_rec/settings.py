@@ -112,7 +112,12 @@ class Settings(BaseSettings):
     checkpoint_keep: int = Field(3, ge=1, description="newest checkpoints kept")
     web_port: int = Field(6066, ge=1, le=65535, description="port of the worker's web view")
     batch_size: int = Field(256, ge=1, description="most events the agent takes at once (stream.take)")
-    batch_within: float = Field(0.2, gt=0, description="seconds the agent waits to fill a batch")
+    batch_within: float = Field(
+        0.05,
+        gt=0,
+        description="seconds the agent waits to fill a batch (all of them, unless batch_size events come first): "
+        "shorter means less latency, longer fewer, larger batches",
+    )
     linger: float = Field(
         0.01,
         ge=0,
