@@ -4,6 +4,7 @@
     python scripts/bench_engine.py --events 20000 --batch 200
     STREAM_REC_EXCLUDE_SEEN=true python scripts/bench_engine.py
     python scripts/bench_engine.py --events 30000 --checkpoint   # then time writing and reading a checkpoint
+    python scripts/bench_engine.py --events 30000 --gc           # and Python's garbage collections meanwhile
 
 Feeds the dataset's events, in batches, through ``Engine.process`` with the users' histories kept as the worker
 keeps them (``sequences.append``), after ``--warmup`` untimed events. Settings come from STREAM_REC_* as for the
@@ -14,6 +15,7 @@ figure to see what the broker and Faust add.
 from __future__ import annotations
 
 import argparse
+import gc
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +34,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=8000, help="events in all, warm-up included (default 8,000)")
     parser.add_argument("--warmup", type=int, default=1000, help="untimed events first (default 1,000)")
     parser.add_argument("--batch", type=int, default=100, help="events per engine call (default 100)")
+    parser.add_argument("--gc", action="store_true", help="count Python's garbage collections and their time")
     parser.add_argument(
         "--checkpoint", action="store_true", help="then write the model's checkpoint as the worker does, and read it"
     )
@@ -53,6 +56,7 @@ def main() -> None:
                 accepted.append(Accepted(event, steps(before), steps(after)))
             engine.process(accepted)
 
+        collections = _count_collections() if args.gc else {}
         feed(events[: args.warmup])
         timed = events[args.warmup :]
         began = time.perf_counter()
@@ -75,8 +79,26 @@ def main() -> None:
     m = settings.model
     print(f"{m.encoder}/{m.fusion}, exclude_seen={settings.exclude_seen}, batches of {args.batch}, {dataset}")
     print(f"engine: {len(timed) / seconds:,.0f} events/s over {len(timed):,} events")
+    for generation, (n, total, longest) in collections.items():
+        print(f"gc generation {generation}: {n} collections, {total:.2f} s in all, the longest {longest:.3f} s")
     if args.checkpoint:
         print(f"{saved}; copied in {copied:.2f} s (the worker waits), written in {wrote:.2f} s, read in {read:.2f} s")
+
+
+def _count_collections() -> dict[int, list[float]]:
+    """generation -> [collections, seconds in all, longest], kept up to date by a gc callback."""
+    counts: dict[int, list[float]] = {g: [0, 0.0, 0.0] for g in range(3)}
+    began = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            began[0] = time.perf_counter()
+            return
+        took, entry = time.perf_counter() - began[0], counts[info["generation"]]
+        entry[0], entry[1], entry[2] = entry[0] + 1, entry[1] + took, max(entry[2], took)
+
+    gc.callbacks.append(callback)
+    return counts
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ Item counts (taken after each call's steps, so an example never sees its own) fe
 
 from __future__ import annotations
 
+import gc
 import math
 import random
 from collections import Counter
@@ -42,6 +43,15 @@ _COSINE_SCALE = 10.0  # cosines live in [-1, 1]: a softmax over them needs a tem
 
 # Sparse gradients are built by torch itself; checking their invariants on every step costs time for nothing.
 torch.sparse.check_sparse_tensor_invariants.disable()
+_FULL_COLLECTION_EVERY = 100  # gen1 collections between Python's full collections (its default: 10)
+
+
+def _spare_the_collector() -> None:
+    """Make Python's full garbage collections rarer: a full replay buffer is about a million history steps (named
+    tuples, which the collector never stops tracking), and each full collection walks them all: 0.25-0.6 s, 18
+    times in 30,000 MovieLens events, a tenth of the engine's time (``bench_engine.py --gc``). Only raised."""
+    young, middle, full = gc.get_threshold()
+    gc.set_threshold(young, middle, max(full, _FULL_COLLECTION_EVERY))
 
 
 class OnlineLearner:
@@ -50,6 +60,8 @@ class OnlineLearner:
     def __init__(self, settings: ModelSettings | None = None) -> None:
         self.settings = s = settings or ModelSettings()
         torch.set_num_threads(s.threads)
+        if s.replay_size:
+            _spare_the_collector()
         self.vocab = Vocabulary(capacity=s.capacity, min_count=s.min_count)
         self._rng = random.Random(s.seed)
         self._gen = torch.Generator().manual_seed(s.seed)

@@ -389,3 +389,20 @@ def test_a_new_item_inherits_what_its_category_learned() -> None:
     scores = learner.scores(user)[0]
     assert scores[learner.vocab.index("new-shoe")] > scores[learner.vocab.index("new-hat")] + 0.5
     assert bool(learner.model.item_tokens[learner.vocab.index("new-shoe")].any())
+
+
+def test_a_learner_with_replay_makes_full_garbage_collections_rarer_and_never_more_frequent() -> None:
+    import gc
+
+    saved = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        OnlineLearner(ModelSettings(dim=8, replay_size=0))
+        assert gc.get_threshold() == (700, 10, 10)  # nothing to spare: left alone
+        OnlineLearner(ModelSettings(dim=8))
+        assert gc.get_threshold() == (700, 10, 100)
+        gc.set_threshold(500, 20, 1000)
+        OnlineLearner(ModelSettings(dim=8))
+        assert gc.get_threshold() == (500, 20, 1000)
+    finally:
+        gc.set_threshold(*saved)
