@@ -166,6 +166,7 @@ def test_a_restarted_worker_resumes_from_its_checkpoint(settings: Settings, tmp_
         assert saved is not None, "the worker wrote a checkpoint"
         learner, offsets = checkpoint.load(saved)
         assert learner.steps > 0 and len(learner.vocab) > 0
+        assert learner.replay, "the replay buffer is in the checkpoint"
         assert sum(offsets.values()) == 300, "the offsets learned up to: every event of the first run"
         second = run(events[300:], "worker-2.log", 400)
     finally:
