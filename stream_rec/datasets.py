@@ -165,7 +165,7 @@ def _sniff(path: Path) -> str:
     tab = first.split("\t")
     if len(tab) == 4 and all(f.strip().isdigit() for f in tab):
         return "movielens"
-    if len(first.split("::")) == 4 or first.replace(" ", "").lower().startswith(_ML_CSV_HEADER):
+    if len(first.split("::")) == 4 or _is_ml_csv_header(first):
         return "movielens"
     comma = first.split(",")
     if len(comma) == 5 and comma[3].strip() in _TAOBAO_BEHAVIOURS:
@@ -217,7 +217,7 @@ def _number(text: str) -> float:
 
 
 def _read_movielens(path: Path) -> list[Event]:
-    if path.suffix.lower() == ".csv" or _first_line(path).replace(" ", "").lower().startswith(_ML_CSV_HEADER):
+    if path.suffix.lower() == ".csv" or _is_ml_csv_header(_first_line(path)):
         return _read_movielens_csv(path)
     separator, expected = ("::", "'user::item::rating::timestamp'") if path.suffix.lower() == ".dat" else (
         None, "4 TAB-separated fields 'user item rating timestamp'"
@@ -237,7 +237,7 @@ def _read_movielens_csv(path: Path) -> list[Event]:
     events = []
     lines = _lines(path)
     header = next(lines, None)
-    if header is None or not header[1].replace(" ", "").lower().startswith(_ML_CSV_HEADER):
+    if header is None or not _is_ml_csv_header(header[1]):
         raise DatasetError(f"{path}: expected the header 'userId,movieId,rating,timestamp' on its first line")
     for lineno, line in lines:
         fields = line.split(",")
@@ -245,6 +245,10 @@ def _read_movielens_csv(path: Path) -> list[Event]:
             raise _bad(path, lineno, "expected 4 comma-separated fields 'userId,movieId,rating,timestamp'", line)
         events.append(_rating(path, lineno, line, fields, categories))
     return events
+
+
+def _is_ml_csv_header(line: str) -> bool:
+    return line.replace(" ", "").lower().startswith(_ML_CSV_HEADER)
 
 
 def _rating(path: Path, lineno: int, line: str, fields: list[str], categories: dict[str, str]) -> Event:
