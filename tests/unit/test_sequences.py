@@ -7,7 +7,18 @@ import copy
 import orjson
 
 from stream_rec.events import Event
-from stream_rec.sequences import State, Step, append, is_duplicate, step_of, steps, with_served
+from stream_rec.sequences import (
+    MAX_STATE_BYTES,
+    State,
+    Step,
+    append,
+    is_duplicate,
+    redelivered,
+    step_of,
+    steps,
+    tag,
+    with_served,
+)
 
 T0 = 1.6e9
 
@@ -25,8 +36,10 @@ def run(n: int, max_len: int, dedup_window: int | None = None) -> State:
 
 
 def test_first_append_from_nothing() -> None:
-    state = append(None, ev(0), max_len=5)
-    assert state == {"steps": [["i0", "view", T0]], "ids": ["e0"], "served": [], "n": 1}
+    state = append(None, ev(0), max_len=5, at=3, now=T0 + 7.9)
+    assert state == {
+        "steps": [["i0", "view", T0]], "ids": ["e0"], "at": [3], "served": [], "n": 1, "seen": int(T0 + 7),
+    }  # fmt: skip
     assert steps(state) == [Step("i0", "view", T0)]
 
 
@@ -115,3 +128,37 @@ def test_item_side_features_are_kept() -> None:
         Step("i0", "view", T0, None, {"category": "shoes"}),
         Step("i1", "view", T0 + 1, {"d": "m"}, {"category": "hats"}),
     ]
+
+
+def test_a_redelivery_is_told_from_a_duplicate_by_where_it_was_read() -> None:
+    state = None
+    for i in range(5):
+        state = append(state, ev(i), max_len=3, at=tag(100 + i))
+    assert redelivered(state, "e4", tag(104)), "the same message read again"
+    assert not redelivered(state, "e4", tag(200)), "the same event id in another message: a duplicate"
+    assert not redelivered(state, "e4", tag(104, rerouted=True)), "the same offset in the other topic"
+    assert redelivered(state, "e0", tag(100)), "ids (and their tags) outlive the truncated steps"
+    assert not redelivered(state, "e9", tag(100))
+    assert not redelivered(None, "e0", 0)
+
+
+def test_a_state_without_tags_counts_its_ids_as_duplicates_only() -> None:
+    legacy = {"steps": [["i0", "view", T0]], "ids": ["e0"], "served": [], "n": 1}
+    assert is_duplicate(legacy, "e0") and not redelivered(legacy, "e0", 0)
+    new = append(legacy, ev(1), max_len=5, at=7)
+    assert new["at"] == [None, 7] and redelivered(new, "e1", 7) and not redelivered(new, "e0", 0)
+
+
+def test_large_steps_are_truncated_to_the_byte_budget_newest_first() -> None:
+    big = {f"k{j:02d}": "x" * 250 for j in range(32)}  # about 8.5 KB of context per step
+    state = None
+    for i in range(80):
+        state = append(state, ev(i, big), max_len=80)
+    assert state is not None
+    size = len(orjson.dumps(state))
+    assert size <= MAX_STATE_BYTES + 16_384, size
+    kept = [s.item for s in steps(state)]
+    assert kept[-1] == "i79" and len(kept) < 80, "the newest steps are kept"
+    assert kept == [f"i{i}" for i in range(80 - len(kept), 80)]
+    small = run(80, max_len=80)
+    assert len(small["steps"]) == 80, "small steps are never cut by the budget"
