@@ -5,7 +5,9 @@ generator, the transition counts) are raw arrays and everything else (settings, 
 hyper-parameters, counters, the consumed offsets) is JSON in the file's header. Loading parses arrays and JSON
 only: nothing is unpickled, so a checkpoint from elsewhere cannot run code. A file is written beside its final
 name, flushed to disk and renamed over it, so a crash leaves the previous checkpoint or the new one, never half
-of one.
+of one. Its header carries a SHA-256 digest of every tensor's bytes and every header field, verified on load, so
+a damaged file (truncated, emptied, a changed byte anywhere) is a :class:`CheckpointError`, never a silently
+wrong model; :func:`load_newest` then moves it aside and takes the next newest.
 
 The drift detector comes back as it was (river's ADWIN window, as the bytes of its own serialisation, and the
 steps left at a raised learning rate), and so does the replay buffer (its examples' steps as columns), so
@@ -15,13 +17,16 @@ a restored learner goes on learning exactly as the original would have.
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
+import logging
 import math
 import os
+import re
 import zlib
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,16 +36,20 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .errors import StreamRecError
+from .errors import CheckpointError
 from .learner import Example, OnlineLearner
 from .sequences import Step
 from .settings import ModelSettings
 from .vocab import Vocabulary
 
-__all__ = ["FORMAT", "Snapshot", "latest", "load", "save", "snapshot", "write"]
+__all__ = ["FORMAT", "Snapshot", "candidates", "latest", "load", "load_newest", "save", "snapshot", "write"]
 
-FORMAT = "stream-rec-checkpoint/3"  # 2: the popularity prior; 3: item feature tokens, the repeat slope
+log = logging.getLogger(__name__)
+
+FORMAT = "stream-rec-checkpoint/4"  # 2: the popularity prior; 3: item feature tokens, the repeat slope; 4: digest
 _PREFIX, _SUFFIX = "checkpoint-", ".safetensors"
+_NAME = re.compile(r"checkpoint-(\d{1,18})\.safetensors")
+DAMAGED = ".damaged"  # a damaged checkpoint is renamed to <name>.damaged, kept for a look but never read again
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +112,8 @@ def write(state: Snapshot, path: str | Path) -> Path:
     tensors = {**state.tensors, **_pack_replay(state.replay)} if state.replay else state.tensors
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata=state.metadata)
+    metadata = {**state.metadata, "digest": _digest(tensors, state.metadata)}
+    save_file(tensors, str(tmp), metadata=metadata)
     with tmp.open("rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -117,15 +127,40 @@ def load(path: str | Path, settings: ModelSettings | None = None) -> tuple[Onlin
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
             tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
-    except (OSError, SafetensorError) as exc:
-        raise StreamRecError(f"cannot read checkpoint {path}: {exc}") from None
+    except (OSError, SafetensorError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
     found = metadata.get("format", "")
     if found.startswith("stream-rec-checkpoint/") and found != FORMAT:
-        raise StreamRecError(
+        raise CheckpointError(
             f"{path} is an older checkpoint ({found}); this version reads {FORMAT}: move it away to start afresh"
         )
     if found != FORMAT:
-        raise StreamRecError(f"{path} is not a stream-rec checkpoint ({FORMAT})")
+        raise CheckpointError(f"{path} is not a stream-rec checkpoint ({FORMAT})")
+    fields = {key: value for key, value in metadata.items() if key != "digest"}
+    if metadata.get("digest") != _digest(tensors, fields):
+        raise CheckpointError(f"{path} is damaged: its contents do not match the digest it was written with")
+    try:
+        return _restore(tensors, metadata, path, settings)
+    except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as exc:
+        # The digest matched, so the file is as written: a file of another model or a bug, not damage.
+        raise CheckpointError(f"{path} cannot be restored: {exc!r}") from None
+
+
+def _digest(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
+    """SHA-256 over every header field and every tensor (name, dtype, shape, bytes), in name order."""
+    h = hashlib.sha256()
+    for key in sorted(metadata):
+        h.update(orjson.dumps([key, metadata[key]]))
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        h.update(orjson.dumps([name, str(t.dtype), list(t.shape)]))
+        h.update(t.reshape(-1).view(torch.uint8).numpy().data if t.numel() else b"")
+    return "sha256:" + h.hexdigest()
+
+
+def _restore(
+    tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: str | Path, settings: ModelSettings | None
+) -> tuple[OnlineLearner, dict[str, int]]:
     saved = ModelSettings.model_validate_json(metadata["settings"])
     learner = OnlineLearner(settings or saved)
     learner.vocab = Vocabulary.from_state_dict(json.loads(metadata["vocab"]))
@@ -167,7 +202,7 @@ def _restore_drift(learner: OnlineLearner, window: bytes, detected: bool, path: 
     except BaseException as exc:  # pyo3's PanicException derives from BaseException
         if type(exc).__name__ != "PanicException":
             raise
-        raise StreamRecError(f"{path}: the drift detector's state cannot be read ({exc})") from None
+        raise CheckpointError(f"{path}: the drift detector's state cannot be read ({exc})") from None
     learner._drift._drift_detected = detected
 
 
@@ -246,7 +281,7 @@ def _unpack_replay(tensors: dict[str, torch.Tensor], path: str | Path) -> list[E
         if bool(((codes < 0) | (codes >= sizes)).any()):
             raise ValueError("a step refers to a value that is not there")
     except (zlib.error, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise StreamRecError(f"{path}: the replay buffer cannot be read ({exc})") from None
+        raise CheckpointError(f"{path}: the replay buffer cannot be read ({exc})") from None
     event_codes, context_codes, feature_codes = codes.tolist()
     with _no_gc():
         steps = [
@@ -261,10 +296,41 @@ def _unpack_replay(tensors: dict[str, torch.Tensor], path: str | Path) -> list[E
     return replay
 
 
+def candidates(folder: str | Path) -> list[Path]:
+    """The checkpoint files in ``folder``, newest (highest step count in the name) first; other files are ignored."""
+    found = []
+    for path in Path(folder).glob(f"{_PREFIX}*{_SUFFIX}"):
+        match = _NAME.fullmatch(path.name)
+        if match and path.is_file():
+            found.append((int(match.group(1)), path))
+    return [path for _, path in sorted(found, reverse=True)]
+
+
 def latest(folder: str | Path) -> Path | None:
     """The newest checkpoint file in ``folder`` (by the step count in its name), if any."""
-    found = sorted(Path(folder).glob(f"{_PREFIX}*{_SUFFIX}"), key=lambda p: int(p.name[len(_PREFIX) : -len(_SUFFIX)]))
-    return found[-1] if found else None
+    found = candidates(folder)
+    return found[0] if found else None
+
+
+def load_newest(
+    folder: str | Path, settings: ModelSettings | None = None
+) -> tuple[OnlineLearner, dict[str, int], Path] | None:
+    """The newest checkpoint of ``folder`` that loads, with its offsets and path (None where none does).
+
+    A damaged one is logged as a warning, renamed to ``<name>.damaged`` (so that it is neither tried again nor
+    counted among the checkpoints kept) and the next newest is tried.
+    """
+    for path in candidates(folder):
+        try:
+            learner, offsets = load(path, settings)
+        except CheckpointError as exc:
+            aside = path.with_name(path.name + DAMAGED)
+            log.warning("skipped checkpoint %s, moved aside to %s: %s", path.name, aside.name, exc)
+            with suppress(OSError):
+                os.replace(path, aside)
+            continue
+        return learner, offsets, path
+    return None
 
 
 def path_for(folder: str | Path, steps: int) -> Path:

@@ -16,6 +16,14 @@ from stream_rec.settings import ModelSettings
 from tests.unit.streams import planted
 
 
+def resign(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """Write a hand-made checkpoint with a digest that matches it: what the restore's own checks must refuse."""
+    from safetensors.torch import save_file
+
+    fields = {key: value for key, value in metadata.items() if key != "digest"}
+    save_file(tensors, str(path), metadata={**fields, "digest": checkpoint._digest(tensors, fields)})
+
+
 class Boom:
     def __reduce__(self) -> tuple[object, tuple[str]]:
         return (print, ("unpickled!",))
@@ -78,7 +86,7 @@ def test_the_drift_detector_comes_back_as_it_was(tmp_path: Path) -> None:
 
 def test_a_damaged_drift_state_is_a_clear_error(tmp_path: Path) -> None:
     from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     learner = OnlineLearner(ModelSettings(dim=8, batch=8, drift=True))
     learner.learn(planted(users=4))
@@ -87,7 +95,7 @@ def test_a_damaged_drift_state_is_a_clear_error(tmp_path: Path) -> None:
         metadata = dict(f.metadata())
     tensors = load_file(str(path))
     tensors["drift.adwin"] = tensors["drift.adwin"][:7].clone()
-    save_file(tensors, str(path), metadata=metadata)
+    resign(tensors, path, metadata)
     with pytest.raises(StreamRecError, match="drift detector"):
         checkpoint.load(path)
 
@@ -110,7 +118,7 @@ def test_a_damaged_replay_buffer_is_a_clear_error(tmp_path: Path) -> None:
 
     import orjson
     from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     learner = OnlineLearner(ModelSettings(dim=8, batch=8))
     learner.learn(planted(users=4))
@@ -133,7 +141,7 @@ def test_a_damaged_replay_buffer_is_a_clear_error(tmp_path: Path) -> None:
         "a column missing": {"replay.ts": good["replay.ts"][:0]},
     }
     for what, damage in damages.items():
-        save_file({**good, **damage}, str(path), metadata=metadata)
+        resign({**good, **damage}, path, metadata)
         with pytest.raises(StreamRecError, match="replay buffer"):
             checkpoint.load(path)
             pytest.fail(f"{what}: loaded")
@@ -156,3 +164,59 @@ def test_a_snapshot_is_the_state_when_taken_whatever_is_learned_before_it_is_wri
     assert not torch.equal(
         changed["model.item_emb.weight"][: len(want["model.item_emb.weight"])], want["model.item_emb.weight"]
     )
+
+
+def _damage(path: Path, how: str) -> None:
+    data = bytearray(path.read_bytes())
+    header = 8 + int.from_bytes(data[:8], "little")  # safetensors: header length, JSON header, tensor bytes
+    if how == "truncated":
+        del data[len(data) // 2 :]
+    elif how == "empty":
+        data = bytearray()
+    elif how == "header byte":
+        at = data.index(b'"steps', 8, header) + 2  # a byte inside the JSON header, the JSON still well formed
+        data[at] = ord("x") if data[at] != ord("x") else ord("y")
+    elif how == "random tensor bytes":
+        start = header + (len(data) - header) // 3
+        data[start : start + 65_536] = torch.randint(0, 256, (65_536,), generator=torch.Generator().manual_seed(1),
+                                                     dtype=torch.uint8).numpy().tobytes()  # fmt: skip
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["truncated", "empty", "header byte", "random tensor bytes"])
+def test_a_damaged_newest_checkpoint_is_moved_aside_for_the_next_newest(
+    tmp_path: Path, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    learner = OnlineLearner(ModelSettings(dim=8, batch=8, replay_size=400))
+    stream = planted(users=40)
+    learner.learn(stream[:200])
+    older = checkpoint.save(learner, checkpoint.path_for(tmp_path, learner.steps), offsets={"events:0": 200})
+    learner.learn(stream[200:])
+    newest = checkpoint.save(learner, checkpoint.path_for(tmp_path, learner.steps), offsets={"events:0": 480})
+    assert os_size(newest) > 140_000, "a checkpoint large enough for 64 KiB of damage inside its tensors"
+    _damage(newest, how)
+    with pytest.raises(StreamRecError):
+        checkpoint.load(newest)
+    (tmp_path / "checkpoint-latest.safetensors").write_bytes(b"a stray file")
+    (tmp_path / "notes.txt").write_text("not ours")
+    with caplog.at_level("WARNING", logger="stream_rec.checkpoint"):
+        found = checkpoint.load_newest(tmp_path)
+    assert found is not None
+    restored, offsets, path = found
+    assert path == older and offsets == {"events:0": 200}
+    assert restored.steps < learner.steps
+    assert newest.name in caplog.text and "skipped" in caplog.text
+    assert not newest.exists() and (tmp_path / (newest.name + checkpoint.DAMAGED)).exists()
+    assert checkpoint.candidates(tmp_path) == [older], "stray and damaged files are no candidates"
+
+
+def test_with_every_checkpoint_damaged_there_is_nothing_to_resume(tmp_path: Path) -> None:
+    learner = OnlineLearner(ModelSettings(dim=8, batch=8))
+    learner.learn(planted(users=5))
+    _damage(checkpoint.save(learner, checkpoint.path_for(tmp_path, 1)), "empty")
+    assert checkpoint.load_newest(tmp_path) is None
+    assert checkpoint.load_newest(tmp_path / "missing") is None
+
+
+def os_size(path: Path) -> int:
+    return path.stat().st_size
