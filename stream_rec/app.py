@@ -1,51 +1,124 @@
 """The Faust worker: records in, table, agent, sends out. It reads top to bottom; the logic it calls is pure.
 
-Per batch of events (``stream.take_events``): decode and validate each (bad ones go whole to the dead-letter
-topic with the reason), drop event ids seen before, score the event against the list served to its user last
-time, append it to the user's sequence; then, in a worker thread, learn from the batch and rank; then write each
-touched user's sequence back to the table once and publish one recommendation and one embedding per event.
+The delivery promise: every valid event gets at least one recommendation, and is once in its user's sequence,
+whatever is killed when. The agent reads batches without acknowledging them (``stream.noack_take``); for each
+batch it decides every message (``admission.plan_batch``: dead letter, reroute, duplicate, redelivery or new),
+learns and ranks in a worker thread, writes each touched user's sequence back to the table once, and sends the
+dead letters, reroutes, recommendations and embeddings. Only when every one of those sends, the table's
+changelog writes among them, is acknowledged by the broker are the batch's events acknowledged, and so become
+committable: an offset is committed only after its event's effects are durable. A send that fails stops the
+worker without committing (exit code 75), so its events are read again at restart; one read again from the
+very message it was first read from is answered again (``sequences.redelivered``), never appended twice.
+
+Beside the agent: a checkpoint task (at start, on a cadence, at shutdown), an expiry task that removes users
+inactive for ``user_ttl`` seconds, and the control commands (``stream-rec forget``) read with the events.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
+import contextlib
+import fcntl
+import hashlib
 import logging
+import os
+import sys
 import time
 import weakref
+from collections.abc import Awaitable, Iterator, Sequence
 from typing import Any
 
 import faust
 import orjson
 from faust.streams import _current_event
 
-from .engine import Accepted, Engine
-from .errors import InvalidEvent
-from .events import parse_event
-from .sequences import append, is_duplicate, steps, with_served
+from .admission import Message, home_partition, plan_batch
+from .control import parse_command
+from .deadletter import envelope
+from .engine import Engine
+from .errors import InvalidEvent, StreamRecError
+from .sequences import with_served
 from .settings import Settings
 
-__all__ = ["create_app", "dead_letter"]
+__all__ = ["EXIT_UNCOMMITTED", "create_app", "hold_data_dir"]
 
 log = logging.getLogger(__name__)
 
+EXIT_UNCOMMITTED = 75  # EX_TEMPFAIL: a send failed; the worker stopped without committing; restart it
+_RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
-def dead_letter(reason: str, topic: str, partition: int, offset: int, key: Any, value: Any) -> bytes:
-    """The dead-letter envelope: the original bytes whole (as text, or base64 where they are not UTF-8)."""
-    text = b64 = None
-    if isinstance(value, bytes | bytearray):
+
+class SequenceTable(faust.Table):
+    """Faust's table, remembering its changelog sends until the agent takes them, to wait for their delivery."""
+
+    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
+        fut = super().send_changelog(*args, **kwargs)
+        self.__dict__.setdefault("unsettled", []).append(fut)
+        return fut
+
+    def take_unsettled(self) -> list[Awaitable[Any]]:
+        taken: list[Awaitable[Any]] = self.__dict__.pop("unsettled", [])
+        return taken
+
+
+@contextlib.contextmanager
+def on_partition_of(event: faust.EventT) -> Iterator[None]:
+    """Make ``event`` the current one, from which a table takes the partition it reads, writes and logs to.
+
+    After ``noack_take`` the current event is the batch's last, and a read would look for a user's state on that
+    message's partition only, not on the user's.
+    """
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+def _stop_uncommitted(why: str) -> None:
+    """Stop at once, committing nothing: the events whose effects are not known to be durable are read again at
+    restart. A graceful stop would wait for the broker that just failed, then commit what it could."""
+    log.critical("%s: stopping without committing; restart the worker to process these events again", why)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(EXIT_UNCOMMITTED)
+
+
+def instance_id(settings: Settings) -> str:
+    """The worker's static membership id: stable across its restarts, one per data folder."""
+    if settings.instance_id:
+        return settings.instance_id
+    folder = str(settings.worker_dir.expanduser().resolve())
+    return f"{settings.app_id}-{hashlib.sha256(folder.encode()).hexdigest()[:12]}"
+
+
+@contextlib.contextmanager
+def hold_data_dir(settings: Settings) -> Iterator[None]:
+    """Hold the worker's data folder for this process; a second worker on it is a clear error.
+
+    RocksDB locks its files too, but Faust retries on the lock forever, stalling the partition.
+    """
+    folder = settings.worker_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "worker.lock"
+    with path.open("a+") as fh:
         try:
-            text = bytes(value).decode()
-        except UnicodeDecodeError:
-            b64 = base64.b64encode(value).decode()
-    elif value is not None:
-        text = str(value)
-    if isinstance(key, bytes | bytearray):
-        key = bytes(key).decode(errors="replace")
-    return orjson.dumps({
-        "reason": reason, "topic": topic, "partition": partition, "offset": offset,
-        "key": key, "value": text, "value_b64": b64, "ts": time.time(),
-    })  # fmt: skip
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            pid = fh.read().strip() or "?"
+            raise StreamRecError(
+                f"another worker (pid {pid}) is using {folder}; give each worker a data folder of its own "
+                "(--data-dir or STREAM_REC_DATA_DIR)"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -57,97 +130,214 @@ def create_app(settings: Settings) -> faust.App:
         store="rocksdb://",
         datadir=str(settings.worker_dir),
         web_port=settings.web_port,
-        web_host="127.0.0.1",
+        web_bind=settings.web_bind,
+        web_host=settings.web_bind,
+        web_tables_enabled=settings.web_tables,
+        web_router_enabled=settings.web_tables,  # the router maps any key to its worker: a table page's companion
         topic_partitions=settings.partitions,
         producer_max_request_size=4 * 1024 * 1024,
         consumer_auto_offset_reset="earliest",
+        consumer_group_instance_id=instance_id(settings),  # a restart gets its partitions back, no rebalance
+        broker_commit_interval=1.0,  # after a crash, at most about a second of events is answered twice
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=max(1.0, settings.session_timeout / 10),
         producer_linger=settings.linger,  # 0 sent a request per few messages: 253-297 -> 323 events/s
     )
     engine = Engine(settings)
     app.engine = engine  # type: ignore[attr-defined]
 
-    raw: dict[str, Any] = {
-        "key_type": bytes,
-        "value_type": bytes,
-        "key_serializer": "raw",
-        "value_serializer": "raw",
-    }
-    events_topic = app.topic(settings.topic_events, **raw)
-    recommendations = app.topic(settings.topic_recommendations, **raw)
-    embeddings = app.topic(settings.topic_embeddings, **raw)
-    dlq = app.topic(settings.topic_dlq, **raw)
+    # The events, the events sent on to their user's partition, and the commands: one stream, co-partitioned,
+    # so that one agent is the only writer of a user's state. Declared (created where missing) with the table's
+    # partition count before the worker subscribes: a broker's auto-creation would give them its default count.
+    source = app.topic(
+        settings.topic_events, settings.topic_rerouted, settings.topic_control,
+        partitions=settings.partitions, internal=True, **_RAW,
+    )  # fmt: skip
+    rerouted = app.topic(settings.topic_rerouted, partitions=settings.partitions, internal=True, **_RAW)
+    control = app.topic(settings.topic_control, partitions=settings.partitions, internal=True, **_RAW)
+    recommendations = app.topic(settings.topic_recommendations, **_RAW)
+    embeddings = app.topic(settings.topic_embeddings, **_RAW)
+    dlq = app.topic(settings.topic_dlq, **_RAW)
 
-    sequences = app.Table(
-        "user_sequences",
+    sequences = SequenceTable(
+        app,
+        name="user_sequences",
+        beacon=app.tables.beacon,
         partitions=settings.partitions,
         schema=faust.Schema(key_serializer="json", value_serializer="json"),
         options={"driver": "rocksdict"},
     )
+    app.tables.add(sequences)
     app.sequences = sequences  # type: ignore[attr-defined]
 
     # "topic:partition" -> the next offset after those learned from; a resumed model starts from its checkpoint's,
     # so a restart with nothing new to learn does not write a checkpoint that has forgotten them.
     offsets: dict[str, int] = dict(engine.offsets)
+    guard = asyncio.Lock()  # one writer of the table at a time: the agent's batches, and expiry
+    settling: set[asyncio.Task[None]] = set()
 
-    @app.agent(events_topic)
-    async def process(stream: faust.StreamT) -> None:
-        async for batch in stream.take_events(settings.batch_size, within=settings.batch_within):  # type: ignore[attr-defined]
-            states: dict[str, dict[str, Any]] = {}
-            sources: dict[str, faust.EventT] = {}  # user -> the event whose partition the user's state is on
-            accepted: list[Accepted] = []
-            taken: dict[str, int] = {}
-            for ev in batch:
-                msg = ev.message
-                taken[f"{msg.topic}:{msg.partition}"] = msg.offset + 1
-                engine.metrics.events += 1
-                try:
-                    event = parse_event(ev.value, settings.max_event_bytes)
-                except InvalidEvent as exc:
-                    engine.metrics.invalid += 1
-                    log.warning("%s[%d] offset %d: dead-lettered, skipped: %s",
-                                msg.topic, msg.partition, msg.offset, exc.reason)  # fmt: skip
-                    envelope = dead_letter(exc.reason, msg.topic, msg.partition, msg.offset, ev.key, ev.value)
-                    await dlq.send(key=ev.key, value=envelope)
-                    continue
-                user = event.user_id
-                state = states[user] if user in states else sequences.get(user)
-                if is_duplicate(state, event.event_id):
-                    engine.metrics.duplicates += 1
-                    continue
-                engine.metrics.score(event, state["served"] if state else [])
-                new = append(state, event, max_len=settings.seq_len)
-                states[user] = new
-                sources[user] = ev
-                accepted.append(Accepted(event, steps(state), steps(new)))
-            if not accepted:
-                offsets.update(taken)
-                continue
-            outputs = await asyncio.to_thread(engine.process, accepted)
-            offsets.update(taken)  # learned from: what a checkpoint may claim
-            for a, out in zip(accepted, outputs, strict=True):
-                user = a.event.user_id
-                states[user] = with_served(states[user], [i["item_id"] for i in out.recommendation["items"]])
-            for user, state in states.items():
-                # After take_events, the "current event" (from which a table takes the changelog partition)
-                # is the batch's last; point it at the user's own event for this write, then put it back.
-                token = _current_event.set(weakref.ref(sources[user]))
+    def partitions_of_events() -> int:
+        return app.consumer.topic_partitions(settings.topic_events) or settings.partitions
+
+    def dead_letter(msg: Message, reason: str) -> bytes:
+        log.warning("%s[%d] offset %d: dead-lettered, skipped: %s", msg.topic, msg.partition, msg.offset, reason)
+        return envelope(reason, msg.topic, msg.partition, msg.offset, msg.key, msg.value)
+
+    async def serve(events: Sequence[faust.EventT]) -> list[Awaitable[Any]]:
+        """Decide, learn, rank, write back and send one run of event messages; the futures of every send."""
+        if not events:
+            return []
+        messages = [_message(ev) for ev in events]
+        faust_event = {(m.topic, m.partition, m.offset): ev for m, ev in zip(messages, events, strict=True)}
+
+        def lookup(user: str, msg: Message) -> Any:
+            with on_partition_of(faust_event[msg.topic, msg.partition, msg.offset]):
+                return sequences.get(user)
+
+        plan = plan_batch(
+            messages, lookup, events_topic=settings.topic_events, partitions=partitions_of_events(),
+            seq_len=settings.seq_len, max_bytes=settings.max_event_bytes, metrics=engine.metrics, now=time.time(),
+        )  # fmt: skip
+        log.debug(
+            "batch of %d: %d accepted (%d redelivered), %d dead-lettered, %d rerouted",
+            len(messages), len(plan.accepted), sum(not a.learn for a in plan.accepted), len(plan.dead),
+            len(plan.rerouted),
+        )  # fmt: skip
+        sent = [await dlq.send(key=msg.key, value=dead_letter(msg, reason)) for msg, reason in plan.dead]
+        for r in plan.rerouted:
+            sent.append(await rerouted.send(key=r.user_id.encode(), value=r.message.value, partition=r.partition))
+        outputs = await asyncio.to_thread(engine.process, plan.accepted) if plan.accepted else []
+        offsets.update({f"{m.topic}:{m.partition}": m.offset + 1 for m in messages})  # learned from
+        for a, out in zip(plan.accepted, outputs, strict=True):
+            user = a.event.user_id
+            plan.states[user] = with_served(plan.states[user], [i["item_id"] for i in out.recommendation["items"]])
+        for user, state in plan.states.items():
+            home = plan.homes[user]
+            with on_partition_of(faust_event[home.topic, home.partition, home.offset]):
                 sequences[user] = state  # assigned back, so the changelog carries it
-                _current_event.reset(token)
-            for a, out in zip(accepted, outputs, strict=True):
-                key = a.event.user_id.encode()
-                await recommendations.send(key=key, value=orjson.dumps(out.recommendation))
-                if out.embedding is not None:
-                    await embeddings.send(key=key, value=orjson.dumps(out.embedding))
+        sent += sequences.take_unsettled()
+        for a, out in zip(plan.accepted, outputs, strict=True):
+            key = a.event.user_id.encode()
+            sent.append(await recommendations.send(key=key, value=orjson.dumps(out.recommendation)))
+            if out.embedding is not None:
+                sent.append(await embeddings.send(key=key, value=orjson.dumps(out.embedding)))
+        return sent
+
+    async def obey(ev: faust.EventT) -> list[Awaitable[Any]]:
+        """Carry out one control command (forget a user), or dead-letter it."""
+        msg = _message(ev)
+        try:
+            command = parse_command(msg.value)
+        except InvalidEvent as exc:
+            return [await dlq.send(key=msg.key, value=dead_letter(msg, exc.reason))]
+        user = command.user_id
+        home = home_partition(user, partitions_of_events())
+        if msg.partition != home:  # the user's state is on the user's partition, maybe another worker's
+            return [await control.send(key=user.encode(), value=msg.value, partition=home)]
+        with contextlib.suppress(KeyError):
+            del sequences.data[user]
+        sequences.send_changelog(home, user, None, value_serializer="raw")  # the tombstone
+        sent = [*sequences.take_unsettled(), await embeddings.send(key=user.encode(), value=None)]
+        dropped = await asyncio.to_thread(engine.forget, user)
+        path = None
+        if settings.checkpoint_every > 0:
+            path = await asyncio.to_thread(engine.checkpoint, dict(offsets), replace_all=True)
+        engine.metrics.forgotten += 1
+        log.info("forgot user %r: sequence, %d replay examples, embedding; checkpoint %s", user, dropped, path)
+        return sent
+
+    async def settle(stream: faust.StreamT, events: Sequence[faust.EventT], sent: list[Awaitable[Any]]) -> None:
+        """Acknowledge ``events`` once every send made for them is acknowledged by the broker."""
+        for fut in sent:
+            try:
+                await fut
+            except Exception as exc:  # every send is retried by the producer until its request timeout first
+                _stop_uncommitted(f"a send failed after retries ({exc!r})")
+        for ev in events:
+            await stream.ack(ev)
+
+    @app.agent(source)
+    async def process(stream: faust.StreamT) -> None:
+        async for batch in stream.noack_take(settings.batch_size, within=settings.batch_within):  # type: ignore[attr-defined]
+            sent: list[Awaitable[Any]] = []
+            async with guard:
+                start = 0
+                for i, ev in enumerate(batch):  # commands in order with the events around them
+                    if ev.message.topic == settings.topic_control:
+                        sent += await serve(batch[start:i])
+                        sent += await obey(ev)
+                        start = i + 1
+                sent += await serve(batch[start:])
+            task = asyncio.create_task(settle(stream, batch, sent))
+            settling.add(task)
+            task.add_done_callback(settling.discard)
+
+    async def write_checkpoint(when: str) -> None:
+        # Off the event loop: the copy of the model waits for the engine's lock, which a batch in progress
+        # holds; packing and writing it then go on beside the next batches.
+        path = await asyncio.to_thread(engine.checkpoint, dict(offsets))
+        if path is not None:
+            log.info("checkpoint (%s): %s", when, path)
 
     if settings.checkpoint_every > 0:
 
-        @app.timer(interval=settings.checkpoint_every)
-        async def save_checkpoint() -> None:
-            # Off the event loop: the copy of the model waits for the engine's lock, which a batch in progress
-            # holds; packing and writing it then go on beside the next batches.
-            path = await asyncio.to_thread(engine.checkpoint, dict(offsets))
-            if path is not None:
-                log.info("checkpoint %s", path)
+        @app.task
+        async def checkpoints() -> None:
+            await write_checkpoint("start")
+            while True:
+                await asyncio.sleep(settings.checkpoint_every)
+                await write_checkpoint("cadence")
+
+        @app.on_before_shutdown.connect
+        def final_checkpoint(sender: Any, /, *_: Any, signal: Any, **__: Any) -> Awaitable[None]:
+            return write_checkpoint("shutdown")  # after the consumer stopped: no batch learns after it
+
+    if settings.user_ttl > 0:
+        started = time.time()
+
+        @app.timer(interval=min(max(settings.user_ttl / 10, 1.0), 600.0))
+        async def expire() -> None:
+            cutoff = time.time() - settings.user_ttl
+            stale = []
+            for n, (user, state) in enumerate(sequences.items()):
+                if isinstance(state, dict) and state.get("seen", started) < cutoff:
+                    stale.append(user)
+                if n % 1000 == 999:
+                    await asyncio.sleep(0)  # a long scan lets the batches run
+            if not stale:
+                return
+            sent: list[Awaitable[Any]] = []
+            async with guard:
+                for user in stale:
+                    state = sequences.data.get(user)
+                    if not isinstance(state, dict) or state.get("seen", started) >= cutoff:
+                        continue  # active again since the scan
+                    with contextlib.suppress(KeyError):
+                        del sequences.data[user]
+                    home = home_partition(user, partitions_of_events())
+                    sequences.send_changelog(home, user, None, value_serializer="raw")
+                    sent.append(await embeddings.send(key=user.encode(), value=None))
+                    engine.metrics.expired += 1
+                sent += sequences.take_unsettled()
+            log.info("expired %d users inactive for %g s", len(stale), settings.user_ttl)
+            for fut in sent:
+                try:
+                    await fut
+                except Exception as exc:
+                    _stop_uncommitted(f"a tombstone could not be sent ({exc!r})")
 
     app.process_agent = process  # type: ignore[attr-defined]
     return app
+
+
+def _message(ev: faust.EventT) -> Message:
+    msg = ev.message
+    return Message(msg.topic, msg.partition, msg.offset, msg.key, msg.value)
+
+
+def configure_logging(settings: Settings) -> None:
+    """The worker's log from its first line (Faust sets up its own logging only once it starts)."""
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
+        stream=sys.stderr, force=True,
+    )  # fmt: skip

@@ -27,6 +27,7 @@ EPILOG = """examples:
   stream-rec consume --limit 5 --from-beginning
   stream-rec evaluate ../shared/data/ml-100k/u.data --exclude-seen --models popularity,markov,lstm
   stream-rec bench --limit 5000 --json bench.json  # end-to-end events/s, latency, ratio to a bare-Faust ceiling
+  stream-rec forget 42                              # remove user 42's history everywhere the workers keep it
 settings: STREAM_REC_BROKER, STREAM_REC_K, STREAM_REC_SEQ_LEN, STREAM_REC_DATA_DIR, STREAM_REC_HOME,
   STREAM_REC_TOPIC_EVENTS, ... (see the README); model: STREAM_REC_MODEL__DIM, STREAM_REC_MODEL__LR, ...
 """
@@ -68,11 +69,26 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from faust.worker import Worker
 
-    from .app import create_app
+    from .app import configure_logging, create_app, hold_data_dir
 
-    app = create_app(settings)
-    Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+    with hold_data_dir(settings):
+        configure_logging(settings)
+        app = create_app(settings)
+        Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
     return 0
+
+
+def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
+    from .clients import forget
+
+    print(f"asked the workers to forget user {args.user_id!r} (topic {settings.topic_control})")
+    if args.wait <= 0:
+        return 0
+    if forget(settings, args.user_id, wait=args.wait):
+        print(f"done: the user's sequence is gone and their embedding tombstoned on {settings.topic_embeddings}")
+        return 0
+    print(f"not confirmed within {args.wait:g} s: a worker carries it out when it runs", file=sys.stderr)
+    return 4
 
 
 def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
@@ -228,6 +244,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-beginning", action="store_true", help="start at the oldest message")
     p.add_argument("--timeout", type=float, help="stop after this many idle seconds")
     p.set_defaults(func=cmd_consume)
+
+    p = sub.add_parser(
+        "forget",
+        help="remove a user's sequence, served lists, replay examples and embedding (through the control topic)",
+        description="Writes a forget command for USER_ID to the control topic; the worker that owns the user "
+        "removes their sequence and served lists (a changelog tombstone), drops their examples from the replay "
+        "buffer, writes a tombstone on the embeddings topic and a checkpoint that replaces every older one. "
+        "Exit codes: 0 done (or not waited for), 4 not confirmed within --wait seconds.",
+    )
+    p.add_argument("user_id", help="the user to forget")
+    p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the confirmation (0 = do not wait)")
+    p.set_defaults(func=cmd_forget)
 
     p = sub.add_parser("evaluate", help="prequential (test-then-train) replay of a dataset through the models")
     p.add_argument("dataset", help="dataset file or folder (MovieLens u.data, Taobao CSV, JSON lines)")

@@ -14,7 +14,7 @@ from .errors import BrokerError
 from .events import Event, encode_event
 from .settings import Settings
 
-__all__ = ["Pacer", "consume", "open_consumer", "produce", "producer"]
+__all__ = ["Pacer", "consume", "forget", "open_consumer", "produce", "producer"]
 
 
 class Pacer:
@@ -120,3 +120,30 @@ def consume(
                 return
     finally:
         consumer.close()
+
+
+def forget(settings: Settings, user_id: str, *, wait: float = 0.0) -> bool:
+    """Ask the workers to forget ``user_id`` (a command on the control topic, keyed by the user so that it lands on
+    the user's partition); with ``wait``, wait that many seconds for the worker's tombstone of the user on the
+    embeddings topic and say whether it came."""
+    from .control import forget_command
+
+    watch = open_consumer(settings, settings.topic_embeddings) if wait > 0 else None
+    try:
+        kafka = producer(settings)
+        try:
+            kafka.send(settings.topic_control, key=user_id, value=forget_command(user_id)).get(timeout=30)
+        finally:
+            kafka.close()
+        if watch is None:
+            return True
+        key = user_id.encode()
+        deadline = time.monotonic() + wait
+        while (left := deadline - time.monotonic()) > 0:
+            for records in watch.poll(timeout_ms=int(min(left, 1.0) * 1000)).values():
+                if any(r.key == key and r.value is None for r in records):
+                    return True
+        return False
+    finally:
+        if watch is not None:
+            watch.close()

@@ -2,7 +2,8 @@
 
 The agent decodes events and keeps users' sequences in its table; for each batch it hands this engine the
 accepted events with the histories before and after them. The engine runs in a worker thread so that a
-gradient step never blocks the event loop.
+gradient step never blocks the event loop. It also owns the model's checkpoints: it resumes from the newest
+one that loads, and a user it is told to forget leaves its replay buffer and every checkpoint.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import checkpoint
+from .admission import Accepted
 from .events import Event
+from .live import LiveMetrics
 from .recommenders import Popularity, SequenceRecommender
 from .sequences import Step, step_of
 from .settings import ModelSettings, Settings
@@ -27,45 +30,9 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class Accepted:
-    """An event that passed validation and de-duplication, with the user's history around it."""
-
-    event: Event
-    before: list[Step]  # history before the event (what the model learns to predict it from)
-    after: list[Step]  # history including the event (what the next recommendation is made from)
-
-
-@dataclass(frozen=True, slots=True)
 class Output:
     recommendation: dict[str, Any]
     embedding: dict[str, Any] | None
-
-
-@dataclass
-class LiveMetrics:
-    """Counters of a running worker; hit rate is scored on the list actually served ('as served')."""
-
-    events: int = 0
-    invalid: int = 0
-    duplicates: int = 0
-    scored: int = 0
-    hits: int = 0
-    cold_start: int = 0
-    by_event: dict[str, list[int]] = field(default_factory=dict)  # event -> [scored, hits]
-
-    def score(self, event: Event, served: Sequence[str]) -> None:
-        if not served:
-            return
-        hit = event.item_id in served
-        self.scored += 1
-        self.hits += hit
-        counts = self.by_event.setdefault(event.event, [0, 0])
-        counts[0] += 1
-        counts[1] += hit
-
-    @property
-    def hit_rate(self) -> float:
-        return self.hits / self.scored if self.scored else 0.0
 
 
 class Engine:
@@ -84,38 +51,57 @@ class Engine:
         self._writing = threading.Lock()  # one checkpoint at a time
 
     def _resume(self, model_settings: ModelSettings) -> SequenceRecommender | None:
-        """The model of the newest checkpoint in the worker's folder, if any (its own settings are kept)."""
-        path = checkpoint.latest(self.settings.checkpoint_dir)
-        if path is None:
+        """The model of the newest checkpoint in the worker's folder that loads, if any (its own settings are
+        kept); damaged ones are skipped with a warning (:func:`checkpoint.load_newest`)."""
+        found = checkpoint.load_newest(self.settings.checkpoint_dir)
+        if found is None:
+            if checkpoint.candidates(self.settings.checkpoint_dir) or self.settings.checkpoint_dir.is_dir():
+                log.info("no checkpoint to resume from in %s: the model starts afresh", self.settings.checkpoint_dir)
             return None
-        learner, self.offsets = checkpoint.load(path)
+        learner, self.offsets, path = found
         self.saved_steps = learner.steps
         if learner.settings.model_copy(update={"threads": model_settings.threads}) != model_settings:
             log.warning("resuming from %s with its own model settings, not the configured ones", path)
-        log.info("resumed the model from %s (%d steps)", path, learner.steps)
+        log.info("resumed the model from %s: %d steps, %d examples learned", path, learner.steps, learner.examples)
         return SequenceRecommender.from_learner(learner)
 
-    def checkpoint(self, offsets: dict[str, int]) -> Path | None:
+    def checkpoint(self, offsets: dict[str, int], *, replace_all: bool = False) -> Path | None:
         """Write the model with the offsets it has learned up to; keep the newest ``checkpoint_keep``.
 
-        Nothing is written while nothing changed: no new step and no new offset since the last checkpoint.
+        Nothing is written while nothing changed: no new step and no new offset since the last checkpoint, unless
+        ``replace_all``, which writes one whatever and deletes every other (after a user is forgotten).
         """
+        folder = self.settings.checkpoint_dir
         with self._writing:
             with self.lock:  # only while the state is copied: batches go on while it is packed and written
                 learner = self.model.learner
-                if learner.steps == 0 or (learner.steps, offsets) == (self.saved_steps, self.offsets):
+                unchanged = (learner.steps, offsets) == (self.saved_steps, self.offsets)
+                if not replace_all and (learner.steps == 0 or unchanged):
                     return None
                 steps, state = learner.steps, checkpoint.snapshot(learner, offsets=offsets)
-            folder = self.settings.checkpoint_dir
             path = checkpoint.write(state, checkpoint.path_for(folder, steps))
             self.saved_steps, self.offsets = steps, dict(offsets)
-        for old in sorted(folder.glob("checkpoint-*.safetensors"))[: -self.settings.checkpoint_keep]:
-            old.unlink(missing_ok=True)
+            keep = 1 if replace_all else self.settings.checkpoint_keep
+            for old in checkpoint.candidates(folder)[keep:]:
+                old.unlink(missing_ok=True)
+            if replace_all:
+                for old in folder.glob(f"*{checkpoint.DAMAGED}"):
+                    old.unlink(missing_ok=True)
         return path
 
+    def forget(self, user_id: str) -> int:
+        """Drop the user's examples from the replay buffer (the model's only record of who did what); return
+        how many. The caller removes the user's sequence and writes a checkpoint with ``replace_all``."""
+        with self.lock:
+            learner = self.model.learner
+            kept = [example for example in learner.replay if example[1].user != user_id]
+            dropped = len(learner.replay) - len(kept)
+            learner.replay = kept
+        return dropped
+
     def process(self, batch: Sequence[Accepted]) -> list[Output]:
-        """Learn from the batch, then publishable outputs for each event, in order."""
-        examples = [(a.before, step_of(a.event)) for a in batch]
+        """Learn from the batch (but its redeliveries), then publishable outputs for each event, in order."""
+        examples = [(a.before, step_of(a.event)) for a in batch if a.learn]
         with self.lock:
             self.model.learn_many(examples)
             self.popularity.learn_many(examples)

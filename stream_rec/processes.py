@@ -16,7 +16,7 @@ from .settings import Settings
 __all__ = ["free_port", "isolated", "start", "stop_process", "worker_env"]
 
 _ENV_FIELDS = ("broker", "app_id", "topic_events", "topic_recommendations", "topic_embeddings", "topic_dlq",
-               "partitions", "k", "data_dir", "home", "web_port")  # fmt: skip
+               "topic_control", "partitions", "k", "data_dir", "home", "web_port")  # fmt: skip
 
 
 def free_port() -> int:
@@ -36,6 +36,7 @@ def isolated(settings: Settings, name: str, folder: Path, *, web_port: int | Non
             "topic_recommendations": f"{run}-recommendations",
             "topic_embeddings": f"{run}-user-embeddings",
             "topic_dlq": f"{run}-events-dlq",
+            "topic_control": f"{run}-control",
             "data_dir": folder / run,
             "web_port": web_port or free_port(),
         }

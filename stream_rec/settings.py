@@ -98,6 +98,7 @@ class Settings(BaseSettings):
     topic_recommendations: str = Field("recommendations", description="output topic of top-k lists")
     topic_embeddings: str = Field("user-embeddings", description="output topic of user embeddings (compacted)")
     topic_dlq: str = Field("events-dlq", description="dead-letter topic for invalid input")
+    topic_control: str = Field("control", description="commands to the workers, keyed by user id (`stream-rec forget`)")
     partitions: int = Field(4, ge=1, description="partitions of the events topic (and of the sequence table)")
     k: int = Field(10, ge=1, le=1000, description="length of each recommendation list")
     exclude_seen: bool = Field(False, description="never recommend items already in the user's sequence")
@@ -111,6 +112,33 @@ class Settings(BaseSettings):
     )
     checkpoint_keep: int = Field(3, ge=1, description="newest checkpoints kept")
     web_port: int = Field(6066, ge=1, le=65535, description="port of the worker's web view")
+    web_bind: str = Field(
+        "127.0.0.1",
+        description="address the web view listens on; 127.0.0.1 keeps it to this machine, 0.0.0.0 opens it to "
+        "the network",
+    )
+    web_tables: bool = Field(
+        False,
+        description="also serve Faust's own /table/ and /router/ pages (any user's whole sequence, to anyone who "
+        "can reach the web view)",
+    )
+    user_ttl: float = Field(
+        30 * 86_400.0,
+        ge=0,
+        description="seconds without an event after which a user's sequence is removed from the table (with a "
+        "changelog tombstone) and their embedding tombstoned; 0 = never",
+    )
+    session_timeout: float = Field(
+        10.0,
+        ge=6,
+        le=300,
+        description="seconds the broker waits for a silent worker before giving its partitions to others",
+    )
+    instance_id: str | None = Field(
+        None,
+        description="the worker's static group membership id (Kafka's group.instance.id): a restarted worker with "
+        "the same id gets its partitions back at once; unset = derived from the app id and the data folder",
+    )
     batch_size: int = Field(256, ge=1, description="most events the agent takes at once (stream.take)")
     batch_within: float = Field(
         0.05,
@@ -133,6 +161,11 @@ class Settings(BaseSettings):
     def bootstrap(self) -> str:
         """The broker to talk to: the configured one, else the local one."""
         return self.broker or DEFAULT_BROKER
+
+    @property
+    def topic_rerouted(self) -> str:
+        """Where events not keyed by user id are sent on, keyed by user id (a topic the worker creates)."""
+        return f"{self.app_id}-{self.topic_events}-rerouted"
 
     @property
     def checkpoint_dir(self) -> Path:

@@ -8,7 +8,7 @@ running it twice changes nothing.
 >>> specs = specs_for(Settings(topic_events="clicks", partitions=8), load_specs())
 >>> [(s.name, s.partitions, s.cleanup_policy) for s in specs]  # doctest: +NORMALIZE_WHITESPACE
 [('clicks', 8, 'delete'), ('recommendations', 8, 'delete'), ('user-embeddings', 8, 'compact'),
- ('events-dlq', 1, 'delete')]
+ ('events-dlq', 1, 'delete'), ('control', 8, 'delete')]
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ DEFAULT_TOPICS_DIR = Path(__file__).resolve().parents[1] / "topics"
 _TOPIC_ALREADY_EXISTS = 36
 _FIELDS = ("name", "partitions", "replication", "cleanup_policy", "retention_ms", "config", "key")
 _POLICIES: tuple[CleanupPolicy, ...] = ("delete", "compact", "compact,delete")
-_ORDER = ("events", "recommendations", "user-embeddings", "events-dlq")  # the flow's order; others after
+_ORDER = ("events", "recommendations", "user-embeddings", "events-dlq", "control")  # the flow's order; others after
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def _positive_int(value: Any) -> bool:
 def load_specs(folder: Path | None = None) -> list[TopicSpec]:
     """The specs of every ``*.json`` file in ``folder`` (default: the repository's ``topics/``).
 
-    The four topics of DESIGN.md come first, in the order of the flow; any others follow by name.
+    The four topics of DESIGN.md and the control topic come first, in the order of the flow; others follow by name.
     """
     folder = folder if folder is not None else DEFAULT_TOPICS_DIR
     files = sorted(folder.glob("*.json")) if folder.is_dir() else []
@@ -123,13 +123,14 @@ def specs_for(settings: Settings, specs: Sequence[TopicSpec] | None = None) -> l
     """The specs renamed to the topics ``settings`` configures; partitioned topics take its partition count.
 
     Specs are matched by their default name (``events``, ``recommendations``, ``user-embeddings``,
-    ``events-dlq``); any other spec is kept as it is.
+    ``events-dlq``, ``control``); any other spec is kept as it is.
     """
     topics = {
         "events": (settings.topic_events, settings.partitions),
         "recommendations": (settings.topic_recommendations, settings.partitions),
         "user-embeddings": (settings.topic_embeddings, settings.partitions),
         "events-dlq": (settings.topic_dlq, None),  # one partition: dead letters are few and read in order
+        "control": (settings.topic_control, settings.partitions),  # co-partitioned with the events, by user
     }
     out = []
     for spec in specs if specs is not None else load_specs():

@@ -29,6 +29,7 @@ def settings() -> Iterator[Settings]:
         topic_recommendations=f"{run}-recommendations",
         topic_embeddings=f"{run}-user-embeddings",
         topic_dlq=f"{run}-events-dlq",
+        topic_control=f"{run}-control",
         partitions=3,
     )
     try:
@@ -65,6 +66,7 @@ def test_create_then_nothing_to_do(settings: Settings) -> None:
         settings.topic_recommendations: 3,
         settings.topic_embeddings: 3,
         settings.topic_dlq: 1,
+        settings.topic_control: 3,
     }
 
     def value(topic: str, key: str) -> str | None:

@@ -6,6 +6,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stream_rec.errors import InvalidEvent, StreamRecError
 from stream_rec.events import EVENT_TYPES, Event, encode_event, event_from_dict, parse_event
@@ -231,3 +233,39 @@ def test_huge_integer_timestamp_is_invalid() -> None:
 
 def test_huge_integer_context_value_is_invalid() -> None:
     assert "context.x" in invalid(base(context={"x": 10**400}))
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False) | st.text(max_size=300),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=20), inner, max_size=5),
+    max_leaves=20,
+)
+_fields = st.fixed_dictionaries(
+    {},
+    optional={
+        name: _json | st.sampled_from(good)
+        for name, good in [
+            ("user_id", ["u1", 42]), ("item_id", ["i1"]), ("event", ["view", "pv", "buy"]),
+            ("ts", [1.7e9, "2024-05-01T12:00:00Z"]), ("event_id", ["e1"]), ("context", [{"device": "ios"}]),
+            ("item", [{"category": "c"}]),
+        ]
+    },
+)  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None)
+@given(raw=st.binary(max_size=300) | _json.map(orjson.dumps) | _fields.map(orjson.dumps))
+def test_any_input_is_an_event_or_an_invalid_event_with_a_reason(raw: bytes) -> None:
+    try:
+        event = parse_event(raw)
+    except InvalidEvent as exc:
+        assert exc.reason and len(exc.reason) < 400, "a reason a producer can act on, of bounded length"
+        return
+    assert event.event in EVENT_TYPES and 1 <= len(event.user_id) <= 256 and event.event_id
+    assert parse_event(encode_event(event)) == event, "what the worker accepts, it can write back and read again"
+
+
+@pytest.mark.parametrize("literal", [b"123456789012345678901234567890", b"1e400", b"-1e400", b"NaN", b"Infinity"])
+def test_numbers_json_cannot_hold_are_invalid_events(literal: bytes) -> None:
+    with pytest.raises(InvalidEvent):
+        parse_event(b'{"user_id": "u", "item_id": "i", "event": "view", "ts": ' + literal + b"}")

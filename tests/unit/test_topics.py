@@ -12,7 +12,7 @@ from stream_rec.events import EVENT_TYPES, parse_event
 from stream_rec.settings import Settings
 from stream_rec.topics import DEFAULT_TOPICS_DIR, TopicSpec, load_specs, specs_for
 
-NAMES = {"events", "recommendations", "user-embeddings", "events-dlq"}
+NAMES = {"events", "recommendations", "user-embeddings", "events-dlq", "control"}
 DAY_MS = 86_400_000
 
 
@@ -35,6 +35,7 @@ def test_partitions_policies_and_retention(specs: dict[str, TopicSpec]) -> None:
         "recommendations": (4, 1, "delete", 1 * DAY_MS),
         "user-embeddings": (4, 1, "compact", None),
         "events-dlq": (1, 1, "delete", 14 * DAY_MS),
+        "control": (4, 1, "delete", 7 * DAY_MS),
     }
     assert specs["events-dlq"].config == {"max.message.bytes": "4194304"}
     assert specs["events-dlq"].topic_configs() == {
@@ -64,6 +65,7 @@ def test_partitions_policies_and_retention(specs: dict[str, TopicSpec]) -> None:
         ),
         ("user-embeddings", {"user_id", "embedding", "model_version", "ts"}),
         ("events-dlq", {"reason", "topic", "partition", "offset", "key", "value", "value_b64", "ts"}),
+        ("control", {"command", "user_id"}),
     ],
 )
 def test_value_schemas(specs: dict[str, TopicSpec], name: str, required: set[str]) -> None:
@@ -115,6 +117,7 @@ def test_specs_for_renames_to_the_settings(specs: dict[str, TopicSpec]) -> None:
         topic_recommendations="t-recs",
         topic_embeddings="t-emb",
         topic_dlq="t-dlq",
+        topic_control="t-control",
         partitions=6,
     )
     renamed = {s.name: s for s in specs_for(settings, list(specs.values()))}
@@ -123,6 +126,7 @@ def test_specs_for_renames_to_the_settings(specs: dict[str, TopicSpec]) -> None:
         "t-recs": 6,
         "t-emb": 6,
         "t-dlq": 1,
+        "t-control": 6,
     }
     assert renamed["t-emb"].cleanup_policy == "compact"
     assert renamed["t-dlq"].config == specs["events-dlq"].config

@@ -1,0 +1,75 @@
+"""The worker's engine without Kafka: redeliveries are answered but not learned again, a forgotten user leaves the
+replay buffer and every checkpoint, and a restart resumes from the newest checkpoint that loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stream_rec import checkpoint
+from stream_rec.admission import Accepted
+from stream_rec.engine import Engine
+from stream_rec.events import Event
+from stream_rec.sequences import Step, step_of
+from stream_rec.settings import ModelSettings, Settings
+
+
+def batch(users: int, per_user: int) -> list[Accepted]:
+    out, histories = [], {u: [] for u in range(users)}
+    for n in range(per_user):
+        for u in range(users):
+            event = Event(f"u{u}", f"i{(u + n) % 7}", "view", 1.7e9 + 60 * n + u, f"e-{u}-{n}")
+            before = list(histories[u])
+            histories[u].append(step_of(event)._replace(user=None))
+            out.append(Accepted(event, before, list(histories[u])))
+    return out
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    model = ModelSettings(dim=8, batch=8, replay_size=500, drift=False)
+    return Engine(Settings(home=tmp_path, data_dir=tmp_path / "worker", k=3, model=model))
+
+
+def test_a_redelivery_is_answered_without_learning_it_again(engine: Engine) -> None:
+    events = batch(users=4, per_user=6)
+    engine.process(events)
+    steps, examples = engine.model.learner.steps, engine.model.learner.examples
+    again = [Accepted(a.event, [], a.after, learn=False) for a in events[-4:]]
+    outputs = engine.process(again)
+    assert [o.recommendation["event_id"] for o in outputs] == [a.event.event_id for a in again]
+    assert (engine.model.learner.steps, engine.model.learner.examples) == (steps, examples)
+
+
+def test_forget_drops_the_users_examples_and_leaves_one_checkpoint(engine: Engine) -> None:
+    engine.process(batch(users=4, per_user=20))
+    for n in range(3):
+        engine.process(batch(users=4, per_user=2))
+        assert engine.checkpoint({"events:0": 100 + n}) is not None
+    assert len(checkpoint.candidates(engine.settings.checkpoint_dir)) == 3
+    replay = engine.model.learner.replay
+    assert any(event.user == "u1" for _, event in replay)
+    dropped = engine.forget("u1")
+    assert dropped > 0 and not any(event.user == "u1" for _, event in engine.model.learner.replay)
+    path = engine.checkpoint({"events:0": 200}, replace_all=True)
+    assert checkpoint.candidates(engine.settings.checkpoint_dir) == [path]
+    learner, offsets = checkpoint.load(path)
+    assert offsets == {"events:0": 200} and {e.user for _, e in learner.replay} == {"u0", "u2", "u3"}
+
+
+def test_a_restarted_engine_resumes_from_the_newest_checkpoint_that_loads(
+    engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine.process(batch(users=3, per_user=10))
+    good = engine.checkpoint({"events:0": 30})
+    engine.process(batch(users=3, per_user=4))
+    bad = engine.checkpoint({"events:0": 42})
+    assert good and bad and good != bad
+    bad.write_bytes(b"")
+    with caplog.at_level("INFO"):
+        restarted = Engine(engine.settings)
+    assert restarted.offsets == {"events:0": 30} and restarted.model.learner.steps == checkpoint.load(good)[0].steps
+    assert "skipped checkpoint" in caplog.text and f"resumed the model from {good}" in caplog.text
+    history: list[Step] = batch(users=1, per_user=3)[-1].after
+    assert restarted.recommend(history)["items"], "it serves"
