@@ -88,6 +88,7 @@ def test_ten_thousand_bad_messages_are_dead_lettered_and_every_valid_event_answe
             assert e["sha256"] == hashlib.sha256(original).hexdigest()
     nul = next(e for _, e in letters if e.get("length") == 1_000_000)
     assert nul["value"] == "\x00" * 65_536 and "over the limit" in nul["reason"]
+    print(f"\n{len(outgoing)} messages: {len(bad)} bad, all dead-lettered once; {len(good)} valid, all answered")
     states = final_states(settings)
     for event in valid:
         partitions, state = states[event["user_id"]]

@@ -88,6 +88,8 @@ def test_a_broker_stopped_and_started_mid_stream_loses_nothing(own_broker: Setti
         assert worker.alive(), worker.text()[-3000:]
     finally:
         worker.stop()
+    print(f"\nbroker stopped for 8 s with {len(before) - 100}+ events waiting: {len(want)} events, "
+          f"{len(want - got)} never answered")  # fmt: skip
     missing = want - got
     assert not missing, f"{len(missing)} events never answered, e.g. {sorted(missing)[:5]}"
     for user, (_, state) in final_states(settings).items():
