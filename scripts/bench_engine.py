@@ -6,8 +6,9 @@
     python scripts/bench_engine.py --events 30000 --checkpoint   # then time writing and reading a checkpoint
     python scripts/bench_engine.py --events 30000 --gc           # and Python's garbage collections meanwhile
 
-Feeds the dataset's events, in batches, through ``Engine.process`` with the users' histories kept as the worker
-keeps them (``sequences.append``), after ``--warmup`` untimed events. Settings come from STREAM_REC_* as for the
+Feeds the dataset's events, in batches, through ``Engine.serve`` and then its trainer (stepped here, in one
+thread: learning and ranking one after the other) with the users' histories kept as the worker keeps them
+(``sequences.append``), after ``--warmup`` untimed events. Settings come from STREAM_REC_* as for the
 worker; checkpoints are off and the state lives in a temporary folder. Compare with ``stream-rec bench``'s worker
 figure to see what the broker and Faust add.
 """
@@ -53,8 +54,11 @@ def main() -> None:
             for event in batch:
                 before = states.get(event.user_id)
                 after = states[event.user_id] = append(before, event, max_len=settings.seq_len)
-                accepted.append(Accepted(event, steps(before), steps(after)))
-            engine.process(accepted)
+                accepted.append(Accepted(event, steps(before), steps(after), True, "events:0", len(states)))
+            engine.serve(accepted)
+            engine.submit(accepted, time.monotonic())
+            while engine.trainer.step():  # learning here and now, the trainer's thread not started
+                pass
 
         collections = _count_collections() if args.gc else {}
         feed(events[: args.warmup])
@@ -65,17 +69,17 @@ def main() -> None:
         seconds = time.perf_counter() - began
         if args.checkpoint:
             began = time.perf_counter()
-            checkpoint.snapshot(engine.model.learner)  # what the worker waits for; the rest goes on beside it
+            checkpoint.snapshot(engine.learner)  # what the worker waits for; the rest goes on beside it
             copied = time.perf_counter() - began
             began = time.perf_counter()
-            path = engine.checkpoint({"events:0": len(events)})
+            path = engine.checkpoint()
             wrote = time.perf_counter() - began
             assert path is not None
             began = time.perf_counter()
             checkpoint.load(path)
             read = time.perf_counter() - began
             size = path.stat().st_size / 1e6
-            saved = f"checkpoint: {size:.1f} MB, {len(engine.model.learner.replay):,} replay examples"
+            saved = f"checkpoint: {size:.1f} MB, {len(engine.learner.replay):,} replay examples"
     m = settings.model
     print(f"{m.encoder}/{m.fusion}, exclude_seen={settings.exclude_seen}, batches of {args.batch}, {dataset}")
     print(f"engine: {len(timed) / seconds:,.0f} events/s over {len(timed):,} events")

@@ -28,10 +28,9 @@ import time
 import numpy as np
 import torch
 
-from stream_rec.learner import Example
 from stream_rec.ranking import top_k
 from stream_rec.recommenders.sequence import SequenceRecommender
-from stream_rec.sequences import Step
+from stream_rec.sequences import Example, Step
 from stream_rec.settings import Settings
 
 

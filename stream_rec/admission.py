@@ -55,6 +55,8 @@ class Accepted:
     before: list[Step]  # history before the event (what the model learns to predict it from)
     after: list[Step]  # history including the event (what the next recommendation is made from)
     learn: bool = True
+    source: str = ""  # "topic:partition" it was read from
+    next_offset: int = 0  # the offset after its message
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +124,7 @@ def plan_batch(
             assert state is not None
             metrics.redelivered += 1
             history = steps(state)
-            plan.accepted.append(Accepted(event, history, history, learn=False))
+            plan.accepted.append(Accepted(event, history, history, False, *_where(msg)))
             plan.states[user], plan.homes[user] = state, msg
             continue
         if is_duplicate(state, event.event_id):
@@ -130,9 +132,13 @@ def plan_batch(
             continue
         metrics.score(event, state["served"] if state else [])
         new = append(state, event, max_len=seq_len, at=at, now=now)
-        plan.accepted.append(Accepted(event, steps(state), steps(new)))
+        plan.accepted.append(Accepted(event, steps(state), steps(new), True, *_where(msg)))
         plan.states[user], plan.homes[user] = new, msg
     return plan
+
+
+def _where(msg: Message) -> tuple[str, int]:
+    return f"{msg.topic}:{msg.partition}", msg.offset + 1
 
 
 def _misplaced(msg: Message, user: str, partitions: int) -> str:

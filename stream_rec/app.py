@@ -39,6 +39,7 @@ from .engine import Engine
 from .errors import InvalidEvent, StreamRecError
 from .sequences import with_served
 from .settings import Settings
+from .web import add_views
 
 __all__ = ["EXIT_UNCOMMITTED", "create_app", "hold_data_dir"]
 
@@ -170,9 +171,6 @@ def create_app(settings: Settings) -> faust.App:
     app.tables.add(sequences)
     app.sequences = sequences  # type: ignore[attr-defined]
 
-    # "topic:partition" -> the next offset after those learned from; a resumed model starts from its checkpoint's,
-    # so a restart with nothing new to learn does not write a checkpoint that has forgotten them.
-    offsets: dict[str, int] = dict(engine.offsets)
     guard = asyncio.Lock()  # one writer of the table at a time: the agent's batches, and expiry
     settling: set[asyncio.Task[None]] = set()
 
@@ -187,6 +185,7 @@ def create_app(settings: Settings) -> faust.App:
         """Decide, learn, rank, write back and send one run of event messages; the futures of every send."""
         if not events:
             return []
+        arrived = time.monotonic()
         messages = [_message(ev) for ev in events]
         faust_event = {(m.topic, m.partition, m.offset): ev for m, ev in zip(messages, events, strict=True)}
 
@@ -206,8 +205,8 @@ def create_app(settings: Settings) -> faust.App:
         sent = [await dlq.send(key=msg.key, value=dead_letter(msg, reason)) for msg, reason in plan.dead]
         for r in plan.rerouted:
             sent.append(await rerouted.send(key=r.user_id.encode(), value=r.message.value, partition=r.partition))
-        outputs = await asyncio.to_thread(engine.process, plan.accepted) if plan.accepted else []
-        offsets.update({f"{m.topic}:{m.partition}": m.offset + 1 for m in messages})  # learned from
+        outputs = await asyncio.to_thread(engine.serve, plan.accepted, arrived) if plan.accepted else []
+        engine.submit(plan.accepted, arrived)  # learned beside, never waited for
         for a, out in zip(plan.accepted, outputs, strict=True):
             user = a.event.user_id
             plan.states[user] = with_served(plan.states[user], [i["item_id"] for i in out.recommendation["items"]])
@@ -241,7 +240,7 @@ def create_app(settings: Settings) -> faust.App:
         dropped = await asyncio.to_thread(engine.forget, user)
         path = None
         if settings.checkpoint_every > 0:
-            path = await asyncio.to_thread(engine.checkpoint, dict(offsets), replace_all=True)
+            path = await asyncio.to_thread(engine.checkpoint, replace_all=True)
         engine.metrics.forgotten += 1
         log.info("forgot user %r: sequence, %d replay examples, embedding; checkpoint %s", user, dropped, path)
         return sent
@@ -273,24 +272,30 @@ def create_app(settings: Settings) -> faust.App:
             task.add_done_callback(settling.discard)
 
     async def write_checkpoint(when: str) -> None:
-        # Off the event loop: the copy of the model waits for the engine's lock, which a batch in progress
-        # holds; packing and writing it then go on beside the next batches.
-        path = await asyncio.to_thread(engine.checkpoint, dict(offsets))
+        # Off the event loop: the copy of the model waits for the learner's lock, which a learning step holds;
+        # packing and writing it then go on beside the next steps.
+        path = await asyncio.to_thread(engine.checkpoint)
         if path is not None:
             log.info("checkpoint (%s): %s", when, path)
 
-    if settings.checkpoint_every > 0:
-
-        @app.task
-        async def checkpoints() -> None:
+    @app.task
+    async def learning() -> None:
+        engine.start()  # after the table's recovery: the trainer learns beside the agent
+        if settings.checkpoint_every > 0:
             await write_checkpoint("start")
             while True:
                 await asyncio.sleep(settings.checkpoint_every)
                 await write_checkpoint("cadence")
 
-        @app.on_before_shutdown.connect
-        def final_checkpoint(sender: Any, /, *_: Any, signal: Any, **__: Any) -> Awaitable[None]:
-            return write_checkpoint("shutdown")  # after the consumer stopped: no batch learns after it
+    async def shutdown() -> None:
+        # After the consumer stopped, so no batch comes: learn what waits (a few seconds at most), then save it.
+        await asyncio.to_thread(engine.stop)
+        if settings.checkpoint_every > 0:
+            await write_checkpoint("shutdown")
+
+    @app.on_before_shutdown.connect
+    def stop_learning(sender: Any, /, *_: Any, signal: Any, **__: Any) -> Awaitable[None]:
+        return shutdown()
 
     if settings.user_ttl > 0:
         started = time.time()
@@ -326,6 +331,7 @@ def create_app(settings: Settings) -> faust.App:
                 except Exception as exc:
                     _stop_uncommitted(f"a tombstone could not be sent ({exc!r})")
 
+    add_views(app, engine)
     app.process_agent = process  # type: ignore[attr-defined]
     return app
 

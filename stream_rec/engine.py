@@ -1,9 +1,13 @@
-"""The worker's recommendation engine, free of Kafka: learn from a batch of events, then recommend.
+"""The worker's recommendation engine, free of Kafka: serve first, learn beside.
 
-The agent decodes events and keeps users' sequences in its table; for each batch it hands this engine the
-accepted events with the histories before and after them. The engine runs in a worker thread so that a
-gradient step never blocks the event loop. It also owns the model's checkpoints: it resumes from the newest
-one that loads, and a user it is told to forget leaves its replay buffer and every checkpoint.
+Serving (:meth:`Engine.serve`, in a worker thread of the agent's) ranks a batch's accepted events with the
+newest published serving snapshot (scoring.py), taken once for the whole batch so that no ranking mixes two
+versions, and never waits for a gradient step. Learning (:meth:`Engine.submit`) hands the batch's examples to the
+trainer (trainer.py), which learns in a thread of its own and publishes a new snapshot every ``refresh_every``
+seconds. A user the model knows nothing about yet gets global popularity.
+
+The engine also owns the model's checkpoints: it resumes from the newest one that loads, writes them with the
+offsets learned up to, and a user it is told to forget leaves its replay buffer, its queue and every checkpoint.
 """
 
 from __future__ import annotations
@@ -18,11 +22,14 @@ from typing import Any
 
 from . import checkpoint
 from .admission import Accepted
-from .events import Event
-from .live import LiveMetrics
-from .recommenders import Popularity, SequenceRecommender
+from .learner import OnlineLearner
+from .live import LiveMetrics, Window
+from .messages import embedding_message, recommendation_message
+from .recommenders import Popularity
+from .scoring import Recommendation, Scorer
 from .sequences import Step, step_of
 from .settings import ModelSettings, Settings
+from .trainer import Queued, Trainer
 
 __all__ = ["Accepted", "Engine", "LiveMetrics", "Output"]
 
@@ -36,7 +43,7 @@ class Output:
 
 
 class Engine:
-    """Online sequence model plus a popularity fallback for users the model knows nothing about yet."""
+    """Online sequence model, served from snapshots while a trainer learns; popularity for users it cannot serve."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -44,14 +51,24 @@ class Engine:
         # What the newest checkpoint (loaded or written) holds: steps, and "topic:partition" -> next offset.
         self.saved_steps = 0
         self.offsets: dict[str, int] = {}
-        self.model = self._resume(model_settings) or SequenceRecommender(model_settings)
+        self.learner = self._resume(model_settings) or OnlineLearner(model_settings)
         self.popularity = Popularity()
         self.metrics = LiveMetrics()
-        self.lock = threading.Lock()  # the web view reads the model while a batch may be running
+        self.latency = Window()  # seconds from an event's arrival to its ranking's end, in the engine
+        self.lock = threading.Lock()  # the learner's: its steps, snapshots and checkpoints take turns
+        self._serving_lock = threading.Lock()  # the popularity fallback and the serving snapshot's own rows
         self._writing = threading.Lock()  # one checkpoint at a time
+        self.serving: Scorer = self.learner.snapshot()  # what rankings read: replaced whole, never changed
+        self.trainer = Trainer(
+            self.learner, self.lock, self._publish, queue_size=settings.learn_queue,
+            batch=settings.batch_size, refresh_every=settings.refresh_every, offsets=self.offsets,
+        )  # fmt: skip
 
-    def _resume(self, model_settings: ModelSettings) -> SequenceRecommender | None:
-        """The model of the newest checkpoint in the worker's folder that loads, if any (its own settings are
+    def _publish(self, snapshot: Scorer) -> None:
+        self.serving = snapshot  # one reference swap: a batch holds the old one or the new one, whole
+
+    def _resume(self, model_settings: ModelSettings) -> OnlineLearner | None:
+        """The learner of the newest checkpoint in the worker's folder that loads, if any (its own settings are
         kept); damaged ones are skipped with a warning (:func:`checkpoint.load_newest`)."""
         found = checkpoint.load_newest(self.settings.checkpoint_dir)
         if found is None:
@@ -63,9 +80,71 @@ class Engine:
         if learner.settings.model_copy(update={"threads": model_settings.threads}) != model_settings:
             log.warning("resuming from %s with its own model settings, not the configured ones", path)
         log.info("resumed the model from %s: %d steps, %d examples learned", path, learner.steps, learner.examples)
-        return SequenceRecommender.from_learner(learner)
+        return learner
 
-    def checkpoint(self, offsets: dict[str, int], *, replace_all: bool = False) -> Path | None:
+    # -- serving -----------------------------------------------------------------------------------------------
+
+    def serve(self, batch: Sequence[Accepted], arrived: float | None = None) -> list[Output]:
+        """Publishable outputs for each event, in order, from one serving snapshot; new events count towards
+        popularity first. ``arrived`` (time.monotonic()) is when the batch was read, for the latency window."""
+        snapshot = self.serving
+        with self._serving_lock:
+            self.popularity.learn_many([(a.before, step_of(a.event)) for a in batch if a.learn])
+            ranked = self._rank(snapshot, [a.after for a in batch], [a.event for a in batch])
+        outputs = []
+        for (message, embedding), a in zip(ranked, batch, strict=True):
+            if message["strategy"] == "cold_start":
+                self.metrics.cold_start += 1
+            emb = embedding_message(a.event.user_id, embedding, message) if embedding is not None else None
+            outputs.append(Output(message, emb))
+        if arrived is not None:
+            self.latency.extend([time.monotonic() - arrived] * len(batch))
+        return outputs
+
+    def submit(self, batch: Sequence[Accepted], arrived: float) -> None:
+        """Hand the batch's new events to the trainer (never blocks; see trainer.py)."""
+        self.trainer.submit(
+            [Queued((a.before, step_of(a.event)), arrived, a.source, a.next_offset) for a in batch if a.learn]
+        )
+
+    def recommend(self, history: list[Step]) -> dict[str, Any]:
+        """A recommendation for a history outside the stream (the web view's)."""
+        with self._serving_lock:
+            return self._rank(self.serving, [history], [None])[0][0]
+
+    def _rank(
+        self, snapshot: Scorer, histories: list[list[Step]], events: Sequence[Any]
+    ) -> list[tuple[dict[str, Any], list[float] | None]]:
+        """Model rankings (one batched pass) where the snapshot knows the user's items, else popularity."""
+        k, exclude = self.settings.k, self.settings.exclude_seen
+        vocab = snapshot.vocab
+        known = [i for i, h in enumerate(histories) if snapshot.steps > 0 and any(vocab.index(s.item) for s in h)]
+        recs: dict[int, Recommendation] = dict(
+            zip(known, snapshot.recommend([histories[i] for i in known], k, exclude), strict=True)
+        )
+        out = []
+        for i, (history, event) in enumerate(zip(histories, events, strict=True)):
+            rec = recs.get(i)
+            if rec is not None and len(rec.ranking) == k:
+                message = recommendation_message(event, rec.ranking, "model", snapshot, rec.explain)
+                out.append((message, rec.embedding))
+            else:
+                ranking = self.popularity.rank(history, k, exclude)
+                message = recommendation_message(event, ranking, "cold_start", snapshot, [])
+                out.append((message, rec.embedding if rec else None))
+        return out
+
+    # -- learning and its state --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the trainer's thread (the worker does; tests may step it themselves)."""
+        self.trainer.start()
+
+    def stop(self, drain: float = 5.0) -> None:
+        """Stop the trainer after learning what waits, for at most ``drain`` seconds."""
+        self.trainer.stop(drain)
+
+    def checkpoint(self, *, replace_all: bool = False) -> Path | None:
         """Write the model with the offsets it has learned up to; keep the newest ``checkpoint_keep``.
 
         Nothing is written while nothing changed: no new step and no new offset since the last checkpoint, unless
@@ -73,14 +152,15 @@ class Engine:
         """
         folder = self.settings.checkpoint_dir
         with self._writing:
-            with self.lock:  # only while the state is copied: batches go on while it is packed and written
-                learner = self.model.learner
+            with self.lock:  # only while the state is copied: learning goes on while it is packed and written
+                learner = self.learner
+                offsets = self.trainer.learned_offsets()
                 unchanged = (learner.steps, offsets) == (self.saved_steps, self.offsets)
                 if not replace_all and (learner.steps == 0 or unchanged):
                     return None
                 steps, state = learner.steps, checkpoint.snapshot(learner, offsets=offsets)
             path = checkpoint.write(state, checkpoint.path_for(folder, steps))
-            self.saved_steps, self.offsets = steps, dict(offsets)
+            self.saved_steps, self.offsets = steps, offsets
             keep = 1 if replace_all else self.settings.checkpoint_keep
             for old in checkpoint.candidates(folder)[keep:]:
                 old.unlink(missing_ok=True)
@@ -90,69 +170,25 @@ class Engine:
         return path
 
     def forget(self, user_id: str) -> int:
-        """Drop the user's examples from the replay buffer (the model's only record of who did what); return
-        how many. The caller removes the user's sequence and writes a checkpoint with ``replace_all``."""
+        """Drop the user's examples from the replay buffer and the trainer's queue (the model's only records of who
+        did what); return how many. The caller removes the user's sequence and writes a checkpoint with
+        ``replace_all``."""
+        dropped = self.trainer.forget(user_id)
         with self.lock:
-            learner = self.model.learner
-            kept = [example for example in learner.replay if example[1].user != user_id]
-            dropped = len(learner.replay) - len(kept)
-            learner.replay = kept
-        return dropped
+            return dropped + self.learner.replay.forget(user_id)
 
-    def process(self, batch: Sequence[Accepted]) -> list[Output]:
-        """Learn from the batch (but its redeliveries), then publishable outputs for each event, in order."""
-        examples = [(a.before, step_of(a.event)) for a in batch if a.learn]
-        with self.lock:
-            self.model.learn_many(examples)
-            self.popularity.learn_many(examples)
-            return self._recommend(batch)
-
-    def recommend(self, history: list[Step]) -> dict[str, Any]:
-        """A recommendation for a history outside the stream (the web view's /users/{id})."""
-        with self.lock:
-            return self._rank([history], [None])[0][0]
-
-    def _recommend(self, batch: Sequence[Accepted]) -> list[Output]:
-        outputs = []
-        for a, (rec, embedding) in zip(
-            batch, self._rank([a.after for a in batch], [a.event for a in batch]), strict=True
-        ):
-            if rec["strategy"] == "cold_start":
-                self.metrics.cold_start += 1
-            emb = None
-            if embedding is not None:
-                emb = {"user_id": a.event.user_id, "embedding": embedding,
-                       "model_version": rec["model_version"], "ts": rec["published_ts"]}  # fmt: skip
-            outputs.append(Output(rec, emb))
-        return outputs
-
-    def _rank(
-        self, histories: list[list[Step]], events: Sequence[Event | None]
-    ) -> list[tuple[dict[str, Any], list[float] | None]]:
-        """Model rankings (one batched forward pass) where the model knows the user's items, else popularity."""
-        k, exclude = self.settings.k, self.settings.exclude_seen
-        vocab = self.model.learner.vocab
-        trained = self.model.learner.steps > 0
-        known = [i for i, h in enumerate(histories) if trained and any(vocab.index(s.item) for s in h)]
-        recs = dict(zip(known, self.model.recommend([histories[i] for i in known], k, exclude), strict=True))
-        version = self.model.version
-        out = []
-        for i, (history, event) in enumerate(zip(histories, events, strict=True)):
-            rec = recs.get(i)
-            if rec is not None and len(rec.ranking) == k:
-                strategy, ranking, explain, embedding = "model", rec.ranking, rec.explain, rec.embedding
-            else:
-                strategy, explain, embedding = "cold_start", [], rec.embedding if rec else None
-                ranking = self.popularity.rank(history, k, exclude)
-            message = {
-                "user_id": event.user_id if event else None,
-                "items": [{"item_id": item, "score": round(score, 6)} for item, score in ranking],
-                "event_id": event.event_id if event else None,
-                "event_ts": event.ts if event else None,
-                "published_ts": time.time(),
-                "model_version": version if strategy == "model" else f"popularity@{self.model.learner.steps}",
-                "strategy": strategy,
-                "explain": [{"item_id": item, "weight": w} for item, w in explain],
-            }
-            out.append((message, embedding))
-        return out
+    def stats(self) -> dict[str, Any]:
+        """The engine's figures now (the web view's /stats)."""
+        m, snapshot = self.metrics, self.serving
+        return {
+            "events": m.events, "invalid": m.invalid, "duplicates": m.duplicates, "redelivered": m.redelivered,
+            "rerouted": m.rerouted, "forgotten": m.forgotten, "expired": m.expired, "cold_start": m.cold_start,
+            "scored": m.scored, "hits": m.hits, "hit_rate": round(m.hit_rate, 6),
+            "model_version": snapshot.version, "model_ts": snapshot.ts,
+            "snapshot_age_s": round(time.time() - snapshot.ts, 3),
+            "steps": self.learner.steps, "skipped_steps": self.learner.skipped_steps,
+            "learn_waiting": self.trainer.waiting, "learn_dropped": self.trainer.dropped,
+            "latency_p50_s": self.latency.percentile(50), "latency_p99_s": self.latency.percentile(99),
+            "freshness_p50_s": self.trainer.freshness.percentile(50),
+            "freshness_p99_s": self.trainer.freshness.percentile(99),
+        }  # fmt: skip

@@ -28,7 +28,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .events import Event
-from .learner import Example
 from .metrics import MetricAccumulator, rolling_mean
 from .recommenders.base import Recommender
 from .recommenders.decayed import DecayedPopularity
@@ -36,7 +35,7 @@ from .recommenders.markov import Markov, RecentMarkov
 from .recommenders.popularity import Popularity
 from .recommenders.river_mf import RiverMF
 from .recommenders.sequence import SequenceRecommender
-from .sequences import Step, step_of
+from .sequences import Example, Step, step_of
 from .settings import ModelSettings
 
 __all__ = ["RECOMMENDERS", "evaluate", "make_recommender"]

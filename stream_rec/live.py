@@ -1,13 +1,59 @@
-"""Pure: the counters of a running worker, and its hit rate scored on the lists it actually served."""
+"""Pure: the counters of a running worker, its hit rate scored on the lists it actually served, and
+durations over the last minute."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .events import Event
 
-__all__ = ["LiveMetrics"]
+__all__ = ["LiveMetrics", "Window"]
+
+
+class Window:
+    """Durations (seconds) recorded over the last ``span`` seconds, for percentiles; safe across threads.
+
+    >>> w = Window()
+    >>> w.extend([0.1, 0.2, 0.3, 0.4])
+    >>> w.percentile(50), w.percentile(99), len(w)
+    (0.25, 0.397, 4)
+    """
+
+    def __init__(self, span: float = 60.0, limit: int = 100_000) -> None:
+        self.span = span
+        self._values: deque[tuple[float, float]] = deque(maxlen=limit)  # (when recorded, duration)
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            self._trim(time.monotonic())
+            return len(self._values)
+
+    def extend(self, durations: Iterable[float]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._values.extend((now, d) for d in durations)
+            self._trim(now)
+
+    def percentile(self, q: float) -> float | None:
+        """The ``q``-th percentile (linear interpolation) of the last ``span`` seconds, None when empty."""
+        with self._lock:
+            self._trim(time.monotonic())
+            values = sorted(d for _, d in self._values)
+        if not values:
+            return None
+        at = (len(values) - 1) * q / 100
+        low = int(at)
+        high = min(low + 1, len(values) - 1)
+        return round(values[low] + (values[high] - values[low]) * (at - low), 6)
+
+    def _trim(self, now: float) -> None:
+        while self._values and self._values[0][0] < now - self.span:
+            self._values.popleft()
 
 
 @dataclass

@@ -24,13 +24,17 @@ the caller answers it again without appending it twice (:func:`redelivered`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import orjson
 
 from .events import Event
 
-__all__ = ["MAX_STATE_BYTES", "Step", "append", "is_duplicate", "redelivered", "step_of", "steps", "tag", "with_served"]
+__all__ = [
+    "MAX_STATE_BYTES", "Example", "Step", "append", "is_duplicate", "redelivered", "step_of", "steps", "tag",
+    "with_served",
+]  # fmt: skip
 
 State = dict[str, Any]
 
@@ -58,6 +62,9 @@ class Step(NamedTuple):
     context: dict[str, str | float] | None = None
     features: dict[str, str | float] | None = None
     user: str | None = None  # whose event it is: only user-factor models (matrix factorisation) look at it
+
+
+Example = tuple[Sequence[Step], Step]  # (the user's history before an event, the event): what recommenders learn
 
 
 def step_of(event: Event) -> Step:

@@ -154,6 +154,19 @@ class Settings(BaseSettings):
         "linger.ms): up to that much latency for fewer, larger requests",
     )
     max_event_bytes: int = Field(65_536, ge=256, description="largest event payload accepted")
+    refresh_every: float = Field(
+        1.0,
+        gt=0,
+        le=3600,
+        description="seconds between two serving snapshots of the model (after something was learned): the "
+        "serving path ranks with the newest one while the trainer learns beside it",
+    )
+    learn_queue: int = Field(
+        10_000,
+        ge=1,
+        description="examples waiting for the trainer at most; beyond it the oldest give way, counted as "
+        "learn_dropped (the serving path never waits for learning)",
+    )
     log_level: str = Field("info", description="worker log level")
     model: ModelSettings = Field(default_factory=ModelSettings)
 

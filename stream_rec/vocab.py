@@ -41,6 +41,7 @@ class Vocabulary:
         self.last_seen = np.zeros(1, dtype=np.int64)  # row -> clock at last sight
         self.clock = 0
         self.evicted = 0
+        self._gone: list[str] = []  # items evicted since take_gone()
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -141,11 +142,26 @@ class Vocabulary:
             item = self._ids[row]
             assert item is not None
             del self._rows[item]
+            self._gone.append(item)
             self._ids[row] = None
             self.counts[row] = 0
         self._free.extend(sorted(oldest.tolist(), reverse=True))
         self.evicted += len(oldest)
         return oldest.tolist()
+
+    def take_gone(self) -> list[str]:
+        """The items evicted since the last call (whoever keeps something per item forgets them)."""
+        gone, self._gone = self._gone, []
+        return gone
+
+    def copy(self) -> Vocabulary:
+        """An independent copy (a serving snapshot's: it may admit items of its own)."""
+        other = Vocabulary(self.capacity, self.min_count, self.evict_fraction)
+        other._rows, other._ids, other._free = dict(self._rows), list(self._ids), list(self._free)
+        other._pending = dict(self._pending)
+        other.counts, other.last_seen = self.counts.copy(), self.last_seen.copy()
+        other.clock, other.evicted = self.clock, self.evicted
+        return other
 
     def state_dict(self) -> dict[str, Any]:
         """JSON- and tensor-safe state (no pickling needed to restore it)."""

@@ -10,8 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from ..learner import Example
-from ..sequences import Step
+from ..sequences import Example, Step
 
 __all__ = ["Example", "Ranking", "Recommender"]
 

@@ -133,7 +133,7 @@ def test_a_graceful_stop_writes_a_checkpoint_the_next_start_resumes_from(
         saved = checkpoint.latest(settings.checkpoint_dir)
         assert saved is not None, "written at shutdown (the hourly cadence never came)"
         learner, offsets = checkpoint.load(saved)
-        assert learner.steps > 0 and len(learner.vocab) > 0 and learner.replay, "the model, with its replay buffer"
+        assert learner.steps > 0 and len(learner.vocab) > 0 and len(learner.replay), "the model, with its replay buffer"
         assert sum(offsets.values()) == len(first), "the offsets learned up to: every event"
         worker.start()
         resumed = worker.wait_for(r"resumed the model from \S+: (\d+) steps", timeout=90)

@@ -116,7 +116,7 @@ def test_stream_rec_forget_removes_a_user_everywhere_the_worker_keeps_them(
     assert kept and not list(settings.checkpoint_dir.glob(f"*{checkpoint.DAMAGED}")), "checkpoints were written"
     for path in kept:  # the one written as the user was forgotten replaced every older one
         learner, _ = checkpoint.load(path)
-        users = {event.user for _, event in learner.replay}
+        users = {event.user for _, event in learner.replay.examples}
         assert gone not in users and len(users) > 1, f"{path.name}: the user's examples left the replay buffer"
     assert "forgot user" in worker.text()
 

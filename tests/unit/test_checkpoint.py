@@ -104,13 +104,13 @@ def test_the_replay_buffer_comes_back_as_it_was(tmp_path: Path) -> None:
     learner = OnlineLearner(ModelSettings(dim=8, batch=8, replay_size=50))
     learner.learn(planted(users=8))
     rich = Step("i9", "purchase", 1.5e9, {"device": "mobile", "hour": 13.0}, {"category": "c1"}, "u1")
-    learner.replay[0] = ([Step("i1", "view", 1.4e9), rich], rich)
+    learner.replay.examples[0] = ([Step("i1", "view", 1.4e9), rich], rich)
     assert len(learner.replay) == 50
     path = checkpoint.save(learner, tmp_path / "c.safetensors")
     restored, _ = checkpoint.load(path)
-    assert restored.replay == [(list(h), e) for h, e in learner.replay]
+    assert restored.replay.examples == [(list(h), e) for h, e in learner.replay.examples]
     smaller, _ = checkpoint.load(path, ModelSettings(dim=8, batch=8, replay_size=20))
-    assert smaller.replay == restored.replay[:20]
+    assert smaller.replay.examples == restored.replay.examples[:20]
 
 
 def test_a_damaged_replay_buffer_is_a_clear_error(tmp_path: Path) -> None:

@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 import torch
 
+from stream_rec import sampling
 from stream_rec.features import encode_histories
 from stream_rec.learner import Example, OnlineLearner
+from stream_rec.scoring import offered
 from stream_rec.sequences import Step
 from stream_rec.settings import ModelSettings
 from tests.unit.streams import planted
@@ -31,8 +33,9 @@ def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 
 
 def top1(learner: OnlineLearner, history: Sequence[Step]) -> str | None:
-    user, _ = learner.encode([history])
-    return learner.vocab.item(int(learner.scores(user).argmax(dim=1)))
+    scorer = learner.snapshot()
+    user, _ = scorer.encode([history])
+    return scorer.vocab.item(int(scorer.scores(user).argmax(dim=1)))
 
 
 def small(**kw: Any) -> ModelSettings:
@@ -122,8 +125,9 @@ def test_growth_past_1024_items_keeps_earlier_rows(optimizer: str) -> None:
     steps = learner.steps
     learner.learn(chain("y", 300) + chain("x", 50))
     assert learner.steps > steps
-    user, _ = learner.encode([[Step("y5", "view", T0)]])
-    assert learner.scores(user).shape == (1, learner.vocab.rows)
+    scorer = learner.snapshot()
+    user, _ = scorer.encode([[Step("y5", "view", T0)]])
+    assert scorer.scores(user).shape == (1, learner.vocab.rows)
 
 
 def test_tables_start_at_capacity_when_it_is_small() -> None:
@@ -137,12 +141,14 @@ def test_tables_start_at_capacity_when_it_is_small() -> None:
 
 def test_sampled_softmax_is_used_above_the_threshold() -> None:
     learner = OnlineLearner(small(full_softmax_below=50, negatives=8))
+    gen = torch.Generator().manual_seed(0)
     learner.learn(chain("x", 40))
     targets = torch.tensor([learner.vocab.index("x1"), learner.vocab.index("x2")])
-    candidates, labels, _ = learner._candidates(targets)
+    s = learner.settings
+    candidates, labels, _ = sampling.candidates(learner.vocab, targets, s.negatives, s.full_softmax_below, gen)
     assert len(candidates) == len(learner.vocab)  # full softmax while the vocabulary is small
     learner.learn(chain("z", 200))
-    candidates, labels, log_q = learner._candidates(targets)
+    candidates, labels, log_q = sampling.candidates(learner.vocab, targets, s.negatives, s.full_softmax_below, gen)
     assert len(candidates) <= 8 + 2 < len(learner.vocab)
     assert torch.equal(candidates[labels], targets)
     assert len(log_q) == len(candidates) and bool(torch.isfinite(log_q).all())
@@ -197,8 +203,8 @@ def test_histories_encode_alike_alone_or_in_a_batch_of_longer_ones(encoder: str)
     learner.learn(chain("c", 30))
     short = [Step("c1", "view", T0), Step("c2", "view", T0 + 60)]
     long = [Step(f"c{k}", "view", T0 + 60 * k) for k in range(25)]
-    alone, _ = learner.encode([short])
-    batched, _ = learner.encode([long, short])
+    alone, _ = learner.snapshot().encode([short])
+    batched, _ = learner.snapshot().encode([long, short])
     assert torch.allclose(alone[0], batched[1], atol=1e-5)
 
 
@@ -247,12 +253,14 @@ def test_the_repeat_head_learns_which_own_item_users_come_back_to() -> None:
     probe = [Step("fav3", "view", T0), Step("once-0-3-1", "view", T0), Step("fav3", "view", T0),
              Step("once-0-3-3", "view", T0)]  # fmt: skip
     learner.learn(examples)
-    user, _ = learner.encode([probe])
-    assert learner.vocab.item(int(learner.scores(user, [probe]).argmax())) == "fav3"
+    scorer = learner.snapshot()
+    user, _ = scorer.encode([probe])
+    assert scorer.vocab.item(int(scorer.scores(user, [probe]).argmax())) == "fav3"
     off = OnlineLearner(small(batch=16, replay=0.0, repeat=False, transitions=False))
     off.learn(examples)
-    user, _ = off.encode([probe])
-    assert off.vocab.item(int(off.scores(user, [probe]).argmax())) != "fav3"  # a next-new-item model misses it
+    scorer = off.snapshot()
+    user, _ = scorer.encode([probe])
+    assert scorer.vocab.item(int(scorer.scores(user, [probe]).argmax())) != "fav3"  # a next-new-item model misses it
 
 
 def test_item_features_reach_the_model() -> None:
@@ -261,8 +269,8 @@ def test_item_features_reach_the_model() -> None:
     learner.learn(chain("c", 3))
     plain = [Step("c1", "view", T0)]
     shoes = [Step("c1", "view", T0, features={"category": "shoes"})]
-    a, _ = learner.encode([plain])
-    b, _ = learner.encode([shoes])
+    a, _ = learner.snapshot().encode([plain])
+    b, _ = learner.snapshot().encode([shoes])
     assert not torch.allclose(a, b)
 
 
@@ -289,10 +297,11 @@ def test_a_rise_of_the_loss_raises_the_learning_rate_for_a_while() -> None:
 def test_the_transition_mode_offers_what_followed_the_last_item() -> None:
     learner = OnlineLearner(small(batch=16, transitions=True))
     learner.learn(planted(seed=3))
-    assert learner.transitions, "the learner keeps transition counts"
-    user, _ = learner.encode([[Step("a", "view", T0)]])
-    top = learner.scores(user, [[Step("a", "view", T0)]]).topk(2).indices[0].tolist()
-    assert learner.vocab.index("b") in top  # "a" is always followed by "b"
+    assert len(learner.transitions), "the learner keeps transition counts"
+    scorer = learner.snapshot()
+    user, _ = scorer.encode([[Step("a", "view", T0)]])
+    top = scorer.scores(user, [[Step("a", "view", T0)]]).topk(2).indices[0].tolist()
+    assert scorer.vocab.index("b") in top  # "a" is always followed by "b"
 
 
 def test_an_items_first_sighting_teaches_nothing_its_next_one_does() -> None:
@@ -333,9 +342,9 @@ def test_an_evicted_item_leaves_no_transition_counts_for_its_rows_next_item() ->
         learner.learn(stream[start : start + 4])
     assert "b" not in learner.vocab and learner.vocab.evicted > 0
     occurred = {(h[-1].item, e.item) for h, e in stream}
-    item = learner.vocab.item
-    counted = {(item(prev), item(row)) for prev, followers in learner.transitions.items() for row in followers}
+    counted = {(prev, nxt) for prev, nxt, _ in learner.transitions.triples()}
     assert counted and counted <= occurred  # no count moved to a pair that never happened
+    assert all(prev in learner.vocab and nxt in learner.vocab for prev, nxt in counted), "none of evicted items"
 
 
 def test_an_item_seen_since_the_last_learn_call_can_be_recommended_back() -> None:
@@ -346,15 +355,17 @@ def test_an_item_seen_since_the_last_learn_call_can_be_recommended_back() -> Non
     history = [Step("a", "view", T0), Step("just-seen", "view", T0 + 1)]  # not learned from yet
     ranked = [item for item, _ in rec.rank_many([history], k=10)[0]]
     assert "just-seen" in ranked  # the repeat mode offers the user's own newest item
-    assert rec.learner.vocab.counts[rec.learner.vocab.index("just-seen")] == 0  # a row, not a sighting
+    assert "just-seen" not in rec.learner.vocab, "the serving snapshot gave it a row of its own, not the learner"
+    assert rec.scorer.vocab.counts[rec.scorer.vocab.index("just-seen")] == 0  # a row, not a sighting
 
 
 def test_a_replayed_example_does_not_find_its_own_transition() -> None:
     learner = OnlineLearner(small(transitions=True))
     learner.learn([([Step("a", "view", T0)], Step("b", "view", T0 + 1))])
     b = learner.vocab.index("b")
-    assert learner._followers([Step("a", "view", T0)]) == {b: 1.0}
-    assert learner._followers([Step("a", "view", T0)], left_out=b) == {}  # the one count it taught itself
+    history = [Step("a", "view", T0)]
+    assert offered(history, learner.vocab, learner.transitions, False) == {b: 1.0}
+    assert offered(history, learner.vocab, learner.transitions, False, left_out="b") == {}  # its own count
 
 
 def test_only_new_examples_teach_the_mixture_head() -> None:
@@ -385,9 +396,10 @@ def test_a_new_item_inherits_what_its_category_learned() -> None:
              for item, c in (("new-shoe", "shoes"), ("new-hat", "hats"))]  # fmt: skip
     learner._observe(fresh)  # known, never a target
     history = [Step("a", "view", T0)]
-    user, _ = learner.encode([history])
-    scores = learner.scores(user)[0]
-    assert scores[learner.vocab.index("new-shoe")] > scores[learner.vocab.index("new-hat")] + 0.5
+    scorer = learner.snapshot()
+    user, _ = scorer.encode([history])
+    scores = scorer.scores(user)[0]
+    assert scores[scorer.vocab.index("new-shoe")] > scores[scorer.vocab.index("new-hat")] + 0.5
     assert bool(learner.model.item_tokens[learner.vocab.index("new-shoe")].any())
 
 

@@ -114,13 +114,14 @@ def test_the_learners_top_k_ranks_as_its_scores_do() -> None:
     learner = OnlineLearner(ModelSettings(dim=16, batch=16, transitions=True))
     learner.learn(planted(seed=3))
     histories = [[Step("a", "view", 1.6e9)], [Step("b", "purchase", 1.6e9), Step("c", "view", 1.6e9 + 5)]]
-    user, _ = learner.encode(histories)
-    scores = learner.scores(user, histories)
+    scorer = learner.snapshot()
+    user, _ = scorer.encode(histories)
+    scores = scorer.scores(user, histories)
     want = scores.topk(5, dim=1)
-    rows, values = learner.top_k(user, histories, 5)
+    rows, values = scorer.top_k(user, histories, 5)
     assert rows.tolist() == want.indices.tolist()
     np.testing.assert_allclose(values, want.values.numpy(), atol=1e-5)
-    rows, _ = learner.top_k(user, histories, 5, exclude_seen=True)
+    rows, _ = scorer.top_k(user, histories, 5, exclude_seen=True)
     seen = [{learner.vocab.index(s.item) for s in h} for h in histories]
     assert all(not (set(r) & s) for r, s in zip(rows.tolist(), seen, strict=True))
     scores[0, list(seen[0])] = float("-inf")

@@ -1,0 +1,293 @@
+"""The serving snapshot: a frozen copy of the learner's model and vocabulary that inference reads.
+
+The learner learns on its own tables; :meth:`OnlineLearner.snapshot` copies the model's weights and the
+vocabulary into a :class:`Scorer` at one moment, so every ranking of a scorer comes from one version of the
+weights whatever the learner does meanwhile. A scorer gives rows of its own to the items of the histories it
+ranks that its vocabulary does not hold yet (a user's newest items: they can be recommended back before the
+learner has learned from them), on its own copy; the transition counts are a frozen view too (transitions.py).
+
+Ranking is exact over every item: ``ranking.top_k`` scores the catalogue a block at a time. Where users come
+back to their own items the scores are the log-probabilities of the repeat / transition / explore mixture
+(model/repeat.py); the functions :func:`offered` and :func:`modes` build that head's inputs for the learner's
+training too.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from . import ranking
+from .features import Batch, Repeats, encode_histories, encode_repeats, repeats_of
+from .items import ItemTables
+from .model import SequenceModel
+from .model.repeat import segment_log_softmax
+from .sequences import Step
+from .settings import ModelSettings
+from .transitions import Transitions
+from .vocab import Vocabulary
+
+__all__ = ["FOLLOWERS", "SOURCES", "Recommendation", "Scorer", "modes", "offered", "seen_rows"]
+
+FOLLOWERS = 50  # the transition mode offers an item's most frequent followers, at most this many
+SOURCES = 3  # ... of the user's last few distinct items
+COSINE_SCALE = 10.0  # cosines live in [-1, 1]: a softmax over them needs a temperature
+
+
+def offered(
+    history: Sequence[Step],
+    vocab: Vocabulary,
+    transitions: Transitions,
+    exclude_seen: bool,
+    left_out: str | None = None,
+) -> dict[int, float]:
+    """The transition mode's items for a history, as ``vocab``'s rows: what followed its last few distinct known
+    items elsewhere in the stream (:meth:`Transitions.merged`), known ones only; the history's own items left out
+    where seen items are never ranked."""
+    sources: dict[str, None] = {}  # the last few distinct known items, newest first (walked back, not looked up)
+    index = vocab.index
+    for step in reversed(history):
+        if index(step.item):
+            sources[step.item] = None
+            if len(sources) == SOURCES:
+                break
+    merged = transitions.merged(list(sources), FOLLOWERS, left_out)
+    out = {row: weight for row, weight in zip(vocab.rows_of(merged), merged.values(), strict=True) if row}
+    if exclude_seen:
+        for row in vocab.rows_of([s.item for s in history]):
+            out.pop(row, None)
+    return out
+
+
+def modes(
+    model: SequenceModel, user: torch.Tensor, repeats: Repeats, offers: Sequence[dict[int, float]]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mixture head on a batch: log gates ``[B, 3]`` (repeat, transition, explore) and the own items' repeat
+    scores ``[N]``; a mode without items has gate -inf."""
+    n = len(offers)
+    available = torch.ones(n, 3, dtype=torch.bool)
+    available[:, 0] = False
+    available[repeats.batch, 0] = True
+    available[:, 1] = torch.tensor([bool(o) for o in offers])
+    # How much each mode has to go on: the user's distinct items, and the transition counts behind its items.
+    evidence = torch.stack(
+        [
+            torch.log1p(torch.bincount(repeats.batch, minlength=n).float()),
+            torch.log1p(torch.tensor([float(sum(o.values())) for o in offers])),
+        ],
+        dim=1,
+    )
+    return model.repeat(user, available, evidence, repeats.positions, repeats.events, repeats.counts)
+
+
+class Recommendation(NamedTuple):
+    ranking: list[tuple[str, float]]  # (item_id, score), best first
+    explain: list[tuple[str, float]]  # the history items that weighed most, with their weights
+    embedding: list[float] | None  # the user vector
+
+
+class Scorer:
+    """Encodes histories and ranks every item for them, from one frozen copy of the model.
+
+    ``steps`` and ``ts`` say which version it is: the learner's step count and the wall-clock time of the copy.
+    """
+
+    def __init__(
+        self,
+        settings: ModelSettings,
+        model: SequenceModel,
+        vocab: Vocabulary,
+        transitions: Transitions,
+        *,
+        steps: int,
+        ts: float | None = None,
+    ) -> None:
+        self.settings, self.model, self.vocab, self.transitions = settings, model, vocab, transitions
+        self.steps, self.ts = steps, time.time() if ts is None else ts
+        self.repeats = settings.repeat and not settings.exclude_seen  # with seen items never ranked, no repeats
+        self.follows = settings.transitions is True or (settings.transitions == "auto" and self.repeats)
+        generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + steps)
+        self.tables = ItemTables(model, vocab, settings.capacity, generator)
+        self.lock = threading.Lock()  # one ranking at a time: giving rows to new items changes the copy
+        model.eval()
+
+    @property
+    def version(self) -> str:
+        return f"{self.settings.encoder}-{self.settings.fusion}@{self.steps}"
+
+    def recommend(
+        self, histories: Sequence[Sequence[Step]], k: int, exclude_seen: bool = False, n_explain: int = 3
+    ) -> list[Recommendation]:
+        """Rankings with, for each, the history items that weighed most and the user vector (an empty
+        recommendation for an empty history). Without exclusion, the histories' items this copy's vocabulary
+        lacks get rows first, so that they can be ranked (a user's newest items)."""
+        out = [Recommendation([], [], None) for _ in histories]
+        todo = [i for i, h in enumerate(histories) if h]
+        if not todo or not len(self.vocab):
+            return out
+        todo_histories = [histories[i] for i in todo]
+        with self.lock:
+            batch, user, weights = self.encode_batch(todo_histories, reserve=not exclude_seen)  # _, [B, D], [B, L]
+            rows, values = self.top_k(user, todo_histories, k, exclude_seen, batch)  # [B, k] each, best first
+            embeddings = user.numpy().round(5).tolist()
+            for row, i in enumerate(todo):
+                ranking = [
+                    (self.vocab.item(r), float(v))
+                    for r, v in zip(rows[row].tolist(), values[row].tolist(), strict=True)
+                    if v != float("-inf")
+                ]
+                explain = self._explain(histories[i], weights[row], user[row], n_explain) if n_explain else []
+                out[i] = Recommendation(ranking, explain, embeddings[row])  # type: ignore[arg-type]
+        return out
+
+    def _explain(
+        self, history: Sequence[Step], weights: torch.Tensor, user: torch.Tensor, n: int
+    ) -> list[tuple[str, float]]:
+        recent = history[-self.settings.max_len :]
+        w = weights[: len(recent)]  # [l]: right-padded, the history's steps are the first columns
+        if not bool(w.any()):
+            # Fusions without attention: attribute by each history item's affinity with the user vector.
+            rows = torch.tensor([self.vocab.index(s.item) for s in recent])
+            affinity = self.model.item_emb.weight[rows].detach() @ user  # [l]
+            w = torch.softmax(affinity.masked_fill(rows == 0, float("-inf")), dim=0).nan_to_num(0.0)
+        merged: dict[str, float] = {}
+        for step, weight in zip(recent, w.tolist(), strict=True):
+            merged[step.item] = merged.get(step.item, 0.0) + weight
+        best = sorted(merged.items(), key=lambda kv: -kv[1])[:n]
+        return [(item, round(weight, 4)) for item, weight in best if weight > 0]
+
+    @torch.no_grad()
+    def encode_batch(
+        self, histories: Sequence[Sequence[Step]], reserve: bool = False
+    ) -> tuple[Batch, torch.Tensor, torch.Tensor]:
+        """The model's input batch, user vectors ``[B, D]`` and per-step weights ``[B, L]`` for non-empty
+        histories; with ``reserve``, the histories' unknown items get rows first."""
+        batch = encode_histories(histories, self.vocab, self.settings.max_len)
+        if reserve:
+            batch = self.tables.reserve(histories, batch, self.settings.max_len)
+        user, weights = self.model(batch)
+        return batch, user, weights
+
+    def encode(self, histories: Sequence[Sequence[Step]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """User vectors ``[B, D]`` and per-step weights ``[B, L]`` for non-empty histories."""
+        _, user, weights = self.encode_batch(histories)
+        return user, weights
+
+    @torch.no_grad()
+    def scores(self, user: torch.Tensor, histories: Sequence[Sequence[Step]] | None = None) -> torch.Tensor:
+        """Scores ``[B, rows]`` of every row for each user vector; rows holding no item score -inf.
+
+        With ``histories`` (the ones ``user`` encodes) and the mixture on, the scores are the log-probabilities of
+        the repeat/transition/explore mixture: the history items get their repeat-mode share. This is the plain
+        reference for :meth:`top_k`, which ranks the same without the whole ``[B, rows]`` matrix.
+        """
+        u, weight, bias = self._score_tables(user)
+        scores = torch.from_numpy(u @ weight.T + bias)  # [B, rows]
+        if histories is None or not (self.repeats or self.follows):
+            return scores
+        log_explore, (batch, rows, share) = self._mixture_shares(user, histories)
+        scores += torch.from_numpy(log_explore[:, None]) - torch.logsumexp(scores, dim=1, keepdim=True)
+        index = (torch.from_numpy(batch), torch.from_numpy(rows))
+        scores[index] = torch.logaddexp(scores[index], torch.from_numpy(share))
+        return scores
+
+    @torch.no_grad()
+    def top_k(
+        self,
+        user: torch.Tensor,
+        histories: Sequence[Sequence[Step]],
+        k: int,
+        exclude_seen: bool = False,
+        batch: Batch | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` best rows ``[B, k]`` and their scores for each user (as :meth:`scores` ranks them; exact, see
+        ranking.py), leaving out each history's own items where ``exclude_seen``; ``-inf`` marks no item.
+        ``batch`` is the histories' encoded batch, where the caller has it (:meth:`encode_batch`)."""
+        u, weight, bias = self._score_tables(user)
+        exclude = None
+        if exclude_seen:
+            owner, rows = self.seen_rows(histories, batch)
+            pairs = np.unique(owner * self.vocab.rows + rows)  # each (b, row) once
+            exclude = (pairs // self.vocab.rows, pairs % self.vocab.rows)
+        if not (self.repeats or self.follows):
+            return ranking.top_k(u, weight, bias, k, exclude=exclude)
+        log_explore, boost = self._mixture_shares(user, histories, batch)
+        return ranking.top_k(u, weight, bias, k, log_explore=log_explore, boost=boost, exclude=exclude)
+
+    def seen_rows(self, histories: Sequence[Sequence[Step]], batch: Batch | None) -> tuple[np.ndarray, np.ndarray]:
+        """The known rows of every step of ``histories``, with each one's history: ``(owner [N], rows [N])``. Read
+        from ``batch`` (their encoding) where it holds every step, else looked up."""
+        return seen_rows(histories, self.vocab, batch)
+
+    def _score_tables(self, user: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The user vectors, item vectors and item biases that scores multiply (numpy: its BLAS, OpenBLAS,
+        multiplies these shapes 2x faster than torch's MKL on AMD CPUs); rows holding no item get bias -inf."""
+        rows = self.vocab.rows
+        u, weight = user.numpy(), self.model.item_vectors(slice(0, rows)).detach().numpy()
+        if self.settings.scoring == "cosine":
+            u = COSINE_SCALE * u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
+            weight = weight / np.maximum(np.linalg.norm(weight, axis=1, keepdims=True), 1e-12)
+        bias_t = self.model.item_bias.weight[:rows, 0].detach().clone()
+        if self.settings.popularity:
+            bias_t += self.model.item_prior(slice(0, rows)).detach()
+        bias = bias_t.numpy()
+        bias[self.vocab.inactive_rows()] = -np.inf
+        return u, weight, bias
+
+    def _mixture_shares(
+        self, user: torch.Tensor, histories: Sequence[Sequence[Step]], encoded: Batch | None = None
+    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The mixture's parts for ranking: each user's log explore gate ``[B]``, and the other modes' shares
+        ``(batch [N], rows [N], log share [N])`` of their items, one entry per ``(b, row)``."""
+        n = len(histories)
+        if self.repeats and encoded is not None:
+            r = repeats_of(encoded)
+        else:
+            r = encode_repeats(
+                histories if self.repeats else [[] for _ in histories], self.vocab, self.settings.max_len
+            )
+        offers = [self.offered(h) for h in histories] if self.follows else [{} for _ in histories]
+        log_gates, choice = modes(self.model, user, r, offers)  # [B, 3], [N]
+        batch, rows = [r.batch], [r.rows]
+        shares = [log_gates[r.batch, 0] + segment_log_softmax(choice, r.batch, n)]  # the repeat share
+        flat = [b for b, o in enumerate(offers) for _ in o]
+        if flat:  # the transition share on the followers of the user's last items
+            totals = [sum(o.values()) for o in offers]
+            fractions = torch.tensor([count / totals[b] for b, o in enumerate(offers) for count in o.values()])
+            batch.append(torch.tensor(flat))
+            rows.append(torch.tensor([row for o in offers for row in o]))
+            shares.append(log_gates[batch[-1], 1] + fractions.log())
+        keys = torch.cat(batch) * self.vocab.rows + torch.cat(rows)
+        unique, inverse = torch.unique(keys, return_inverse=True)  # an item in both modes gets both shares
+        values = torch.cat(shares)
+        top = torch.full((len(unique),), -math.inf).scatter_reduce(0, inverse, values, "amax")
+        shift = torch.where(top.isfinite(), top, 0.0)
+        log_share = shift + torch.zeros(len(unique)).index_add(0, inverse, (values - shift[inverse]).exp()).log()
+        return (
+            log_gates[:, 2].numpy(),
+            ((unique // self.vocab.rows).numpy(), (unique % self.vocab.rows).numpy(), log_share.numpy()),
+        )
+
+    def offered(self, history: Sequence[Step]) -> dict[int, float]:
+        return offered(history, self.vocab, self.transitions, self.settings.exclude_seen)
+
+
+def seen_rows(
+    histories: Sequence[Sequence[Step]], vocab: Vocabulary, batch: Batch | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The known rows of every step of ``histories`` with each one's history, ``(owner [N], rows [N])``: read from
+    ``batch`` (their encoding) where it holds every step, else looked up in ``vocab``."""
+    if batch is None or any(len(h) > batch.items.shape[1] for h in histories):
+        rows = np.asarray(vocab.rows_of([s.item for h in histories for s in h]), dtype=np.int64)
+        owner = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
+    else:
+        owner, col = np.nonzero(batch.real_steps())
+        rows = batch.items.numpy()[owner, col]
+    known = rows != 0
+    return owner[known], rows[known]

@@ -1,0 +1,107 @@
+"""Counts of what followed what in the stream: the first-order Markov memory of the baselines and of the model's
+transition mode, one piece of code for both.
+
+Keys are item ids, not vocabulary rows, so that a serving snapshot of the model (with a vocabulary of its own)
+reads them alike. :meth:`Transitions.snapshot` is a frozen view for serving, cheap to take: it shares the
+followers of every item with the live counts, and the live side copies an item's followers before it next
+changes them (copy on write), so a snapshot never sees a later count. With ``limit``, an item keeps at most
+``4 * limit`` followers, then its ``limit`` most frequent: memory stays bounded per item.
+
+>>> t = Transitions()
+>>> for prev, nxt in [("a", "b"), ("a", "b"), ("a", "c"), ("b", "c")]:
+...     t.add(prev, nxt)
+>>> frozen = t.snapshot()
+>>> t.add("a", "c"); t.add("a", "c")
+>>> t.merged(["a"], limit=5), frozen.merged(["a"], limit=5), frozen.merged(["b", "a"], limit=5)
+({'c': 3.0, 'b': 2.0}, {'b': 2.0, 'c': 1.0}, {'c': 1.5, 'b': 1.0})
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+
+__all__ = ["Transitions"]
+
+
+class Transitions:
+    """item -> counts of the items that followed it."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = limit
+        self._followers: dict[str, Counter[str]] = {}
+        self._shared = False  # whether a snapshot shares some followers: then they are copied before a change
+        self._owned: set[str] = set()  # items whose followers no snapshot shares
+        self._frozen = False
+
+    def __len__(self) -> int:
+        return len(self._followers)
+
+    def add(self, prev: str, nxt: str, n: int = 1) -> None:
+        followers = self._writable(prev)
+        followers[nxt] += n
+        if self.limit is not None and len(followers) > 4 * self.limit:
+            self._followers[prev] = Counter(dict(followers.most_common(self.limit)))
+
+    def get(self, prev: str) -> Counter[str] | None:
+        """The followers of ``prev`` (do not change them)."""
+        return self._followers.get(prev)
+
+    def forget(self, items: Iterable[str]) -> None:
+        """Drop ``items`` as keys and as followers: an item that takes an evicted one's row inherits nothing."""
+        gone = set(items)
+        if not gone:
+            return
+        for item in gone:
+            self._followers.pop(item, None)
+            self._owned.discard(item)
+        for prev in [prev for prev, followers in self._followers.items() if not gone.isdisjoint(followers)]:
+            followers = self._writable(prev)
+            for item in gone.intersection(followers):
+                del followers[item]
+
+    def snapshot(self) -> Transitions:
+        """A frozen view of the counts now (copies one dict of references, not the counts)."""
+        view = Transitions(self.limit)
+        view._followers, view._frozen = dict(self._followers), True
+        self._shared = True
+        self._owned.clear()
+        return view
+
+    def merged(self, sources: list[str], limit: int, left_out: str | None = None) -> dict[str, float]:
+        """The followers of ``sources`` (an item history's last few, newest first): the newest one's count fully,
+        each older one's half as much as the one after it (as session-based kNN weighs a session's items); each
+        source's ``limit`` most frequent, the ``limit`` best in all. One count of ``left_out`` after the newest
+        source is left out (the transition a replayed example taught when it was new)."""
+        merged: dict[str, float] = {}
+        for j, source in enumerate(sources):
+            followers = self._followers.get(source)
+            if not followers:
+                continue
+            weight = 0.5**j
+            for follower, n in followers.most_common(limit):
+                if j == 0 and follower == left_out:
+                    n -= 1
+                if n > 0:
+                    merged[follower] = merged.get(follower, 0.0) + weight * n
+        if len(merged) > limit:
+            merged = dict(sorted(merged.items(), key=lambda kv: -kv[1])[:limit])
+        return merged
+
+    def triples(self) -> Iterator[tuple[str, str, int]]:
+        """Every (item, follower, count), for a checkpoint."""
+        for prev, followers in self._followers.items():
+            for nxt, n in followers.items():
+                yield prev, nxt, n
+
+    def _writable(self, prev: str) -> Counter[str]:
+        if self._frozen:
+            raise RuntimeError("a snapshot of the transition counts is read-only")
+        followers = self._followers.get(prev)
+        if followers is None:
+            followers = self._followers[prev] = Counter()
+        elif self._shared and prev not in self._owned:
+            followers = self._followers[prev] = Counter(followers)  # a snapshot reads the old one
+        if self._shared:
+            self._owned.add(prev)
+        return followers
