@@ -7,10 +7,10 @@ proportion to ``k``, the history and the last item's successors, never to the ca
 from __future__ import annotations
 
 import heapq
-from collections import Counter
 from collections.abc import Sequence
 
 from ..sequences import Step
+from ..transitions import Transitions
 from .base import Example, Ranking, Recommender
 from .popularity import CountOrder
 
@@ -34,17 +34,13 @@ class Markov(Recommender):
 
     def __init__(self) -> None:
         self.popularity = CountOrder()
-        self.transitions: dict[str, Counter[str]] = {}  # previous item -> counts of the items that followed
+        self.transitions = Transitions()  # previous item -> counts of the items that followed (unbounded)
 
     def learn_many(self, examples: Sequence[Example]) -> None:
         for history, event in examples:
             self.popularity.add(event.item)
             if history:
-                prev = history[-1].item
-                followers = self.transitions.get(prev)
-                if followers is None:
-                    followers = self.transitions[prev] = Counter()
-                followers[event.item] += 1
+                self.transitions.add(history[-1].item, event.item)
 
     def rank_many(self, histories: Sequence[Sequence[Step]], k: int, exclude_seen: bool = False) -> list[Ranking]:
         return [self._rank_one(h, k, {s.item for s in h} if exclude_seen else set()) for h in histories]
