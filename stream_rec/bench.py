@@ -8,8 +8,10 @@ consumer group and state folder, and a process of its own started with the same 
 2. Timed: ``n`` events are produced (as fast as possible, or ``rate`` per second) while a consumer reads the
    output topic until every one of them has an output. Events/s runs from the first event produced to the last
    output consumed; an event's latency from its produce time to its output's arrival (p50, p99, max).
-3. The process's CPU time over the timed part and its peak RSS (Linux ``/proc``), then it is stopped and its
-   topics deleted.
+3. The process's CPU time over the timed part and its peak RSS (Linux ``/proc``); for the worker, its model
+   freshness over the last minute (``/stats``: from an event's arrival until a published serving snapshot had
+   learned from it) once its trainer has caught up, and the examples it shed unlearned. Then it is stopped and
+   its topics deleted.
 
 The ratio is the worker's events/s over the ceiling's.
 """
@@ -23,6 +25,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -56,6 +59,9 @@ class RunFigures:
     cpu_s: float | None  # the process's user + system CPU over the timed part
     cpu_percent: float | None  # of one core, over the timed part (can exceed 100 with threads)
     peak_rss_mb: float | None  # the process's high-water resident memory
+    freshness_p50_ms: float | None = None  # the worker's: an event's arrival until a published snapshot learned it
+    freshness_p99_ms: float | None = None
+    learn_dropped: int | None = None  # the worker's examples shed unlearned
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -146,6 +152,7 @@ def _measure(
         producer.join()
         cpu1 = _cpu_seconds(proc.pid)
         peak = _peak_rss_mb(proc.pid)
+        learned = _learned(settings) if module == "stream_rec" else {}
     finally:
         outputs.close()
         stop_process(proc)
@@ -158,8 +165,34 @@ def _measure(
         p50_ms=round(percentile(latencies, 50), 1), p99_ms=round(percentile(latencies, 99), 1),
         max_ms=round(max(latencies), 1), cpu_s=None if cpu is None else round(cpu, 2),
         cpu_percent=None if cpu is None else round(100 * cpu / seconds, 1),
-        peak_rss_mb=None if peak is None else round(peak, 1),
+        peak_rss_mb=None if peak is None else round(peak, 1), **learned,
     )  # fmt: skip
+
+
+def _stats(settings: Settings) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{settings.web_port}/stats", timeout=10) as response:
+        stats: dict[str, Any] = orjson.loads(response.read())
+    return stats
+
+
+def _learned(settings: Settings, timeout: float = 120.0) -> dict[str, Any]:
+    """The worker's model freshness (its last minute) once its trainer has learned everything and published it."""
+    deadline = time.monotonic() + timeout
+    while (stats := _stats(settings))["learn_waiting"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(settings.refresh_every + 0.5)  # the last examples learned get their snapshot
+    stats = _stats(settings)
+
+    def ms(value: float | None) -> float | None:
+        return None if value is None else round(1000 * value, 1)
+
+    return {
+        "freshness_p50_ms": ms(stats["freshness_p50_s"]), "freshness_p99_ms": ms(stats["freshness_p99_s"]),
+        "learn_dropped": stats["learn_dropped"],
+    }  # fmt: skip
+
+
+_WORKER_ONLY = ("freshness_p50_ms", "freshness_p99_ms", "learn_dropped")
 
 
 def run_bench(
@@ -199,7 +232,7 @@ def run_bench(
     if "ceiling" in runs:
         top = runs["ceiling"]
         report |= {f"ceiling_{key}": value for key, value in dataclasses.asdict(top).items()
-                   if key not in ("name", "events")}  # fmt: skip
+                   if key not in ("name", "events", *_WORKER_ONLY)}  # fmt: skip
         report["ratio"] = round(worker.events_per_s / top.events_per_s, 4)
     report["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
     return report

@@ -127,7 +127,8 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     events = datasets.load(args.dataset, args.format, limit=args.limit)
     ks = tuple(int(k) for k in str(args.k).split(","))
     model_settings = settings.model.model_copy(update={"seed": args.seed, "exclude_seen": args.exclude_seen})
-    models = {name: make_recommender(name, model_settings) for name in args.models.split(",")}
+    models = {name: make_recommender(name, model_settings, refresh_events=args.refresh_events)
+              for name in args.models.split(",")}  # fmt: skip
     with Progress(transient=True) as progress:
         task = progress.add_task("replaying", total=len(events))
         report = evaluate(
@@ -188,6 +189,11 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
             table.add_row(name, *(str(report[f"{prefix}{key}"]) for key in (
                 "events_per_s", "p50_ms", "p99_ms", "max_ms", "cpu_s", "cpu_percent", "peak_rss_mb")))  # fmt: skip
     console.print(table)
+    console.print(
+        f"worker model freshness (arrival to a published snapshot that learned it, last minute): p50 "
+        f"{report['freshness_p50_ms']} ms, p99 {report['freshness_p99_ms']} ms; examples shed unlearned: "
+        f"{report['learn_dropped']}"
+    )
     if "ratio" in report:
         console.print(f"worker / ceiling throughput: {report['ratio']:.3f}")
     if args.json:
@@ -270,6 +276,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude-seen", action="store_true", help="never rank a user's seen items (no repeats)")
     p.add_argument("--limit", type=int, help="only the first N events in time order")
     p.add_argument("--seed", type=int, default=0, help="seed of the models")
+    p.add_argument(
+        "--refresh-events",
+        type=int,
+        default=0,
+        help="the sequence models rank with a snapshot taken again only once this many events were learned since "
+        "the last, as a worker's serving snapshot lags its trainer (default 0: after every 128-event chunk)",
+    )
     p.add_argument("--json", help="write every figure to this JSON file")
     p.add_argument("--plot", help="draw each model's rolling hit rate over the stream to this PNG (or SVG, PDF)")
     p.set_defaults(func=cmd_evaluate)

@@ -48,9 +48,10 @@ RECOMMENDERS: tuple[str, ...] = (
 Progress = Callable[[int, int], None]  # (events done, events in all)
 
 
-def make_recommender(name: str, model_settings: ModelSettings | None = None) -> Recommender:
+def make_recommender(name: str, model_settings: ModelSettings | None = None, *, refresh_events: int = 0) -> Recommender:
     """A fresh recommender by name (one of :data:`RECOMMENDERS`); ``lstm``, ``gru``, ``transformer`` and ``graph``
-    are the sequence model with that encoder and ``model_settings`` otherwise."""
+    are the sequence model with that encoder and ``model_settings`` otherwise, ranking with a snapshot taken again
+    once ``refresh_events`` events were learned since the last (0: after every chunk)."""
     if name == "popularity":
         return Popularity()
     if name == "decayed-popularity":
@@ -65,7 +66,7 @@ def make_recommender(name: str, model_settings: ModelSettings | None = None) -> 
         return RiverMF("biased", seed=seed) if name == "river-biasedmf" else RiverMF("funk", lr=0.05, seed=seed)
     if name in ("lstm", "gru", "transformer", "graph"):
         settings = (model_settings or ModelSettings()).model_copy(update={"encoder": name})
-        return SequenceRecommender(settings)
+        return SequenceRecommender(settings, refresh_events=refresh_events)
     raise ValueError(f"unknown recommender {name!r}; use one of {', '.join(RECOMMENDERS)}")
 
 

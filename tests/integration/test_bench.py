@@ -34,7 +34,9 @@ def test_bench_times_the_worker_and_the_ceiling(tmp_path: Path, capsys: pytest.C
         assert 0 < report[f"{prefix}p50_ms"] <= report[f"{prefix}p99_ms"] <= report[f"{prefix}max_ms"]
         assert report[f"{prefix}cpu_s"] > 0 and report[f"{prefix}peak_rss_mb"] > 0
     assert report["ratio"] == pytest.approx(report["events_per_s"] / report["ceiling_events_per_s"], rel=1e-3)
-    assert "worker / ceiling throughput" in printed and "ceiling" in printed
+    assert 0 < report["freshness_p50_ms"] <= report["freshness_p99_ms"], "the worker measured model freshness"
+    assert isinstance(report["learn_dropped"], int) and "ceiling_freshness_p50_ms" not in report
+    assert "worker / ceiling throughput" in printed and "ceiling" in printed and "model freshness" in printed
 
 
 def test_bench_cleans_up_its_topics() -> None:
