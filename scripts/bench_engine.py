@@ -2,7 +2,7 @@
 
     python scripts/bench_engine.py                       # MovieLens 100K, 8,000 events, batches of 100
     python scripts/bench_engine.py --events 20000 --batch 200
-    STREAM_REC_EXCLUDE_SEEN=true python scripts/bench_engine.py
+    STREAM_REC_MODEL__EXCLUDE_SEEN=true python scripts/bench_engine.py
     python scripts/bench_engine.py --events 30000 --checkpoint   # then time writing and reading a checkpoint
     python scripts/bench_engine.py --events 30000 --gc           # and Python's garbage collections meanwhile
 
@@ -81,7 +81,7 @@ def main() -> None:
             size = path.stat().st_size / 1e6
             saved = f"checkpoint: {size:.1f} MB, {len(engine.learner.replay):,} replay examples"
     m = settings.model
-    print(f"{m.encoder}/{m.fusion}, exclude_seen={settings.exclude_seen}, batches of {args.batch}, {dataset}")
+    print(f"{m.encoder}/{m.fusion}, exclude_seen={settings.model.exclude_seen}, batches of {args.batch}, {dataset}")
     print(f"engine: {len(timed) / seconds:,.0f} events/s over {len(timed):,} events")
     for generation, (n, total, longest) in collections.items():
         print(f"gc generation {generation}: {n} collections, {total:.2f} s in all, the longest {longest:.3f} s")

@@ -57,6 +57,7 @@ class Accepted:
     learn: bool = True
     source: str = ""  # "topic:partition" it was read from
     next_offset: int = 0  # the offset after its message
+    seen: Sequence[str] = ()  # with exclude_seen: the user's distinct items, this one included (never recommended)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,9 +99,11 @@ def plan_batch(
     max_bytes: int,
     metrics: LiveMetrics,
     now: float,
+    keep_seen: bool = False,
 ) -> Plan:
     """Decide every message of a batch (see the module's docstring); ``lookup(user, message)`` reads the user's
-    stored state from the message's partition (where the user's state is, once the message is not rerouted)."""
+    stored state from the message's partition (where the user's state is, once the message is not rerouted).
+    With ``keep_seen`` (exclude_seen) the states remember the users' distinct items."""
     plan = Plan()
     for msg in messages:
         metrics.events += 1
@@ -124,15 +127,15 @@ def plan_batch(
             assert state is not None
             metrics.redelivered += 1
             history = steps(state)
-            plan.accepted.append(Accepted(event, history, history, False, *_where(msg)))
+            plan.accepted.append(Accepted(event, history, history, False, *_where(msg), state.get("items", ())))
             plan.states[user], plan.homes[user] = state, msg
             continue
         if is_duplicate(state, event.event_id):
             metrics.duplicates += 1
             continue
         metrics.score(event, state["served"] if state else [])
-        new = append(state, event, max_len=seq_len, at=at, now=now)
-        plan.accepted.append(Accepted(event, steps(state), steps(new), True, *_where(msg)))
+        new = append(state, event, max_len=seq_len, at=at, now=now, keep_seen=keep_seen)
+        plan.accepted.append(Accepted(event, steps(state), steps(new), True, *_where(msg), new.get("items", ())))
         plan.states[user], plan.homes[user] = new, msg
     return plan
 

@@ -196,6 +196,7 @@ def create_app(settings: Settings) -> faust.App:
         plan = plan_batch(
             messages, lookup, events_topic=settings.topic_events, partitions=partitions_of_events(),
             seq_len=settings.seq_len, max_bytes=settings.max_event_bytes, metrics=engine.metrics, now=time.time(),
+            keep_seen=settings.model.exclude_seen,
         )  # fmt: skip
         log.debug(
             "batch of %d: %d accepted (%d redelivered), %d dead-lettered, %d rerouted",

@@ -126,13 +126,14 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
     events = datasets.load(args.dataset, args.format, limit=args.limit)
     ks = tuple(int(k) for k in str(args.k).split(","))
-    model_settings = settings.model.model_copy(update={"seed": args.seed, "exclude_seen": args.exclude_seen})
+    exclude_seen = args.exclude_seen or settings.model.exclude_seen
+    model_settings = settings.model.model_copy(update={"seed": args.seed, "exclude_seen": exclude_seen})
     models = {name: make_recommender(name, model_settings, refresh_events=args.refresh_events)
               for name in args.models.split(",")}  # fmt: skip
     with Progress(transient=True) as progress:
         task = progress.add_task("replaying", total=len(events))
         report = evaluate(
-            events, models, ks=ks, exclude_seen=args.exclude_seen, dataset=str(args.dataset),
+            events, models, ks=ks, exclude_seen=exclude_seen, dataset=str(args.dataset), max_history=settings.seq_len,
             progress=lambda done, total: progress.update(task, completed=done),
         )  # fmt: skip
     table = Table(title=f"{args.dataset}: {report['events']} events, {report['scored']} scored (prequential)")
@@ -273,7 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
         "river-funkmf, lstm, gru, transformer, graph",
     )
     p.add_argument("--k", default="10", help="list length(s), e.g. 10 or 5,10,20")
-    p.add_argument("--exclude-seen", action="store_true", help="never rank a user's seen items (no repeats)")
+    p.add_argument(
+        "--exclude-seen",
+        action="store_true",
+        help="never rank a user's seen items (data without repeats; STREAM_REC_MODEL__EXCLUDE_SEEN)",
+    )
     p.add_argument("--limit", type=int, help="only the first N events in time order")
     p.add_argument("--seed", type=int, default=0, help="seed of the models")
     p.add_argument(

@@ -47,7 +47,7 @@ class Engine:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        model_settings = settings.model.model_copy(update={"exclude_seen": settings.exclude_seen})
+        model_settings = settings.model
         # What the newest checkpoint (loaded or written) holds: steps, and "topic:partition" -> next offset.
         self.saved_steps = 0
         self.offsets: dict[str, int] = {}
@@ -90,7 +90,7 @@ class Engine:
         snapshot = self.serving
         with self._serving_lock:
             self.popularity.learn_many([(a.before, step_of(a.event)) for a in batch if a.learn])
-            ranked = self._rank(snapshot, [a.after for a in batch], [a.event for a in batch])
+            ranked = self._rank(snapshot, [a.after for a in batch], [a.event for a in batch], [a.seen for a in batch])
         outputs = []
         for (message, embedding), a in zip(ranked, batch, strict=True):
             if message["strategy"] == "cold_start":
@@ -107,31 +107,36 @@ class Engine:
             [Queued((a.before, step_of(a.event)), arrived, a.source, a.next_offset) for a in batch if a.learn]
         )
 
-    def recommend(self, history: list[Step]) -> dict[str, Any]:
+    def recommend(self, history: list[Step], seen: Sequence[str] = ()) -> dict[str, Any]:
         """A recommendation for a history outside the stream (the web view's)."""
         with self._serving_lock:
-            return self._rank(self.serving, [history], [None])[0][0]
+            return self._rank(self.serving, [history], [None], [seen])[0][0]
 
     def _rank(
-        self, snapshot: Scorer, histories: list[list[Step]], events: Sequence[Any]
+        self, snapshot: Scorer, histories: list[list[Step]], events: Sequence[Any], seen: Sequence[Sequence[str]]
     ) -> list[tuple[dict[str, Any], list[float] | None]]:
-        """Model rankings (one batched pass) where the snapshot knows the user's items, else popularity."""
-        k, exclude = self.settings.k, self.settings.exclude_seen
+        """Model rankings (one batched pass) where the snapshot knows the user's items, else popularity; with
+        exclude_seen, a user's seen items beyond the history are ranked past and left out, as evaluate does."""
+        k, exclude = self.settings.k, self.settings.model.exclude_seen
         vocab = snapshot.vocab
         known = [i for i, h in enumerate(histories) if snapshot.steps > 0 and any(vocab.index(s.item) for s in h)]
-        recs: dict[int, Recommendation] = dict(
-            zip(known, snapshot.recommend([histories[i] for i in known], k, exclude), strict=True)
-        )
+        beyond = [set(seen[i]).difference(s.item for s in h) if exclude else set() for i, h in enumerate(histories)]
+        extra = max((len(beyond[i]) for i in known), default=0)
+        ranked = snapshot.recommend([histories[i] for i in known], k + extra, exclude)
+        recs: dict[int, Recommendation] = {}
+        for i, rec in zip(known, ranked, strict=True):
+            recs[i] = rec._replace(ranking=[(item, v) for item, v in rec.ranking if item not in beyond[i]][:k])
         out = []
         for i, (history, event) in enumerate(zip(histories, events, strict=True)):
-            rec = recs.get(i)
-            if rec is not None and len(rec.ranking) == k:
-                message = recommendation_message(event, rec.ranking, "model", snapshot, rec.explain)
-                out.append((message, rec.embedding))
+            found = recs.get(i)
+            if found is not None and len(found.ranking) == k:
+                message = recommendation_message(event, found.ranking, "model", snapshot, found.explain)
+                out.append((message, found.embedding))
             else:
-                ranking = self.popularity.rank(history, k, exclude)
+                ranking = self.popularity.rank(history, k + len(beyond[i]), exclude)
+                ranking = [(item, v) for item, v in ranking if item not in beyond[i]][:k]
                 message = recommendation_message(event, ranking, "cold_start", snapshot, [])
-                out.append((message, rec.embedding if rec else None))
+                out.append((message, found.embedding if found else None))
         return out
 
     # -- learning and its state --------------------------------------------------------------------------------

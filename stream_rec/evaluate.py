@@ -4,9 +4,9 @@ This is DESIGN.md's one accuracy protocol, run offline (``stream-rec evaluate``)
 
 1. Events come in event-time order (:func:`stream_rec.datasets.load` gives exactly that order).
 2. They are taken ``batch`` at a time. Each event's history is its user's events before it (kept here, the
-   last ``max_history`` of them). Every event of a user with at least one earlier event is scored against the
-   top-k each recommender gives *from its state before the chunk*; an item never seen before in the stream
-   is a miss whatever was ranked.
+   last ``max_history`` of them: the worker's ``seq_len``). Every event of a user with at least one earlier
+   event is scored against the top-k each recommender gives *from its state before the chunk*; an item never
+   seen before in the stream is a miss whatever was ranked.
 3. Only then does each recommender learn from the chunk's (history, event) examples.
 
 Chunking is what lets a sequence model rank and learn in batches; with ``batch=1`` this is the strict
@@ -35,7 +35,7 @@ from .recommenders.markov import Markov, RecentMarkov
 from .recommenders.popularity import Popularity
 from .recommenders.river_mf import RiverMF
 from .recommenders.sequence import SequenceRecommender
-from .sequences import Example, Step, step_of
+from .sequences import Example, Step, remember_seen, step_of
 from .settings import ModelSettings
 
 __all__ = ["RECOMMENDERS", "evaluate", "make_recommender"]
@@ -79,7 +79,7 @@ def evaluate(
     progress: Progress | None = None,
     *,
     dataset: str | None = None,
-    max_history: int = 200,
+    max_history: int = 50,
     window: int | None = None,
 ) -> dict[str, Any]:
     """Replay ``events`` (in event-time order) through each recommender, test first, then train.
@@ -97,8 +97,9 @@ def evaluate(
     histories: dict[str, list[Step]] = {}  # user -> last max_history steps, oldest first
     earlier: dict[str, int] = {}  # user -> events so far (not truncated), for the history-length buckets
     known: set[str] = set()  # items seen so far in the stream
-    # With exclude_seen, every item the user ever saw is excluded, not only those in the truncated history.
-    seen: dict[str, set[str]] = {}
+    # With exclude_seen, every item the user saw is excluded (the last SEEN_KEPT distinct ones, as the worker keeps
+    # them), not only those in the truncated history.
+    seen: dict[str, list[str]] = {}
     scored = 0
     for start in range(0, len(events), batch):
         chunk = events[start : start + batch]
@@ -114,9 +115,9 @@ def evaluate(
                 target = event.item_id if event.item_id in known else None
                 to_score.append((len(examples), target, event.event, n))
                 if exclude_seen:
-                    user_seen = seen[event.user_id]
-                    excluded.append(set(user_seen))
-                    extra = max(extra, len(user_seen) - len({s.item for s in history}))
+                    user_seen = set(seen[event.user_id])
+                    excluded.append(user_seen)
+                    extra = max(extra, len(user_seen - {s.item for s in history}))
             step = step_of(event)
             examples.append((history, step))
             # A new list each time: the example keeps the history as it was before this event.
@@ -124,7 +125,7 @@ def evaluate(
             earlier[event.user_id] = n + 1
             known.add(event.item_id)
             if exclude_seen:
-                seen.setdefault(event.user_id, set()).add(event.item_id)
+                seen[event.user_id] = remember_seen(seen.get(event.user_id, []), event.item_id)
         to_rank = [examples[i][0] for i, *_ in to_score]
         for name, recommender in recommenders.items():
             began = time.perf_counter()

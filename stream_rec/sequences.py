@@ -6,6 +6,7 @@ The table value is a plain JSON object so that the changelog and RocksDB hold no
                                                       # item side features only where present
      "ids": [event_id, ...],                           # recent event ids, for de-duplication
      "at": [tag, ...],                                 # where each of those events was read (see `tag`)
+     "items": [item_id, ...],                          # with exclude_seen: the user's last SEEN_KEPT distinct items
      "served": [item_id, ...],                         # the top-k last published for this user
      "n": 17,                                          # events ever appended
      "seen": 1700000000}                               # wall-clock second of the last append (expiry)
@@ -32,11 +33,13 @@ import orjson
 from .events import Event
 
 __all__ = [
-    "MAX_STATE_BYTES", "Example", "Step", "append", "is_duplicate", "redelivered", "step_of", "steps", "tag",
-    "with_served",
+    "MAX_STATE_BYTES", "SEEN_KEPT", "Example", "Step", "append", "is_duplicate", "redelivered", "remember_seen",
+    "step_of", "steps", "tag", "with_served",
 ]  # fmt: skip
 
 State = dict[str, Any]
+
+SEEN_KEPT = 1000  # distinct items remembered per user for exclude_seen (MovieLens 100K's busiest user has 737)
 
 # A state is one changelog message, and Kafka refuses messages over a megabyte by default: large contexts
 # (32 keys of 256 characters per event) could reach that in 50 steps, so the oldest steps give way first.
@@ -104,6 +107,7 @@ def append(
     dedup_window: int | None = None,
     at: int | None = None,
     now: float = 0.0,
+    keep_seen: bool = False,
 ) -> State:
     """A new state with ``event`` appended and the sequence truncated to its last ``max_len`` steps (and to
     :data:`MAX_STATE_BYTES` where steps are large).
@@ -111,7 +115,8 @@ def append(
     The input is not changed: a Faust table only writes a value to its changelog when it is assigned, so callers
     assign the returned state back. Event ids are remembered for the last ``dedup_window`` events
     (default ``2 * max_len``, at least 100), with ``at``, where the event was read (:func:`tag`); ``now`` is
-    the wall-clock time of the append, for expiry.
+    the wall-clock time of the append, for expiry; with ``keep_seen`` the user's distinct items are kept too
+    (:func:`remember_seen`).
     """
     window = dedup_window if dedup_window is not None else max(2 * max_len, 100)
     old = state or {"steps": [], "ids": [], "served": [], "n": 0}
@@ -124,7 +129,7 @@ def append(
     if len(orjson.dumps(record)) * max_len > MAX_STATE_BYTES:  # only a large step can take the state over
         new_steps = _within_budget(new_steps)
     tags = old.get("at", [None] * len(old["ids"]))
-    return {
+    new = {
         "steps": new_steps,
         "ids": [*old["ids"], event.event_id][-window:],
         "at": [*tags, at][-window:],
@@ -132,6 +137,18 @@ def append(
         "n": old.get("n", 0) + 1,
         "seen": int(now),
     }
+    if keep_seen:
+        new["items"] = remember_seen(old.get("items", []), event.item_id)
+    return new
+
+
+def remember_seen(items: list[str], item: str, keep: int = SEEN_KEPT) -> list[str]:
+    """A new list of distinct items, oldest first, with ``item`` last and at most ``keep`` of them.
+
+    >>> remember_seen(["a", "b", "c"], "a", keep=3), remember_seen(["a", "b", "c"], "d", keep=3)
+    (['b', 'c', 'a'], ['b', 'c', 'd'])
+    """
+    return [*(x for x in items if x != item), item][-keep:]
 
 
 def _within_budget(records: list[list[Any]]) -> list[list[Any]]:

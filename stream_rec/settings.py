@@ -50,8 +50,8 @@ class ModelSettings(BaseModel):
     full_softmax_below: int = Field(20_000, ge=0, description="use the full softmax while the vocabulary is smaller")
     exclude_seen: bool = Field(
         False,
-        description="train as ranked when seen items are never recommended (data without repeat consumption): "
-        "the user's seen items are left out of the training softmax too",
+        description="never recommend an item the user has had an event for (the last 1,000 distinct ones: data "
+        "without repeat consumption); the worker and evaluate alike, and the training softmax leaves them out too",
     )
     scoring: Literal["dot", "cosine", "sigmoid"] = Field(
         "dot",
@@ -101,8 +101,13 @@ class Settings(BaseSettings):
     topic_control: str = Field("control", description="commands to the workers, keyed by user id (`stream-rec forget`)")
     partitions: int = Field(4, ge=1, description="partitions of the events topic (and of the sequence table)")
     k: int = Field(10, ge=1, le=1000, description="length of each recommendation list")
-    exclude_seen: bool = Field(False, description="never recommend items already in the user's sequence")
-    seq_len: int = Field(50, ge=1, le=10_000, description="events kept in each user's rolling sequence")
+    seq_len: int = Field(
+        50,
+        ge=1,
+        le=10_000,
+        description="events kept in each user's rolling sequence (the worker's table, evaluate's histories); the "
+        "encoder reads the last model.max_len of them",
+    )
     data_dir: Path | None = Field(None, description="worker state (RocksDB tables); unset = <home>/worker")
     checkpoint_every: float = Field(
         60.0,

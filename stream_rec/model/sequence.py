@@ -34,7 +34,7 @@ class SequenceModel(nn.Module):
         rows: int,
         dim: int = 64,
         encoder: Encoder = "lstm",
-        fusion: Fusion = "concat",
+        fusion: Fusion = "attention",
         max_len: int = 50,
         bptt: int = 0,
     ) -> None:
