@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from stream_rec import checkpoint
 from stream_rec.datasets import default_dataset, load
 from stream_rec.engine import Accepted, Engine
@@ -46,6 +48,7 @@ def main() -> None:
     events = load(dataset, limit=args.events)
     with tempfile.TemporaryDirectory() as home:
         settings = Settings(home=Path(home), checkpoint_every=0)
+        torch.set_num_threads(settings.model.torch_threads())  # one thread of work here: serving, then learning
         engine = Engine(settings)
         states: dict[str, State] = {}
 

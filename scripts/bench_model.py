@@ -89,7 +89,7 @@ def main() -> None:
     learn, rank = statistics.median(learn_us), statistics.median(rank_us)
     s = settings
     print(f"{s.encoder}/{s.fusion}, dim {s.dim}, batch {s.batch}, replay {s.replay}, {args.items:,} items, "
-          f"histories of {args.history}, {s.threads} threads")  # fmt: skip
+          f"histories of {args.history}, {s.torch_threads()} threads")  # fmt: skip
     total = learn + rank
     print(f"learn {learn:.0f} us/event, rank {rank:.0f} us/event, total {total:.0f} us/event "
           f"(median of {args.repeats})")  # fmt: skip
@@ -98,7 +98,7 @@ def main() -> None:
 def floor(args: argparse.Namespace) -> None:
     """Microseconds per event of the exact ranking's parts alone, on random vectors of the model's dim."""
     settings = Settings().model
-    torch.set_num_threads(settings.threads)
+    torch.set_num_threads(settings.torch_threads())
     rng = np.random.default_rng(0)
     user = rng.standard_normal((args.batch, settings.dim), dtype=np.float32) * 0.3
     weight = rng.standard_normal((args.items, settings.dim), dtype=np.float32) * 0.3
@@ -111,7 +111,7 @@ def floor(args: argparse.Namespace) -> None:
         "top_k": lambda: top_k(user, weight, bias, args.k),
         "top_k + normaliser": lambda: top_k(user, weight, bias, args.k, log_explore=log_explore),
     }
-    print(f"dim {settings.dim}, {args.items:,} items, batches of {args.batch}, {settings.threads} threads")
+    print(f"dim {settings.dim}, {args.items:,} items, batches of {args.batch}, {settings.torch_threads()} threads")
     for name, run in runs.items():
         run()  # warm-up
         times = []

@@ -62,6 +62,8 @@ class RunFigures:
     freshness_p50_ms: float | None = None  # the worker's: an event's arrival until a published snapshot learned it
     freshness_p99_ms: float | None = None
     learn_dropped: int | None = None  # the worker's examples shed unlearned
+    serve_p50_ms: float | None = None  # the worker's: a batch read until its rankings are done (in the engine)
+    serve_p99_ms: float | None = None
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -188,11 +190,12 @@ def _learned(settings: Settings, timeout: float = 120.0) -> dict[str, Any]:
 
     return {
         "freshness_p50_ms": ms(stats["freshness_p50_s"]), "freshness_p99_ms": ms(stats["freshness_p99_s"]),
-        "learn_dropped": stats["learn_dropped"],
+        "learn_dropped": stats["learn_dropped"], "serve_p50_ms": ms(stats["latency_p50_s"]),
+        "serve_p99_ms": ms(stats["latency_p99_s"]),
     }  # fmt: skip
 
 
-_WORKER_ONLY = ("freshness_p50_ms", "freshness_p99_ms", "learn_dropped")
+_WORKER_ONLY = ("freshness_p50_ms", "freshness_p99_ms", "learn_dropped", "serve_p50_ms", "serve_p99_ms")
 
 
 def run_bench(

@@ -38,7 +38,8 @@ def _events(args: argparse.Namespace) -> Iterable[Event]:
 
     if args.dataset:
         return datasets.load(args.dataset, args.format, limit=args.limit)
-    return synthetic.synthetic_events(args.synthetic or args.limit or 10_000, seed=args.seed)
+    n = args.synthetic or args.limit or 10_000
+    return synthetic.synthetic_events(n, users=args.users, items=args.items, seed=args.seed)
 
 
 def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
@@ -67,11 +68,13 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    import torch
     from faust.worker import Worker
 
     from .app import configure_logging, create_app, hold_data_dir
 
     with hold_data_dir(settings):
+        torch.set_num_threads(settings.model.torch_threads(beside=2))  # serving and learning run side by side
         configure_logging(settings)
         app = create_app(settings)
         Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
@@ -126,6 +129,9 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
     events = datasets.load(args.dataset, args.format, limit=args.limit)
     ks = tuple(int(k) for k in str(args.k).split(","))
+    import torch
+
+    torch.set_num_threads(settings.model.torch_threads())
     exclude_seen = args.exclude_seen or settings.model.exclude_seen
     model_settings = settings.model.model_copy(update={"seed": args.seed, "exclude_seen": exclude_seen})
     models = {name: make_recommender(name, model_settings, refresh_events=args.refresh_events)
@@ -168,7 +174,15 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     if path is not None:
         events = datasets.load(path, args.format, limit=timed + args.warmup)
     else:
-        events = list(synthetic.synthetic_events(timed + args.warmup, seed=args.seed))
+        events = list(synthetic.synthetic_events(timed + args.warmup, users=args.users, items=args.items,
+                                                 seed=args.seed))  # fmt: skip
+    if args.prefill:
+        # One first sighting of each of the catalogue's items ("i<k>", as the synthetic stream names them) before
+        # the warm-up, so that the worker ranks over a vocabulary of that many items while it is timed.
+        t0 = events[0].ts - args.prefill
+        tour = [Event(f"tour{k % 1000}", f"i{k}", "view", t0 + k, f"tour-{k}") for k in range(args.prefill)]
+        events = tour + events
+        args.warmup += len(tour)
     console.print(f"Data: {path or 'synthetic stream'}, {len(events)} events ({args.warmup} of them warm-up)")
     started = False
     if settings.broker is None:
@@ -193,7 +207,8 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     console.print(
         f"worker model freshness (arrival to a published snapshot that learned it, last minute): p50 "
         f"{report['freshness_p50_ms']} ms, p99 {report['freshness_p99_ms']} ms; examples shed unlearned: "
-        f"{report['learn_dropped']}"
+        f"{report['learn_dropped']}; in the engine, a batch read to its rankings: p50 {report['serve_p50_ms']} ms, "
+        f"p99 {report['serve_p99_ms']} ms"
     )
     if "ratio" in report:
         console.print(f"worker / ceiling throughput: {report['ratio']:.3f}")
@@ -240,6 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--limit", type=int, default=limit, help="at most this many events")
         p.add_argument("--synthetic", type=int, help="without a dataset: this many synthetic events")
         p.add_argument("--seed", type=int, default=0, help="seed of the synthetic stream")
+        p.add_argument("--users", type=int, default=500, help="users of the synthetic stream (default 500)")
+        p.add_argument(
+            "--items", type=int, default=2000, help="items of the synthetic stream's catalogue (default 2,000)"
+        )
 
     p = sub.add_parser("produce", help="write events to the events topic, from a dataset or synthetic")
     source(p, 0.0, None)
@@ -301,6 +320,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     source(p, 0.0, 10_000)
     p.add_argument("--warmup", type=int, default=200, help="untimed events first (default 200)")
+    p.add_argument(
+        "--prefill",
+        type=int,
+        default=0,
+        help="before the warm-up, one event for each of the items i0 .. i<N-1> (untimed), so that the worker ranks "
+        "over a vocabulary of N items, e.g. --synthetic 5000 --items 100000 --prefill 100000",
+    )
     p.add_argument("--no-ceiling", action="store_true", help="time the worker only")
     p.add_argument("--json", help="write the figures to this JSON file")
     p.set_defaults(func=cmd_bench)

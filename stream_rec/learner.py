@@ -64,7 +64,6 @@ class OnlineLearner:
 
     def __init__(self, settings: ModelSettings | None = None) -> None:
         self.settings = s = settings or ModelSettings()
-        torch.set_num_threads(s.threads)
         if s.replay_size:
             _spare_the_collector()
         self.vocab = Vocabulary(capacity=s.capacity, min_count=s.min_count)
