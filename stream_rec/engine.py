@@ -58,7 +58,7 @@ class Engine:
         self.lock = threading.Lock()  # the learner's: its steps, snapshots and checkpoints take turns
         self._serving_lock = threading.Lock()  # the popularity fallback and the serving snapshot's own rows
         self._writing = threading.Lock()  # one checkpoint at a time
-        self.serving: Scorer = self.learner.snapshot()  # what rankings read: replaced whole, never changed
+        self.serving: Scorer = self.learner.snapshot().prepare()  # what rankings read: replaced whole, never changed
         self.trainer = Trainer(
             self.learner, self.lock, self._publish, queue_size=settings.learn_queue,
             batch=settings.batch_size, refresh_every=settings.refresh_every, offsets=self.offsets,

@@ -42,22 +42,25 @@ class ItemTables:
         self.record_features(steps)
         return self.vocab.take_gone()
 
-    def reserve(self, histories: Sequence[Sequence[Step]], batch: Batch, max_len: int) -> Batch:
+    def reserve(self, histories: Sequence[Sequence[Step]], batch: Batch, max_len: int) -> tuple[Batch, list[int]]:
         """Give rows to the items of ``histories`` that the vocabulary has not admitted yet (a user's events since
         the last learn call), so that they are encoded and can be ranked (the repeat mode needs only the row).
-        ``batch`` encodes ``histories``: only its unknown steps are looked up again; returned with their rows."""
+        ``batch`` encodes ``histories``: only its unknown steps are looked up again; returned with their rows, and
+        the rows whose item or side features changed."""
         items = batch.items.numpy()
         b, col = np.nonzero((items == 0) & batch.real_steps())
         length = items.shape[1]
         unknown = [histories[i][-length:][j].item for i, j in zip(b.tolist(), col.tolist(), strict=True)]
         evicted = self.vocab.reserve(unknown) if unknown else []
         self.make_room(evicted)
-        self.record_features([h[-1] for h in histories if h])
+        newest = [h[-1] for h in histories if h]
+        self.record_features(newest)
+        changed = [*evicted, *self.vocab.rows_of(unknown), *self.vocab.rows_of(s.item for s in newest if s.features)]
         if evicted:  # rows of items the batch holds were handed on: look every step up again
-            return encode_histories(histories, self.vocab, max_len)
+            return encode_histories(histories, self.vocab, max_len), changed
         if unknown:
             items[b, col] = self.vocab.rows_of(unknown)  # (the batch's tensor shares this memory)
-        return batch
+        return batch, changed
 
     def record_features(self, steps: Sequence[Step]) -> None:
         """Note the side-feature tokens of the items of ``steps`` (the newest features an item came with)."""

@@ -163,7 +163,7 @@ class Trainer:
             return
         with self.lock:
             snapshot = self.learner.snapshot()
-        self.publish(snapshot)
+        self.publish(snapshot.prepare())  # its item tables made here, not on the serving path
         now = time.monotonic()
         self.freshness.extend(now - arrived for arrived in self._unpublished)
         self._unpublished.clear()

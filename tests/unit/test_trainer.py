@@ -111,3 +111,18 @@ def test_snapshot_weights_are_copies() -> None:
     before = snapshot.model.item_emb.weight.detach().clone()
     learner.learn(planted(users=10, seed=9))
     assert torch.equal(snapshot.model.item_emb.weight.detach()[: len(before)], before)
+
+
+def test_a_snapshots_cached_item_tables_rank_as_tables_made_afresh() -> None:
+    learner = learned(transitions=True)
+    cached, fresh = learner.snapshot(), learner.snapshot()
+    shoe, hat = {"category": "shoes"}, {"category": "hats"}  # side features change a new row's vector
+    rounds = [
+        [[Step("a", "view", T0)], [Step("i4", "view", T0), Step("new-1", "view", T0 + 1, features=shoe)]],
+        [[Step("new-1", "view", T0), Step("new-2", "click", T0 + 1, features=hat)], [Step("i7", "view", T0)]],
+        [[Step("i2", "view", T0), Step("new-3", "view", T0 + 1, features=shoe)]],
+    ]
+    for histories in rounds:  # new items get rows of the snapshot's own: the cache is patched for them
+        want = fresh.recommend(histories, k=8)
+        fresh._weight = None  # made afresh for every ranking
+        assert cached.recommend(histories, k=8) == want
