@@ -332,7 +332,7 @@ def create_app(settings: Settings) -> faust.App:
                 except Exception as exc:
                     _stop_uncommitted(f"a tombstone could not be sent ({exc!r})")
 
-    add_views(app, engine)
+    add_views(app, engine, settings)
     app.process_agent = process  # type: ignore[attr-defined]
     return app
 

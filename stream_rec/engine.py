@@ -13,8 +13,10 @@ offsets learned up to, and a user it is told to forget leaves its replay buffer,
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +25,9 @@ from typing import Any
 from . import checkpoint
 from .admission import Accepted
 from .learner import OnlineLearner
-from .live import LiveMetrics, Window
+from .live import LiveMetrics, Recent, TopRecent, Window
 from .messages import embedding_message, recommendation_message
+from .prometheus import Exposition
 from .recommenders import Popularity
 from .scoring import Recommendation, Scorer
 from .sequences import Step, step_of
@@ -34,6 +37,8 @@ from .trainer import Queued, Trainer
 __all__ = ["Accepted", "Engine", "LiveMetrics", "Output"]
 
 log = logging.getLogger(__name__)
+
+INSPECTED_USERS = 10_000  # users whose last outputs the web view can show (the most recently served)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +59,15 @@ class Engine:
         self.learner = self._resume(model_settings) or OnlineLearner(model_settings)
         self.popularity = Popularity()
         self.metrics = LiveMetrics()
-        self.latency = Window()  # seconds from an event's arrival to its ranking's end, in the engine
+        self.exposition = Exposition()  # /metrics
+        self.latency = Window(also=self.exposition.latency)  # seconds from an event's arrival to its ranking's end
+        self.served = 0  # recommendations made
+        self.rate = Recent(span=10.0)  # events served, for events/s now
+        self.recommended = TopRecent()  # the items recommended over the last minute
+        self.last_outputs: OrderedDict[str, Output] = OrderedDict()  # user -> last output, most recent last
+        self.item_seen: dict[str, float] = {}  # item -> its newest event's time (kept as popularity's counts are)
+        self.checkpoint_path: Path | None = None  # the newest checkpoint written or resumed from
+        self.checkpoint_ts: float | None = None  # ... and its wall-clock time
         self.lock = threading.Lock()  # the learner's: its steps, snapshots and checkpoints take turns
         self._serving_lock = threading.Lock()  # the popularity fallback and the serving snapshot's own rows
         self._writing = threading.Lock()  # one checkpoint at a time
@@ -62,6 +75,7 @@ class Engine:
         self.trainer = Trainer(
             self.learner, self.lock, self._publish, queue_size=settings.learn_queue,
             batch=settings.batch_size, refresh_every=settings.refresh_every, offsets=self.offsets,
+            freshness=Window(also=self.exposition.freshness),
         )  # fmt: skip
 
     def _publish(self, snapshot: Scorer) -> None:
@@ -77,6 +91,7 @@ class Engine:
             return None
         learner, self.offsets, path = found
         self.saved_steps = learner.steps
+        self.checkpoint_path, self.checkpoint_ts = path, path.stat().st_mtime
         if learner.settings.model_copy(update={"threads": model_settings.threads}) != model_settings:
             log.warning("resuming from %s with its own model settings, not the configured ones", path)
         log.info("resumed the model from %s: %d steps, %d examples learned", path, learner.steps, learner.examples)
@@ -99,7 +114,22 @@ class Engine:
             outputs.append(Output(message, emb))
         if arrived is not None:
             self.latency.extend([time.monotonic() - arrived] * len(batch))
+        self._remember(batch, outputs)
         return outputs
+
+    def _remember(self, batch: Sequence[Accepted], outputs: Sequence[Output]) -> None:
+        """What the web view shows: the rate, the items recommended, each user's last output, items' last event."""
+        self.served += len(outputs)
+        self.rate.add(len(batch))
+        self.recommended.add(i["item_id"] for out in outputs for i in out.recommendation["items"])
+        last = self.last_outputs
+        for a, out in zip(batch, outputs, strict=True):
+            last[a.event.user_id] = out
+            last.move_to_end(a.event.user_id)
+            if a.learn and a.event.ts > self.item_seen.get(a.event.item_id, -math.inf):
+                self.item_seen[a.event.item_id] = a.event.ts
+        while len(last) > INSPECTED_USERS:
+            last.popitem(last=False)
 
     def submit(self, batch: Sequence[Accepted], arrived: float) -> None:
         """Hand the batch's new events to the trainer (never blocks; see trainer.py)."""
@@ -139,6 +169,52 @@ class Engine:
                 out.append((message, found.embedding if found else None))
         return out
 
+    # -- what the web view reads -------------------------------------------------------------------------------
+
+    def user_view(self, user_id: str, history: list[Step]) -> dict[str, Any] | None:
+        """The user's last recommendation and embedding (None when not among the last INSPECTED_USERS served),
+        with the share of each of the model's modes behind each recommended item, by the serving snapshot now."""
+        out = self.last_outputs.get(user_id)
+        if out is None:
+            return None
+        rec, snapshot = out.recommendation, self.serving
+        items = [i["item_id"] for i in rec["items"]]
+        shares = snapshot.mode_shares(history, items) if rec["strategy"] == "model" and history else {}
+        return {
+            "recommendation": {
+                **rec, "items": [{**i, "modes": shares.get(i["item_id"])} for i in rec["items"]],
+            },
+            "modes_by": snapshot.version,
+            "embedding": out.embedding["embedding"] if out.embedding else None,
+        }  # fmt: skip
+
+    def item_view(self, item_id: str, nearest: int = 10) -> dict[str, Any] | None:
+        """How often the item was seen, when last, whether the model has a row for it, and its nearest items by
+        the model's item vectors; None for an item never seen."""
+        snapshot = self.serving
+        with self._serving_lock:
+            count = self.popularity.order.counts.get(item_id, 0)
+        if not count and item_id not in snapshot.vocab:
+            return None
+        return {
+            "item_id": item_id, "count": count, "last_seen_ts": self.item_seen.get(item_id),
+            "in_vocabulary": item_id in snapshot.vocab, "model_version": snapshot.version,
+            "nearest": [{"item_id": item, "cosine": c} for item, c in snapshot.similar(item_id, nearest)],
+        }  # fmt: skip
+
+    def model_view(self) -> dict[str, Any]:
+        """The settings in force, the model's size and its newest checkpoint."""
+        learner, snapshot = self.learner, self.serving
+        return {
+            "settings": self.settings.model_dump(mode="json"),
+            "model_version": snapshot.version, "model_ts": snapshot.ts,
+            "vocabulary": len(snapshot.vocab), "vocabulary_capacity": snapshot.vocab.capacity,
+            "replay": len(learner.replay), "replay_capacity": learner.settings.replay_size,
+            "steps": learner.steps, "examples": learner.examples,
+            "checkpoint": str(self.checkpoint_path) if self.checkpoint_path else None,
+            "checkpoint_age_s": None if self.checkpoint_ts is None else round(time.time() - self.checkpoint_ts, 3),
+        }  # fmt: skip
+
     # -- learning and its state --------------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -166,6 +242,7 @@ class Engine:
                 steps, state = learner.steps, checkpoint.snapshot(learner, offsets=offsets)
             path = checkpoint.write(state, checkpoint.path_for(folder, steps))
             self.saved_steps, self.offsets = steps, offsets
+            self.checkpoint_path, self.checkpoint_ts = path, time.time()
             keep = 1 if replace_all else self.settings.checkpoint_keep
             for old in checkpoint.candidates(folder)[keep:]:
                 old.unlink(missing_ok=True)
@@ -179,21 +256,34 @@ class Engine:
         did what); return how many. The caller removes the user's sequence and writes a checkpoint with
         ``replace_all``."""
         dropped = self.trainer.forget(user_id)
+        self.last_outputs.pop(user_id, None)
         with self.lock:
             return dropped + self.learner.replay.forget(user_id)
 
     def stats(self) -> dict[str, Any]:
-        """The engine's figures now (the web view's /stats)."""
-        m, snapshot = self.metrics, self.serving
+        """The engine's figures now (the web view's /stats; the worker adds what the consumer knows)."""
+        m, snapshot, learner = self.metrics, self.serving, self.learner
+        recent_hits, recent_scored = m.recent.sums()
         return {
-            "events": m.events, "invalid": m.invalid, "duplicates": m.duplicates, "redelivered": m.redelivered,
-            "rerouted": m.rerouted, "forgotten": m.forgotten, "expired": m.expired, "cold_start": m.cold_start,
-            "scored": m.scored, "hits": m.hits, "hit_rate": round(m.hit_rate, 6),
+            "events": m.events, "valid": m.events - m.invalid, "invalid": m.invalid, "duplicates": m.duplicates,
+            "redelivered": m.redelivered, "rerouted": m.rerouted, "forgotten": m.forgotten, "expired": m.expired,
+            "recommendations": self.served, "cold_start": m.cold_start,
+            "events_per_s": round(self.rate.per_second(), 2),
+            "scored": m.scored, "hits": m.hits, "hit_rate": round(m.hit_rate, 6), "ndcg": round(m.ndcg, 6),
+            "hit_rate_1m": round(recent_hits / recent_scored, 6) if recent_scored else None,
+            "by_event": {
+                event: {"scored": int(n), "hit_rate": round(h / n, 6), "ndcg": round(g / n, 6)}
+                for event, (n, h, g) in sorted(m.by_event.items())
+            },
             "model_version": snapshot.version, "model_ts": snapshot.ts,
             "snapshot_age_s": round(time.time() - snapshot.ts, 3),
-            "steps": self.learner.steps, "skipped_steps": self.learner.skipped_steps,
+            "steps": learner.steps, "skipped_steps": learner.skipped_steps, "examples": learner.examples,
+            "loss": None if math.isnan(learner.last_loss) else round(learner.last_loss, 6),
+            "drift_alarms": learner.drifts,
             "learn_waiting": self.trainer.waiting, "learn_dropped": self.trainer.dropped,
             "latency_p50_s": self.latency.percentile(50), "latency_p99_s": self.latency.percentile(99),
             "freshness_p50_s": self.trainer.freshness.percentile(50),
             "freshness_p99_s": self.trainer.freshness.percentile(99),
+            "checkpoint_age_s": None if self.checkpoint_ts is None else round(time.time() - self.checkpoint_ts, 3),
+            "top_recommended": [{"item_id": item, "count": n} for item, n in self.recommended.top(10)],
         }  # fmt: skip

@@ -23,14 +23,16 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["HISTORY_BUCKETS", "MetricAccumulator", "history_bucket", "hit", "mrr", "ndcg", "rolling_mean"]
+__all__ = [
+    "HISTORY_BUCKETS", "MetricAccumulator", "Sums", "history_bucket", "hit", "mrr", "ndcg", "rank_of", "rolling_mean",
+]  # fmt: skip
 
 # (name, fewest earlier events of the user): short, middling and long histories.
 HISTORY_BUCKETS: tuple[tuple[str, int], ...] = (("1-4", 1), ("5-19", 5), ("20+", 20))
 _NAMES = ("HR", "NDCG", "MRR")
 
 
-def _rank(ranking_items: Sequence[str], target: str, k: int) -> int | None:
+def rank_of(ranking_items: Sequence[str], target: str, k: int) -> int | None:
     """The 0-based rank of ``target`` within the first ``k`` items, or None."""
     for rank, item in enumerate(ranking_items[:k]):
         if item == target:
@@ -40,18 +42,18 @@ def _rank(ranking_items: Sequence[str], target: str, k: int) -> int | None:
 
 def hit(ranking_items: Sequence[str], target: str, k: int) -> float:
     """1.0 if ``target`` is among the first ``k`` items, else 0.0."""
-    return 0.0 if _rank(ranking_items, target, k) is None else 1.0
+    return 0.0 if rank_of(ranking_items, target, k) is None else 1.0
 
 
 def ndcg(ranking_items: Sequence[str], target: str, k: int) -> float:
     """1/log2(rank + 2) for the target's 0-based rank within the first ``k`` items, else 0.0."""
-    rank = _rank(ranking_items, target, k)
+    rank = rank_of(ranking_items, target, k)
     return 0.0 if rank is None else 1.0 / math.log2(rank + 2)
 
 
 def mrr(ranking_items: Sequence[str], target: str, k: int) -> float:
     """1/(rank + 1) for the target's 0-based rank within the first ``k`` items, else 0.0."""
-    rank = _rank(ranking_items, target, k)
+    rank = rank_of(ranking_items, target, k)
     return 0.0 if rank is None else 1.0 / (rank + 1)
 
 
@@ -85,7 +87,7 @@ def history_bucket(n_history: int) -> str:
     return name
 
 
-class _Sums:
+class Sums:
     """Sums of each metric at each k, and the number of scored events."""
 
     def __init__(self, ks: Sequence[int]) -> None:
@@ -113,18 +115,18 @@ class MetricAccumulator:
         if not ks or any(k < 1 for k in ks):
             raise ValueError(f"ks must be a non-empty sequence of positive cut-offs, got {ks!r}")
         self.ks = tuple(sorted(set(ks)))
-        self.overall = _Sums(self.ks)
-        self.by_event: dict[str, _Sums] = {}
-        self.by_history: dict[str, _Sums] = {name: _Sums(self.ks) for name, _ in HISTORY_BUCKETS}
+        self.overall = Sums(self.ks)
+        self.by_event: dict[str, Sums] = {}
+        self.by_history: dict[str, Sums] = {name: Sums(self.ks) for name, _ in HISTORY_BUCKETS}
         self.hits = bytearray()  # 1 per scored event that hit within the largest k, in stream order
 
     def add(self, ranking_items: Sequence[str], target: str | None, event: str, n_history: int) -> None:
         """Score one event; a ``target`` of None (e.g. an item never seen before) is a miss."""
-        rank = None if target is None else _rank(ranking_items, target, self.ks[-1])
+        rank = None if target is None else rank_of(ranking_items, target, self.ks[-1])
         self.hits.append(rank is not None)
         self.overall.add(rank, self.ks)
         if event not in self.by_event:
-            self.by_event[event] = _Sums(self.ks)
+            self.by_event[event] = Sums(self.ks)
         self.by_event[event].add(rank, self.ks)
         self.by_history[history_bucket(n_history)].add(rank, self.ks)
 

@@ -37,6 +37,7 @@ __all__ = ["FOLLOWERS", "SOURCES", "Recommendation", "Scorer", "modes", "offered
 
 FOLLOWERS = 50  # the transition mode offers an item's most frequent followers, at most this many
 SOURCES = 3  # ... of the user's last few distinct items
+MODES = ("own", "transitions", "explore")  # the mixture's modes, as the web view names them
 COSINE_SCALE = 10.0  # cosines live in [-1, 1]: a softmax over them needs a temperature
 
 
@@ -302,6 +303,64 @@ class Scorer:
             log_gates[:, 2].numpy(),
             ((unique // self.vocab.rows).numpy(), (unique % self.vocab.rows).numpy(), log_share.numpy()),
         )
+
+    def mode_shares(self, history: Sequence[Step], items: Sequence[str]) -> dict[str, dict[str, float]]:
+        """For each of ``items`` this copy knows, the share of each mode of the mixture in its probability for
+        ``history``: ``own`` (a return to the user's own items), ``transitions`` (what followed the user's last
+        items elsewhere), ``explore`` (the whole catalogue); all ``explore`` where the mixture is off."""
+        rows = {item: self.vocab.index(item) for item in items if self.vocab.index(item)}
+        if not history or not rows:
+            return {}
+        parts = self.mode_probabilities(history)
+        out = {}
+        for item, row in rows.items():
+            p = [float(part[row]) for part in parts]
+            whole = sum(p) or 1.0
+            out[item] = {name: round(v / whole, 4) for name, v in zip(MODES, p, strict=True)}
+        return out
+
+    @torch.no_grad()
+    def mode_probabilities(self, history: Sequence[Step]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Each mode's part ``[rows]`` of every row's probability for a non-empty ``history`` (own items,
+        transitions, explore; float64): they sum to what :meth:`scores` ranks by, ``exp`` of it with the mixture on,
+        and softmax of it without."""
+        with self.lock:
+            batch, user, _ = self.encode_batch([history])
+            u, weight, bias = self._score_tables(user)
+            base = torch.from_numpy(u @ weight.T + bias)[0].double()  # [rows]
+            if not (self.repeats or self.follows):
+                zero = torch.zeros_like(base)
+                return zero, zero.clone(), torch.softmax(base, dim=0)
+            r = repeats_of(batch) if self.repeats else encode_repeats([[]], self.vocab, self.settings.max_len)
+            offer = self.offered(history) if self.follows else {}
+            log_gates, choice = modes(self.model, user, r, [offer])
+        gates = log_gates[0].double().exp()
+        own = torch.zeros_like(base)
+        if len(r.rows):
+            own.index_add_(0, r.rows, gates[0] * segment_log_softmax(choice, r.batch, 1).double().exp())
+        follow = torch.zeros_like(base)
+        total = sum(offer.values())
+        for row, count in offer.items():
+            follow[row] += gates[1] * count / total
+        return own, follow, gates[2] * torch.softmax(base, dim=0)
+
+    @torch.no_grad()
+    def similar(self, item: str, n: int = 10) -> list[tuple[str, float]]:
+        """The ``n`` items whose vectors are nearest ``item``'s (cosine), nearest first; [] for an unknown item."""
+        row = self.vocab.index(item)
+        if not row:
+            return []
+        with self.lock:
+            active = torch.from_numpy(self.vocab.active_rows())
+            vectors = torch.nn.functional.normalize(self.model.item_vectors(active), dim=1)
+            mine = torch.nn.functional.normalize(self.model.item_vectors(torch.tensor([row])), dim=1)[0]
+        cosine = vectors @ mine
+        cosine[active == row] = -math.inf
+        top = torch.topk(cosine, min(n, len(active) - 1))
+        return [
+            (self.vocab.item(int(active[i])) or "", round(float(v), 4))
+            for i, v in zip(top.indices, top.values, strict=True)
+        ]
 
     def offered(self, history: Sequence[Step]) -> dict[int, float]:
         return offered(history, self.vocab, self.transitions, self.settings.exclude_seen)

@@ -55,11 +55,13 @@ class Trainer:
         batch: int = 256,
         refresh_every: float = 1.0,
         offsets: dict[str, int] | None = None,
+        freshness: Window | None = None,
     ) -> None:
         self.learner, self.lock, self.publish = learner, lock, publish
         self.queue_size, self.batch, self.refresh_every = queue_size, batch, refresh_every
         self.dropped = 0  # examples that gave way to newer ones, ever
-        self.freshness = Window()  # seconds from an example's arrival until a published snapshot learned it
+        # Seconds from an example's arrival until a published snapshot learned it.
+        self.freshness = freshness if freshness is not None else Window()
         self._queue: deque[Queued] = deque()
         self._learned_offsets: dict[str, int] = dict(offsets or {})
         self._unpublished: list[float] = []  # arrival times of examples learned since the last publication
@@ -103,6 +105,10 @@ class Trainer:
     @property
     def waiting(self) -> int:
         return len(self._queue)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     # -- the thread --------------------------------------------------------------------------------------------
 

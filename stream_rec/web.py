@@ -1,22 +1,203 @@
-"""Views on the worker's own web server (Faust's): read-only, on 127.0.0.1 unless ``web_bind`` says otherwise.
+"""The worker's web view, on its own web server (Faust's): read-only, on 127.0.0.1 unless ``web_bind`` says
+otherwise. Every view answers GET only (anything else: 405), in JSON unless it is a page.
 
-- ``/stats``: the engine's figures now as JSON (counters, model version and snapshot age, learning queue and
-  drops, latency and model freshness p50/p99 over the last minute).
+- ``/stats``: the figures now: counters, events/s, consumer lag per partition, the serving snapshot, learning,
+  accuracy as served (overall and per event type, since the start and over the last minute), latency and model
+  freshness p50/p99 over the last minute, checkpoint age, the items recommended most over the last minute.
+- ``/users/{user_id}``: the user's sequence, last recommendation (scores, strategy, explanation, the share of
+  each of the model's modes behind each item) and embedding.
+- ``/items/{item_id}``: count, last seen, whether the model has a row for it, its nearest items.
+- ``/model``: the settings in force, vocabulary and replay sizes, the newest checkpoint.
+- ``/health``: up, broker reachable, partitions assigned; 503 until the worker serves.
+- ``/metrics``: the same figures in the Prometheus text format (prometheus.py).
+- ``/dashboard``: a page that charts them live and opens a user's inspector (dashboard/).
+
+An id in a URL is percent-encoded (``/users/a%2Fb`` is user ``a/b``); one that no event could carry (over 256
+characters) is a 400, an unknown one a 404, both with a JSON ``error``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+from importlib import resources
+from typing import Any
+
 import faust
+import orjson
 from faust.web import Request, Response, View
 
 from .engine import Engine
+from .events import MAX_ID_CHARS
+from .prometheus import CONTENT_TYPE
+from .sequences import steps
+from .settings import Settings
 
-__all__ = ["add_views"]
+__all__ = ["add_views", "worker_stats"]
+
+HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store", "X-Frame-Options": "DENY"}
+# The dashboard runs its own script and styles only, and talks to this server only.
+PAGE_HEADERS = HEADERS | {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+}
+ASSETS = {  # the dashboard's files: name -> content type; nothing else under /dashboard/ is served
+    "dashboard.js": "text/javascript; charset=utf-8",
+    "dashboard.css": "text/css; charset=utf-8",
+    "uPlot.iife.min.js": "text/javascript; charset=utf-8",
+    "uPlot.min.css": "text/css; charset=utf-8",
+}
+BROKER_TIMEOUT = 1.0  # seconds /health waits for the broker to accept a connection
 
 
-def add_views(app: faust.App, engine: Engine) -> None:
-    """Register the worker's views on ``app``'s web server."""
+def _bytes(view: View, body: bytes, content_type: str, status: int = 200, page: bool = False) -> Response:
+    # The type in the headers: aiohttp refuses a charset in its content_type argument.
+    headers = (PAGE_HEADERS if page else HEADERS) | {"Content-Type": content_type}
+    return view.bytes(body, status=status, headers=headers)
+
+
+def _json(view: View, value: Any, status: int = 200) -> Response:
+    body = orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+    return _bytes(view, body, "application/json", status)
+
+
+def _error(view: View, status: int, message: str) -> Response:
+    return _json(view, {"error": message}, status)
+
+
+def _bad_id(view: View, kind: str, value: str) -> Response | None:
+    if not 1 <= len(value) <= MAX_ID_CHARS:
+        return _error(view, 400, f"an {kind} id has 1 to {MAX_ID_CHARS} characters, this one {len(value)}")
+    return None
+
+
+def _asset(name: str) -> bytes:
+    return resources.files("stream_rec").joinpath("dashboard", name).read_bytes()
+
+
+def worker_stats(app: faust.App, engine: Engine, settings: Settings) -> dict[str, Any]:
+    """:meth:`Engine.stats` with what the consumer knows: the lag of each partition the worker reads (events not
+    yet taken by the agent) and the partitions of the events topic assigned to it."""
+    stats = engine.stats()
+    lag: dict[str, int] = {}
+    assigned: list[int] = []
+    read_offsets = app.monitor.tp_read_offsets
+    try:
+        assignment = sorted(app.consumer.assignment())
+    except Exception:  # no consumer yet (starting)
+        assignment = []
+    for tp in assignment:
+        if tp.topic not in (settings.topic_events, settings.topic_rerouted):
+            continue
+        if tp.topic == settings.topic_events:
+            assigned.append(tp.partition)
+        try:
+            end = app.consumer.highwater(tp)
+        except Exception:
+            end = None
+        if end is None:
+            continue
+        read = read_offsets.get(tp)
+        lag[f"{tp.topic}:{tp.partition}"] = max(0, end - (read + 1 if read is not None else 0))
+    stats["lag"] = lag
+    stats["lag_total"] = sum(lag.values()) if lag else None
+    stats["partitions"] = assigned
+    stats["partitions_assigned"] = len(assigned)
+    return stats
+
+
+def add_views(app: faust.App, engine: Engine, settings: Settings) -> None:
+    """Register the worker's views on ``app``'s web server (``app.sequences`` is the users' table)."""
+
+    def stats() -> dict[str, Any]:
+        return worker_stats(app, engine, settings)
+
+    engine.exposition.read_stats(stats)
 
     @app.page("/stats")
-    async def stats(view: View, request: Request) -> Response:
-        return view.json(engine.stats())
+    class Stats(View):
+        async def get(self, request: Request) -> Response:
+            return _json(self, stats())
+
+    @app.page("/metrics")
+    class Metrics(View):
+        async def get(self, request: Request) -> Response:
+            return _bytes(self, engine.exposition.text(), CONTENT_TYPE)
+
+    @app.page("/users/{user_id:.+}")
+    class User(View):
+        async def get(self, request: Request, user_id: str) -> Response:
+            if bad := _bad_id(self, "user", user_id):
+                return bad
+            state = app.sequences.get(user_id)  # type: ignore[attr-defined]
+            history = steps(state) if isinstance(state, dict) else []
+            served = await asyncio.to_thread(engine.user_view, user_id, history)
+            if not history and served is None:
+                return _error(self, 404, f"no user {user_id!r} on this worker")
+            return _json(self, {
+                "user_id": user_id,
+                "events": state.get("n", len(history)) if isinstance(state, dict) else 0,
+                "sequence": [
+                    {"item_id": s.item, "event": s.event, "ts": s.ts, "context": s.context, "item": s.features}
+                    for s in history
+                ],
+                "last_event_s": state.get("seen") if isinstance(state, dict) else None,
+                **(served or {"recommendation": None, "modes_by": None, "embedding": None}),
+            })  # fmt: skip
+
+    @app.page("/items/{item_id:.+}")
+    class Item(View):
+        async def get(self, request: Request, item_id: str) -> Response:
+            if bad := _bad_id(self, "item", item_id):
+                return bad
+            found = await asyncio.to_thread(engine.item_view, item_id)
+            if found is None:
+                return _error(self, 404, f"no item {item_id!r} seen by this worker")
+            return _json(self, found)
+
+    @app.page("/model")
+    class Model(View):
+        async def get(self, request: Request) -> Response:
+            return _json(self, engine.model_view())
+
+    @app.page("/health")
+    class Health(View):
+        async def get(self, request: Request) -> Response:
+            broker = await _reachable(settings.bootstrap)
+            figures = stats()
+            partitions = figures["partitions"]
+            serving = engine.trainer.running and bool(partitions)
+            status = "ok" if serving and broker else "starting" if not serving else "broker unreachable"
+            body = {
+                "status": status, "broker": settings.bootstrap, "broker_reachable": broker,
+                "partitions": partitions, "learning": engine.trainer.running, "model_version": figures["model_version"],
+                "uptime_s": round(time.monotonic() - started, 3),
+            }  # fmt: skip
+            return _json(self, body, 200 if status == "ok" else 503)
+
+    @app.page("/dashboard")
+    class Dashboard(View):
+        async def get(self, request: Request) -> Response:
+            return _bytes(self, _asset("index.html"), "text/html; charset=utf-8", page=True)
+
+    @app.page("/dashboard/{name}")
+    class Asset(View):
+        async def get(self, request: Request, name: str) -> Response:
+            if name not in ASSETS:
+                return _error(self, 404, f"no file {name!r} in the dashboard")
+            return _bytes(self, _asset(name), ASSETS[name], page=True)
+
+    started = time.monotonic()
+
+
+async def _reachable(bootstrap: str) -> bool:
+    """Whether one of the bootstrap brokers accepts a TCP connection within BROKER_TIMEOUT."""
+    for address in bootstrap.split(","):
+        host, _, port = address.strip().rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)), BROKER_TIMEOUT)
+        except (OSError, TimeoutError, ValueError):
+            continue
+        writer.close()
+        return True
+    return False
