@@ -107,7 +107,8 @@ def _replay(settings: Settings, console: Console, t0: float, events: list[Event]
     """Start the worker, produce ``events`` and read their recommendations back; stop the worker at the end."""
     log_path = settings.home / "demo-worker.log"
     worker = start("stream_rec", settings, log_path, "worker")
-    console.print(f"Worker started (pid {worker.pid}, log {log_path}, web view http://127.0.0.1:{settings.web_port}/)")
+    console.print(f"Worker started (pid {worker.pid}, log {log_path})")
+    console.print(f"Dashboard, while the demo runs: http://127.0.0.1:{settings.web_port}/dashboard")
     try:
         consumer = open_consumer(settings, settings.topic_recommendations)
     except BaseException:

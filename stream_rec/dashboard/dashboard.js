@@ -5,6 +5,7 @@
 
   const POLL_MS = 1000;
   const KEEP = 600; // points per chart: ten minutes at one a second
+  const SEQUENCE_SHOWN = 20;
 
   function el(tag, text, cls) {
     const node = document.createElement(tag);
@@ -217,8 +218,10 @@
     } else {
       parts.push(el("p", "No recommendation for this user among the last users served.", "note"));
     }
-    const seq = (user.sequence || []).slice().reverse();
-    parts.push(el("h4", "Sequence, newest first (" + seq.length + " kept)"));
+    const kept = (user.sequence || []).length;
+    const seq = (user.sequence || []).slice(-SEQUENCE_SHOWN).reverse();
+    parts.push(el("h4", "Sequence, newest first (" + seq.length + " of the " + kept + " kept; all in /users/" +
+      user.user_id + ")"));
     parts.push(table(["time", "event", "item", "context"], seq.map((s) => [
       el("td", new Date(s.ts * 1000).toLocaleString()), el("td", s.event), el("td", s.item_id),
       el("td", s.context ? JSON.stringify(s.context) : "", "note"),
