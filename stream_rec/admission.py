@@ -9,7 +9,8 @@ For each message, in order:
 3. its event id already in the user's sequence: a duplicate, ignored; unless it was read from this very message
    before (a redelivery after a crash, whose answer may never have gone out): then it is answered again from the
    user's sequence as it is, and the sequence is written again (the changelog may have missed it);
-4. otherwise accepted: scored against the list served last ("as served"), appended, learned from, answered.
+4. otherwise accepted: appended, answered, learned from; it carries the list its user was last served before the
+   batch, against which the engine scores it ("as served", engine.py).
 
 >>> from stream_rec.live import LiveMetrics
 >>> value = b'{"user_id": "u1", "item_id": "i1", "event": "view", "ts": 1700000000}'
@@ -58,6 +59,7 @@ class Accepted:
     source: str = ""  # "topic:partition" it was read from
     next_offset: int = 0  # the offset after its message
     seen: Sequence[str] = ()  # with exclude_seen: the user's distinct items, this one included (never recommended)
+    served: Sequence[str] = ()  # the list last published for the user before this batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,9 +135,11 @@ def plan_batch(
         if is_duplicate(state, event.event_id):
             metrics.duplicates += 1
             continue
-        metrics.score(event, state["served"] if state else [])
         new = append(state, event, max_len=seq_len, at=at, now=now, keep_seen=keep_seen)
-        plan.accepted.append(Accepted(event, steps(state), steps(new), True, *_where(msg), new.get("items", ())))
+        served = state["served"] if state else []
+        plan.accepted.append(
+            Accepted(event, steps(state), steps(new), True, *_where(msg), new.get("items", ()), served)
+        )
         plan.states[user], plan.homes[user] = new, msg
     return plan
 

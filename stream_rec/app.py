@@ -39,7 +39,7 @@ from .engine import Engine
 from .errors import InvalidEvent, StreamRecError
 from .sequences import with_served
 from .settings import Settings
-from .web import add_views
+from .web import add_views, worker_stats
 
 __all__ = ["EXIT_UNCOMMITTED", "create_app", "hold_data_dir"]
 
@@ -331,6 +331,20 @@ def create_app(settings: Settings) -> faust.App:
                     await fut
                 except Exception as exc:
                     _stop_uncommitted(f"a tombstone could not be sent ({exc!r})")
+
+    if settings.status_every > 0:
+
+        @app.timer(interval=settings.status_every)
+        async def status() -> None:
+            s = worker_stats(app, engine, settings)
+            hr = "-" if s["hit_rate_1m"] is None else f"{s['hit_rate_1m']:.3f}"
+            loss = "-" if s["loss"] is None else f"{s['loss']:.3f}"
+            log.info(
+                "status: %d events (%.1f/s), lag %s, hit rate@%d as served %.3f (last minute %s), loss %s, "
+                "model %s, %d shed unlearned, %d dead-lettered", s["events"], s["events_per_s"],
+                "-" if s["lag_total"] is None else s["lag_total"], settings.k, s["hit_rate"], hr, loss,
+                s["model_version"], s["learn_dropped"], s["invalid"],
+            )  # fmt: skip
 
     add_views(app, engine, settings)
     app.process_agent = process  # type: ignore[attr-defined]

@@ -118,7 +118,16 @@ class Engine:
         return outputs
 
     def _remember(self, batch: Sequence[Accepted], outputs: Sequence[Output]) -> None:
-        """What the web view shows: the rate, the items recommended, each user's last output, items' last event."""
+        """Score each new event as served, against the list its user was published last before it (one of this
+        batch where the user has an earlier event in it: ranked from the history up to that event, by a snapshot
+        that learned nothing of this batch, so it knows nothing of the events after it); then what the web view
+        shows: the rate, the items recommended, each user's last output, items' newest event."""
+        before: dict[str, Sequence[str]] = {}
+        for a, out in zip(batch, outputs, strict=True):
+            user = a.event.user_id
+            if a.learn:
+                self.metrics.score(a.event, before.get(user, a.served))
+            before[user] = [i["item_id"] for i in out.recommendation["items"]]
         self.served += len(outputs)
         self.rate.add(len(batch))
         self.recommended.add(i["item_id"] for out in outputs for i in out.recommendation["items"])

@@ -50,6 +50,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
         value = getattr(settings, name)
         if value is not None:
             env[f"STREAM_REC_{name.upper()}"] = str(value)
+    env["STREAM_REC_MODEL__EXCLUDE_SEEN"] = "true" if settings.model.exclude_seen else "false"
     return env
 
 

@@ -180,6 +180,11 @@ class Settings(BaseSettings):
         description="seconds between two serving snapshots of the model (after something was learned): the "
         "serving path ranks with the newest one while the trainer learns beside it",
     )
+    status_every: float = Field(
+        30.0,
+        ge=0,
+        description="seconds between the worker's one-line status logs (events/s, lag, hit rate, loss); 0 = none",
+    )
     learn_queue: int = Field(
         10_000,
         ge=1,

@@ -97,8 +97,8 @@ def test_a_duplicate_is_ignored_but_a_redelivery_is_answered_again_without_a_sec
     assert metrics.scored == 0
 
 
-def test_as_served_scoring_reads_the_list_served_before_the_event() -> None:
+def test_an_accepted_event_carries_the_list_served_before_the_batch() -> None:
     first, _ = plan([at_home("a", "i1", 1)])
     table = {"a": {**first.states["a"], "served": ["i2", "i9"]}}
-    _, metrics = plan([at_home("a", "i2", 2), at_home("a", "i5", 3)], table)
-    assert (metrics.scored, metrics.hits) == (2, 1)
+    second, _ = plan([at_home("a", "i2", 2), at_home("a", "i5", 3)], table)
+    assert [list(a.served) for a in second.accepted] == [["i2", "i9"], ["i2", "i9"]]

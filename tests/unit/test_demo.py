@@ -1,30 +1,29 @@
-"""The demo's 'as served' hit rate: each event against its user's newest list from an earlier batch."""
+"""The demo's 'as served' hit rate: each event against its user's newest list before it; and a baseline served
+the same events the same way."""
 
 from __future__ import annotations
 
-from stream_rec.demo import AsServed
+from stream_rec.demo import AsServed, Beside
+from stream_rec.events import Event
+from stream_rec.recommenders import Popularity
 
 
-def test_a_list_from_the_events_own_batch_does_not_score_it() -> None:
+def test_each_event_is_scored_against_its_users_newest_list_before_it() -> None:
     score = AsServed()
-    score.add("u", "a", "lstm@1", ["x"])  # the user's first list: nothing before it to score against
-    # One batch (version 2): "b" then "c". The list served for "b" was ranked after "c" was learned, so it holds "c";
-    # "c" is scored against the list of the batch before (version 1), which does not.
-    score.add("u", "b", "lstm@2", ["c"])
-    score.add("u", "c", "lstm@2", ["d"])
-    assert (score.scored, score.hits) == (2, 0)
-    # The next batch: the newest list of version 2 (["d"]) is what the user had been served.
-    score.add("u", "d", "lstm@3", ["e"])
-    assert (score.scored, score.hits) == (3, 1)
-    assert score.hit_rate == 1 / 3
+    score.add("u", "a", ["b", "x"])  # the user's first list: nothing before it to score against
+    score.add("u", "b", ["c"])  # against ["b", "x"]: a hit
+    score.add("w", "c", ["a"])  # another user: nothing before it
+    score.add("u", "d", ["e"])  # against ["c"]: a miss
+    assert (score.scored, score.hits) == (2, 1)
+    assert score.hit_rate == 0.5
 
 
-def test_users_are_scored_apart_and_a_first_batch_pair_is_not_scored() -> None:
-    score = AsServed()
-    score.add("u", "a", "v1", ["b"])
-    score.add("u", "b", "v1", ["c"])  # same batch as the user's first list: no list of an earlier batch
-    score.add("w", "b", "v2", ["a"])
-    assert score.scored == 0
-    score.add("w", "a", "v3", [])
-    score.add("u", "c", "v3", [])
-    assert (score.scored, score.hits) == (2, 2)
+def test_a_baseline_beside_learns_each_event_then_serves_the_users_next_list() -> None:
+    beside = Beside("popularity", Popularity(), k=2, exclude_seen=False)
+    t = 1.7e9
+    for n, (user, item) in enumerate([("u", "a"), ("w", "a"), ("w", "b"), ("u", "a"), ("v", "c"), ("u", "b")]):
+        beside.add(Event(user, item, "view", t + n, f"e{n}"), max_len=50)
+    # u's lists: after its first event ["a"]; after "a" again (counts a:3, b:1) ["a", "b"]. Scored: u's "a" against
+    # ["a"] (hit), w's "b" against ["a"] (miss), u's "b" against ["a", "b"] (hit).
+    assert (beside.as_served.scored, beside.as_served.hits) == (3, 2)
+    assert [s.item for s in beside.histories["u"]] == ["a", "a", "b"]

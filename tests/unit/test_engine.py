@@ -85,3 +85,21 @@ def test_a_restarted_engine_resumes_from_the_newest_checkpoint_that_loads(
     assert "skipped checkpoint" in caplog.text and f"resumed the model from {good}" in caplog.text
     history: list[Step] = batch(users=1, per_user=3)[-1].after
     assert restarted.recommend(history)["items"], "it serves"
+
+
+def test_as_served_an_event_is_scored_against_the_list_published_last_before_it(engine: Engine) -> None:
+    process(engine, batch(users=4, per_user=6))
+    engine.metrics.scored = engine.metrics.hits = 0
+    t = 1.8e9
+    first, second, third = (Event("u0", item, "view", t + n, f"as-served-{n}") for n, item in enumerate("xyz"))
+    history = [step_of(first)._replace(user=None)]
+    accepted = [
+        Accepted(first, [], history, True, "events:0", 1, (), ["x", "q"]),  # served ["x", "q"] before the batch
+        Accepted(second, history, [*history, step_of(second)._replace(user=None)], True, "events:0", 2, (), ["x"]),
+    ]
+    outputs = engine.serve(accepted)
+    for_first = [i["item_id"] for i in outputs[0].recommendation["items"]]
+    assert engine.metrics.scored == 2, "the first against the list before the batch, the second against the first's"
+    assert engine.metrics.hits == 1 + ("y" in for_first)
+    engine.serve([Accepted(third, [], [], False, "events:0", 3, (), ["z"])])  # a redelivery: answered, not scored
+    assert engine.metrics.scored == 2
