@@ -5,17 +5,20 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import orjson
 
 from . import __version__
-from .errors import StreamRecError
+from .errors import BrokerUnreachable, StreamRecError
 from .events import Event
 from .settings import Settings
 
 __all__ = ["main"]
+
+EXIT_ERROR, EXIT_NO_BROKER = 2, 3
 
 EPILOG = """examples:
   stream-rec demo                                   # broker, topics, worker, MovieLens replay, live hit rate
@@ -28,9 +31,20 @@ EPILOG = """examples:
   stream-rec evaluate ../shared/data/ml-100k/u.data --exclude-seen --models popularity,markov,lstm
   stream-rec bench --limit 5000 --json bench.json  # end-to-end events/s, latency, ratio to a bare-Faust ceiling
   stream-rec forget 42                              # remove user 42's history everywhere the workers keep it
+exit codes: 0 done; 2 an error it names (bad input, a missing file, a worker already on the data folder); 3 no
+  Kafka broker answers (or `kafka status`: not running); 4 `forget --wait` not confirmed in time; 75 the worker
+  stopped without committing after a failed send (restart it); 130 interrupted
 settings: STREAM_REC_BROKER, STREAM_REC_K, STREAM_REC_SEQ_LEN, STREAM_REC_DATA_DIR, STREAM_REC_HOME,
   STREAM_REC_TOPIC_EVENTS, ... (see the README); model: STREAM_REC_MODEL__DIM, STREAM_REC_MODEL__LR, ...
 """
+
+
+def need_broker(settings: Settings) -> None:
+    """Fail in a few seconds, in one line, where no broker answers (rather than the clients' 30 s of retries)."""
+    from .kafka_local import is_up
+
+    if not is_up(settings.bootstrap, timeout=3.0):
+        raise BrokerUnreachable(settings.bootstrap)
 
 
 def _events(args: argparse.Namespace) -> Iterable[Event]:
@@ -62,6 +76,7 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     from .topics import create_topics, load_specs, specs_for
 
     specs = specs_for(settings, load_specs(Path(args.topics_dir) if args.topics_dir else None))
+    need_broker(settings)
     for name, outcome in create_topics(settings, specs).items():
         print(f"{name}: {outcome}")
     return 0
@@ -72,11 +87,22 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from faust.worker import Worker
 
     from .app import configure_logging, create_app, hold_data_dir
+    from .kafka_local import is_up
+    from .logs import throttle_client_logs
 
     with hold_data_dir(settings):
         torch.set_num_threads(settings.model.torch_threads(beside=2))  # serving and learning run side by side
         configure_logging(settings)
+        if not is_up(settings.bootstrap, timeout=3.0):
+            logging.getLogger("stream_rec.worker").warning(
+                "waiting for the Kafka broker at %s (start the local one with `stream-rec kafka start`, or point "
+                "STREAM_REC_BROKER at yours)", settings.bootstrap,
+            )  # fmt: skip
+            while not is_up(settings.bootstrap, timeout=3.0):
+                time.sleep(2.0)
+            logging.getLogger("stream_rec.worker").info("the broker at %s answers", settings.bootstrap)
         app = create_app(settings)
+        throttle_client_logs()  # a lost broker: its complaints once every few seconds, not thousands a second
         Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
     return 0
 
@@ -84,6 +110,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
     from .clients import forget
 
+    need_broker(settings)
     print(f"asked the workers to forget user {args.user_id!r} (topic {settings.topic_control})")
     if args.wait <= 0:
         return 0
@@ -99,6 +126,7 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
 
     from .clients import produce
 
+    need_broker(settings)
     events = _events(args)
     with Progress(transient=True) as progress:
         task = progress.add_task("producing", total=args.limit)
@@ -110,12 +138,18 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
     from .clients import consume
 
+    need_broker(settings)
     topic = args.topic or settings.topic_recommendations
+    n = 0
     for key, value in consume(
         settings, topic, from_beginning=args.from_beginning, limit=args.limit, timeout=args.timeout
     ):
         sys.stdout.write(f"{key}\t{orjson.dumps(value).decode()}\n")
         sys.stdout.flush()
+        n += 1
+    if n == 0 and args.timeout:
+        where = "from its beginning" if args.from_beginning else "new"
+        print(f"no {where} messages on {topic} within {args.timeout:g} s", file=sys.stderr)
     return 0
 
 
@@ -334,6 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="everything at once: broker, topics, worker, replay, live hit rate")
     source(p, 1000.0, 20_000)
     p.set_defaults(func=cmd_demo)
+    for command in sub.choices.values():  # --broker before or after the command alike
+        command.add_argument("--broker", default=argparse.SUPPRESS, help="Kafka bootstrap servers (STREAM_REC_BROKER)")
     return parser
 
 
@@ -347,8 +383,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings(**overrides)
         return int(args.func(args, settings))
+    except BrokerUnreachable as exc:
+        print(f"stream-rec: error: {exc}", file=sys.stderr)
+        return EXIT_NO_BROKER
     except StreamRecError as exc:
         print(f"stream-rec: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     except KeyboardInterrupt:
         return 130

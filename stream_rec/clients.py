@@ -78,11 +78,16 @@ def open_consumer(settings: Settings, topic: str, *, from_beginning: bool = Fals
         bootstrap_servers=settings.bootstrap, enable_auto_commit=False, group_id=None,
         auto_offset_reset="earliest" if from_beginning else "latest",
     )  # fmt: skip
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 3  # a topic just created is in the metadata at once; a wrong name never is
     while not (partitions := consumer.partitions_for_topic(topic)):
         if time.monotonic() > deadline:
+            there = sorted(t for t in consumer.topics() if not t.startswith("_"))
             consumer.close()
-            raise BrokerError(f"topic {topic!r} does not exist on {settings.bootstrap}: run `stream-rec topics create`")
+            listed = ", ".join(there[:12]) + (", ..." if len(there) > 12 else "") if there else "none"
+            raise BrokerError(
+                f"no topic {topic!r} on {settings.bootstrap} (its topics: {listed}); `stream-rec topics create` "
+                "makes the project's"
+            )
         time.sleep(0.2)
     assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
     consumer.assign(assigned)

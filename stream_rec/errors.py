@@ -7,11 +7,12 @@
      ├── DatasetError               a dataset file could not be read in the format asked for
      ├── CheckpointError            a checkpoint is missing, corrupt or of another model
      └── BrokerError                the local Kafka broker could not be installed, started or reached
+          └── BrokerUnreachable     no broker answers at the configured address (exit code 3)
 """
 
 from __future__ import annotations
 
-__all__ = ["BrokerError", "CheckpointError", "DatasetError", "InvalidEvent", "StreamRecError"]
+__all__ = ["BrokerError", "BrokerUnreachable", "CheckpointError", "DatasetError", "InvalidEvent", "StreamRecError"]
 
 
 class StreamRecError(Exception):
@@ -36,3 +37,14 @@ class CheckpointError(StreamRecError):
 
 class BrokerError(StreamRecError):
     """The local Kafka broker could not be installed, started, stopped or reached."""
+
+
+class BrokerUnreachable(BrokerError):
+    """No Kafka broker answers at the address a command needs."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(
+            f"no Kafka broker answers at {address}: start the local one with `stream-rec kafka start`, or point "
+            "STREAM_REC_BROKER (or --broker) at yours"
+        )
+        self.address = address

@@ -99,7 +99,7 @@ def event_from_dict(obj: dict[str, Any]) -> Event:
         raise InvalidEvent("field 'event' is required and must be a string, e.g. \"view\"")
     event = _ALIASES.get(kind.strip().lower())
     if event is None:
-        raise InvalidEvent(f"unknown event type {kind[:40]!r}; expected one of {', '.join(EVENT_TYPES[:4])}")
+        raise InvalidEvent(f"unknown event type {kind[:40]!r}; expected one of {', '.join(EVENT_TYPES)}")
     ts = _timestamp(obj.get("ts"))
     event_id = obj.get("event_id", "")
     if event_id is None:

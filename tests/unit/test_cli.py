@@ -51,3 +51,28 @@ def test_every_command_has_help() -> None:
         with pytest.raises(SystemExit) as exit_:
             parser.parse_args([command, "--help"])
         assert exit_.value.code == 0
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["produce", "--synthetic", "5"], ["consume", "--timeout", "1"], ["topics", "create"], ["forget", "u1"]],
+)
+def test_a_command_that_needs_the_broker_says_in_one_line_that_none_answers(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stream_rec.processes import free_port
+
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    assert main([*argv, "--broker", address]) == 3, "--broker after the command, as before it"
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        f"stream-rec: error: no Kafka broker answers at {address}: start the local one with `stream-rec kafka "
+        "start`, or point STREAM_REC_BROKER (or --broker) at yours"
+    ]
+    assert captured.out == ""
+
+
+def test_broker_before_or_after_the_command() -> None:
+    assert build_parser().parse_args(["--broker", "a:1", "produce"]).broker == "a:1"
+    assert build_parser().parse_args(["produce", "--broker", "b:2"]).broker == "b:2"
+    assert build_parser().parse_args(["produce"]).broker is None

@@ -269,3 +269,9 @@ def test_any_input_is_an_event_or_an_invalid_event_with_a_reason(raw: bytes) -> 
 def test_numbers_json_cannot_hold_are_invalid_events(literal: bytes) -> None:
     with pytest.raises(InvalidEvent):
         parse_event(b'{"user_id": "u", "item_id": "i", "event": "view", "ts": ' + literal + b"}")
+
+
+def test_an_unknown_event_type_is_told_every_type_there_is() -> None:
+    with pytest.raises(InvalidEvent) as bad:
+        parse_event(b'{"user_id": "u", "item_id": "i", "event": "like", "ts": 1700000000}')
+    assert bad.value.reason.endswith("expected one of " + ", ".join(EVENT_TYPES)) and len(EVENT_TYPES) == 5
