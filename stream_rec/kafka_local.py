@@ -206,7 +206,10 @@ def install(settings: Settings) -> Path:
             (work / "pom.xml").write_text(_fetch_pom(settings.kafka_version))
             out = work / "libs"
             cmd = [
+                # Maven's own repository in the fetch folder, deleted with it: nothing is left in the account's
+                # ~/.m2 (Java finds that from the account, not from $HOME), and only the jars are kept.
                 mvn, "-q", "-B", "-Dstyle.color=never", "-f", str(work / "pom.xml"),
+                f"-Dmaven.repo.local={work / 'repository'}",
                 f"{_DEPENDENCY_PLUGIN}:copy-dependencies",
                 "-DincludeScope=runtime", f"-DoutputDirectory={out}",
             ]  # fmt: skip

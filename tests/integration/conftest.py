@@ -3,7 +3,6 @@ processes that can be killed, and reading topics back."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -17,19 +16,9 @@ from typing import Any
 import orjson
 import pytest
 
-from stream_rec.kafka_local import is_up
 from stream_rec.processes import free_port, worker_env
 from stream_rec.settings import Settings
 from stream_rec.topics import create_topics, delete_topics, load_specs, specs_for
-
-BROKER = os.environ.get("STREAM_REC_BROKER", "127.0.0.1:9092")
-
-
-@pytest.fixture
-def broker() -> str:
-    if not is_up(BROKER):
-        pytest.fail(f"no Kafka broker on {BROKER}: start one with `stream-rec kafka start`")
-    return BROKER
 
 
 def run_settings(broker: str, folder: Path, **overrides: Any) -> Settings:

@@ -12,15 +12,13 @@ import orjson
 import pytest
 
 from stream_rec.cli import main
-from stream_rec.kafka_local import is_up
 
 pytestmark = pytest.mark.kafka
 
 
-def test_bench_times_the_worker_and_the_ceiling(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    broker = os.environ.get("STREAM_REC_BROKER", "127.0.0.1:9092")
-    if not is_up(broker):
-        pytest.fail(f"no Kafka broker on {broker}: start one with `stream-rec kafka start`")
+def test_bench_times_the_worker_and_the_ceiling(
+    broker: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "bench.json"
     argv = ["--broker", broker, "bench", "--synthetic", "400", "--warmup", "50", "--json", str(out)]
     assert main(argv) == 0

@@ -3,7 +3,6 @@ of its own (own topics, group and worker state, all removed afterwards)."""
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -11,7 +10,6 @@ import pytest
 
 from stream_rec.cli import main
 from stream_rec.events import encode_event
-from stream_rec.kafka_local import is_up
 from stream_rec.processes import free_port
 from stream_rec.synthetic import synthetic_events
 
@@ -29,11 +27,8 @@ def demo_topics(broker: str) -> list[str]:
 
 
 def test_two_demo_runs_each_recommend_every_event_and_clean_up(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    broker: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    broker = os.environ.get("STREAM_REC_BROKER", "127.0.0.1:9092")
-    if not is_up(broker):
-        pytest.fail(f"no Kafka broker on {broker}: start one with `stream-rec kafka start`")
     home = tmp_path / "home"
     monkeypatch.setenv("STREAM_REC_HOME", str(home))
     monkeypatch.setenv("STREAM_REC_WEB_PORT", str(free_port()))

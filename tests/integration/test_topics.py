@@ -14,17 +14,13 @@ pytestmark = pytest.mark.kafka
 
 
 @pytest.fixture
-def settings() -> Iterator[Settings]:
+def settings(broker: str) -> Iterator[Settings]:
     """Settings naming throw-away topics; they are deleted afterwards."""
     from kafka import KafkaAdminClient
 
-    from stream_rec.kafka_local import is_up
-
-    base = Settings()
-    if not is_up(base.bootstrap, timeout=2):
-        pytest.skip(f"no Kafka broker at {base.bootstrap} (start one with `stream-rec broker start`)")
     run = f"t-{uuid.uuid4().hex[:12]}"
     settings = Settings(
+        broker=broker,
         topic_events=f"{run}-events",
         topic_recommendations=f"{run}-recommendations",
         topic_embeddings=f"{run}-user-embeddings",

@@ -39,9 +39,9 @@ def process(engine: Engine, accepted: list[Accepted]) -> list:
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Engine:
+def engine(settings: Settings) -> Engine:
     model = ModelSettings(dim=8, batch=8, replay_size=500, drift=False)
-    return Engine(Settings(home=tmp_path, data_dir=tmp_path / "worker", k=3, model=model))
+    return Engine(settings.model_copy(update={"k": 3, "model": model}))
 
 
 def test_a_redelivery_is_answered_without_learning_it_again(engine: Engine) -> None:
