@@ -323,8 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--models",
         default="popularity,decayed-popularity,markov,recent-markov,lstm",
-        help="comma-separated: popularity, decayed-popularity, markov, recent-markov, river-biasedmf, "
-        "river-funkmf, lstm, gru, transformer, graph",
+        help="comma-separated: popularity, decayed-popularity, markov, recent-markov, sknn, vsknn, sr, "
+        "recent-sknn, recent-vsknn, recent-sr, river-biasedmf, river-funkmf, lstm, gru, transformer, graph",
     )
     p.add_argument("--k", default="10", help="list length(s), e.g. 10 or 5,10,20")
     p.add_argument(

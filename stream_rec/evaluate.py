@@ -31,6 +31,7 @@ from .events import Event
 from .metrics import MetricAccumulator, rolling_mean
 from .recommenders.base import Recommender
 from .recommenders.decayed import DecayedPopularity
+from .recommenders.knn import SKNN, VSKNN, OwnFirst, SequentialRules
 from .recommenders.markov import Markov, RecentMarkov
 from .recommenders.popularity import Popularity
 from .recommenders.river_mf import RiverMF
@@ -41,8 +42,8 @@ from .settings import ModelSettings
 __all__ = ["RECOMMENDERS", "evaluate", "make_recommender"]
 
 RECOMMENDERS: tuple[str, ...] = (
-    "popularity", "decayed-popularity", "markov", "recent-markov", "river-biasedmf", "river-funkmf",
-    "lstm", "gru", "transformer", "graph",
+    "popularity", "decayed-popularity", "markov", "recent-markov", "sknn", "vsknn", "sr", "recent-sknn",
+    "recent-vsknn", "recent-sr", "river-biasedmf", "river-funkmf", "lstm", "gru", "transformer", "graph",
 )  # fmt: skip
 
 Progress = Callable[[int, int], None]  # (events done, events in all)
@@ -60,6 +61,11 @@ def make_recommender(name: str, model_settings: ModelSettings | None = None, *, 
         return Markov()
     if name == "recent-markov":
         return RecentMarkov()
+    knn: dict[str, Callable[[], Recommender]] = {"sknn": SKNN, "vsknn": VSKNN, "sr": SequentialRules}
+    if name in knn:
+        return knn[name]()
+    if name.startswith("recent-") and name.removeprefix("recent-") in knn:
+        return OwnFirst(knn[name.removeprefix("recent-")]())
     if name in ("river-biasedmf", "river-funkmf"):
         seed = (model_settings or ModelSettings()).seed
         # FunkMF has no biases to carry it early on: it needs a larger step (measured on MovieLens 100K).

@@ -1,4 +1,5 @@
-"""The baselines through the common interface: markov, recent-markov, decayed popularity and river's MF."""
+"""The baselines through the common interface: markov, recent-markov, decayed popularity, river's MF, the
+session-kNN methods and sequential rules (and their own-items-first variants)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from stream_rec.learner import Example
 from stream_rec.recommenders.base import Recommender
 from stream_rec.recommenders.decayed import DecayedPopularity
+from stream_rec.recommenders.knn import SKNN, VSKNN, OwnFirst, SequentialRules
 from stream_rec.recommenders.markov import Markov, RecentMarkov
 from stream_rec.recommenders.popularity import CountOrder
 from stream_rec.recommenders.river_mf import RiverMF
@@ -25,6 +27,12 @@ BASELINES: dict[str, Callable[[], Recommender]] = {
     "decayed-popularity": lambda: DecayedPopularity(half_life_events=50, refresh_every=1),
     "river-biasedmf": lambda: RiverMF("biased", seed=3),
     "river-funkmf": lambda: RiverMF("funk", lr=0.05, seed=3),
+    "sknn": SKNN,
+    "vsknn": VSKNN,
+    "sr": SequentialRules,
+    "recent-sknn": lambda: OwnFirst(SKNN()),
+    "recent-vsknn": lambda: OwnFirst(VSKNN()),
+    "recent-sr": lambda: OwnFirst(SequentialRules()),
 }
 
 
@@ -71,12 +79,13 @@ def test_exclude_seen(trained: Recommender) -> None:
 
 def test_untrained_ranks_nothing_but_the_users_own_items() -> None:
     for name, make in BASELINES.items():
-        assert [item for item, _ in make().rank(view("a", "b"), k=5)] == (["b", "a"] if name == "recent-markov" else [])
+        own_first = name.startswith("recent-")
+        assert [item for item, _ in make().rank(view("a", "b"), k=5)] == (["b", "a"] if own_first else [])
 
 
-@pytest.mark.parametrize("cls", [Markov, RecentMarkov])
-def test_planted_transition_is_learned(cls: type[Markov]) -> None:
-    rec = cls()
+@pytest.mark.parametrize("name", ["markov", "recent-markov", "sknn", "vsknn", "sr", "recent-sknn", "recent-sr"])
+def test_planted_transition_is_learned(name: str) -> None:
+    rec = BASELINES[name]()
     rec.learn_many(planted())
     # With exclude_seen, recent-markov's own items are excluded and it ranks as markov does.
     assert rec.rank(view("i5", "a"), k=1, exclude_seen=True)[0][0] == "b"
@@ -164,3 +173,51 @@ def test_river_mf_needs_users() -> None:
         RiverMF().learn_many([([], Step("a", "view", T0))])
     with pytest.raises(ValueError, match="kind"):
         RiverMF("svd")
+
+
+def users(streams: dict[str, str], t: float = T0) -> list[Example]:
+    """Each user's items in order, one example per event."""
+    out: list[Example] = []
+    for user, items in streams.items():
+        steps = [Step(item, "view", t + n, user=user) for n, item in enumerate(items)]
+        out.extend((steps[:n], steps[n]) for n in range(len(steps)))
+    return out
+
+
+def test_sknn_scores_by_the_summed_cosine_of_the_neighbours_that_hold_an_item() -> None:
+    rec = SKNN()
+    rec.learn_many(users({"u1": "ab", "u2": "abc", "u3": "cd"}))
+    scores = rec.scores([Step("a", "view", T0, user="me")])
+    s1, s2 = 1 / (1 * 2**0.5), 1 / (1 * 3**0.5)  # query {a}: u1 {a, b}, u2 {a, b, c}; u3 shares nothing
+    assert scores == pytest.approx({"a": s1 + s2, "b": s1 + s2, "c": s2})
+
+
+def test_vsknn_weighs_the_querys_newer_items_more() -> None:
+    streams = {"old": "ax", "new": "by"}  # "old" shares the query's older item, "new" its newest
+    query = [Step("a", "view", T0, user="me"), Step("b", "view", T0 + 1, user="me")]
+    plain, weighted = SKNN(), VSKNN()
+    for rec in (plain, weighted):
+        rec.learn_many(users(streams))
+    assert plain.scores(query)["x"] == pytest.approx(plain.scores(query)["y"])
+    assert weighted.scores(query)["y"] > weighted.scores(query)["x"]
+
+
+def test_a_user_is_not_their_own_neighbour() -> None:
+    rec = SKNN()
+    rec.learn_many(users({"me": "abc", "u2": "az"}))
+    assert set(rec.scores([Step("a", "view", T0, user="me")])) == {"a", "z"}
+
+
+def test_knn_memory_and_candidates_stay_bounded_as_the_stream_grows() -> None:
+    rec = SKNN(sample=20, keep=5)
+    rec.learn_many(users({f"u{n}": "abcdefgh" for n in range(200)}))
+    assert max(len(u) for u in rec.users_of.values()) == 20, "an item keeps its 20 most recent users"
+    assert max(len(i) for i in rec.recent.values()) == 5, "a user keeps their 5 newest distinct items"
+    assert list(rec.users_of["h"])[-1] == "u199" and "u0" not in rec.users_of["h"]
+
+
+def test_sequential_rules_weigh_a_follower_by_its_gap() -> None:
+    rec = SequentialRules(steps=3)
+    rec.learn_many(users({"u1": "abc", "u2": "axc"}))
+    assert rec.rules["a"] == pytest.approx({"b": 1.0, "x": 1.0, "c": 1.0})  # c: 1/2 after a, twice
+    assert rec.rules["b"] == {"c": 1.0} and rec.scores(view("q", "a"))["c"] == pytest.approx(1.0)

@@ -1,0 +1,196 @@
+"""Session-based nearest neighbours and sequential rules: the simple methods the session-based literature found
+hardest to beat (Ludewig and Jannach, "Evaluation of session-based recommendation algorithms", UMUAI 2018).
+
+- :class:`SKNN`: the user's last few distinct items are the query; the candidate neighbours are the most recently
+  active users that share an item with it (at most ``sample``); their similarity is the cosine of the two item
+  sets; an item scores the summed similarity of the ``neighbours`` nearest that hold it.
+- :class:`VSKNN`: the same with the query's items weighted by recency, linearly: the newest 1, the oldest ``1/q``.
+- :class:`SequentialRules`: the items that followed each item within ``steps`` steps anywhere in the stream,
+  weighted ``1/gap``; the user's last item's rules rank.
+- :class:`OwnFirst`: any of them with the user's own recent items first, as ``recent-markov`` does for Markov.
+
+Every one fills the rest of the list by popularity. A neighbour is what a user did recently (the last ``keep``
+distinct items), kept per user as examples arrive; each item remembers its ``sample`` most recent users, so a
+ranking costs about ``query x sample`` set lookups however long the stream has run.
+
+>>> from stream_rec.sequences import Step
+>>> knn = SKNN()
+>>> steps = {u: [Step(x, "view", float(n), user=u) for n, x in enumerate(items)]
+...          for u, items in {"u1": "ab", "u2": "abc", "u3": "xyz"}.items()}
+>>> knn.learn_many([(s[:n], s[n]) for s in steps.values() for n in range(len(s))])
+>>> [item for item, _ in knn.rank([Step("a", "view", 9.0, user="me")], k=3, exclude_seen=True)]
+['b', 'c', 'x']
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from ..sequences import Step
+from .base import Example, Ranking, Recommender
+from .popularity import CountOrder
+
+__all__ = ["SKNN", "VSKNN", "OwnFirst", "SequentialRules"]
+
+
+class _PopularityFill(Recommender):
+    """What the methods here share: popularity to fill a list their evidence leaves short."""
+
+    def __init__(self) -> None:
+        self.popularity = CountOrder()
+
+    def _fill(self, scores: dict[str, float], k: int, skip: set[str]) -> Ranking:
+        """The ``k`` best of ``scores`` not in ``skip``, then the most popular items, by score."""
+        best = heapq.nlargest(k + len(skip), scores.items(), key=lambda kv: kv[1]) if scores else []
+        ranking = [(item, s) for item, s in best if item not in skip][:k]
+        if len(ranking) < k:
+            taken = skip | {item for item, _ in ranking}
+            counts, share = self.popularity.counts, 1.0 / (self.popularity.total + 1)
+            low = min((s for _, s in ranking), default=1.0)
+            for item in self.popularity.items():
+                if item not in taken:
+                    ranking.append((item, low * counts[item] * share))  # below every scored item
+                    if len(ranking) == k:
+                        break
+        return ranking
+
+    def rank_many(self, histories: Sequence[Sequence[Step]], k: int, exclude_seen: bool = False) -> list[Ranking]:
+        return [self._fill(self.scores(h), k, {s.item for s in h} if exclude_seen else set()) for h in histories]
+
+    def scores(self, history: Sequence[Step]) -> dict[str, float]:
+        raise NotImplementedError
+
+
+class SKNN(_PopularityFill):
+    """Session-based kNN over users' recent item sets (module docstring)."""
+
+    name = "sknn"
+
+    def __init__(self, neighbours: int = 100, sample: int = 500, query: int = 10, keep: int = 50) -> None:
+        super().__init__()
+        self.neighbours, self.sample, self.query, self.keep = neighbours, sample, query, keep
+        self.recent: dict[str, OrderedDict[str, None]] = {}  # user -> last `keep` distinct items, newest last
+        self.users_of: dict[str, OrderedDict[str, None]] = {}  # item -> its last `sample` users, newest last
+        self.last_seen: dict[str, int] = {}  # user -> the event count at their last event (recency)
+        self.clock = 0
+
+    def learn_many(self, examples: Sequence[Example]) -> None:
+        for _, event in examples:
+            self.popularity.add(event.item)
+            self.clock += 1
+            user = event.user
+            if user is None:
+                continue
+            items = self.recent.setdefault(user, OrderedDict())
+            items[event.item] = None
+            items.move_to_end(event.item)
+            if len(items) > self.keep:
+                items.popitem(last=False)
+            users = self.users_of.setdefault(event.item, OrderedDict())
+            users[user] = None
+            users.move_to_end(user)
+            if len(users) > self.sample:
+                users.popitem(last=False)
+            self.last_seen[user] = self.clock
+
+    def weights(self, history: Sequence[Step]) -> dict[str, float]:
+        """The query: the history's last ``query`` distinct items, each weighing 1."""
+        return dict.fromkeys(_last_distinct(history, self.query), 1.0)
+
+    def scores(self, history: Sequence[Step]) -> dict[str, float]:
+        query = self.weights(history)
+        if not query:
+            return {}
+        me = history[-1].user
+        candidates: set[str] = set()
+        for item in query:
+            candidates.update(self.users_of.get(item, ()))
+        candidates.discard(me or "")
+        if len(candidates) > self.sample:
+            candidates = set(heapq.nlargest(self.sample, candidates, key=self.last_seen.__getitem__))
+        norm_q = math.sqrt(sum(w * w for w in query.values()))
+        similar = []
+        for user in candidates:
+            theirs = self.recent[user]
+            shared = sum(w for item, w in query.items() if item in theirs)
+            similar.append((shared / (norm_q * math.sqrt(len(theirs))), user))
+        scores: dict[str, float] = {}
+        for sim, user in heapq.nlargest(self.neighbours, similar):
+            for item in self.recent[user]:
+                scores[item] = scores.get(item, 0.0) + sim
+        return scores
+
+
+class VSKNN(SKNN):
+    """:class:`SKNN` with the query's items weighted by recency, linearly (module docstring)."""
+
+    name = "vsknn"
+
+    def weights(self, history: Sequence[Step]) -> dict[str, float]:
+        items = _last_distinct(history, self.query)  # newest first
+        return {item: (len(items) - p) / len(items) for p, item in enumerate(items)}
+
+
+class SequentialRules(_PopularityFill):
+    """Sequential rules: what followed each item within ``steps`` steps, weighted by ``1/gap`` (module docstring).
+
+    An item keeps its ``limit`` strongest rules once it has ``4 * limit`` (memory bounded per item)."""
+
+    name = "sr"
+
+    def __init__(self, steps: int = 10, limit: int = 200) -> None:
+        super().__init__()
+        self.steps, self.limit = steps, limit
+        self.rules: dict[str, dict[str, float]] = {}
+
+    def learn_many(self, examples: Sequence[Example]) -> None:
+        for history, event in examples:
+            self.popularity.add(event.item)
+            for gap, step in enumerate(reversed(history[-self.steps :]), start=1):
+                if step.item == event.item:
+                    continue
+                rules = self.rules.setdefault(step.item, {})
+                rules[event.item] = rules.get(event.item, 0.0) + 1.0 / gap
+                if len(rules) > 4 * self.limit:
+                    self.rules[step.item] = dict(heapq.nlargest(self.limit, rules.items(), key=lambda kv: kv[1]))
+
+    def scores(self, history: Sequence[Step]) -> dict[str, float]:
+        return dict(self.rules.get(history[-1].item, {})) if history else {}
+
+
+class OwnFirst(Recommender):
+    """The user's own recent items (newest first, distinct), then ``inner``'s list.
+
+    With ``exclude_seen`` the user's items are all left out, so this ranks as ``inner`` does.
+    """
+
+    def __init__(self, inner: Recommender) -> None:
+        self.inner = inner
+        self.name = f"recent-{inner.name}"
+
+    def learn_many(self, examples: Sequence[Example]) -> None:
+        self.inner.learn_many(examples)
+
+    def rank_many(self, histories: Sequence[Sequence[Step]], k: int, exclude_seen: bool = False) -> list[Ranking]:
+        if exclude_seen:
+            return self.inner.rank_many(histories, k, exclude_seen)
+        out = []
+        for history, rest in zip(histories, self.inner.rank_many(histories, 2 * k), strict=True):
+            own = _last_distinct(history, k)
+            others = [(item, s) for item, s in rest if item not in own][: k - len(own)]
+            top = max((s for _, s in others), default=0.0)
+            out.append([(item, top + len(own) - i) for i, item in enumerate(own)] + others)
+        return out
+
+
+def _last_distinct(history: Sequence[Step], n: int) -> list[str]:
+    """The history's last ``n`` distinct items, newest first."""
+    out: dict[str, None] = {}
+    for step in reversed(history):
+        if len(out) == n:
+            break
+        out[step.item] = None
+    return list(out)
