@@ -36,7 +36,7 @@ from .model import SequenceModel
 from .model.repeat import segment_log_softmax
 from .optim import SparseAdagrad
 from .replay import ReplayBuffer
-from .scoring import COSINE_SCALE, FOLLOWERS, Scorer, modes, offered, seen_rows
+from .scoring import COSINE_SCALE, FOLLOWERS, SOURCES, Scorer, modes, offered, seen_rows
 from .sequences import Example
 from .settings import ModelSettings
 from .transitions import Transitions
@@ -119,12 +119,30 @@ class OnlineLearner:
         self.examples += len(examples)
 
     def _count_transitions(self, examples: Sequence[Example]) -> None:
-        vocab = self.vocab
+        """Count what the transition mode offers (``transition_window``): with a window of 1, the event after the
+        last item; wider, the event with each of the last few distinct items before it, both ways round."""
+        vocab, window, add = self.vocab, self.settings.transition_window, self.transitions.add
         for history, event in examples:
-            if history:
-                prev, row = vocab.rows_of([history[-1].item, event.item])
-                if prev and row:  # the vocabulary's own strings: every count shares them
-                    self.transitions.add(vocab.item(prev), vocab.item(row))  # type: ignore[arg-type]
+            row = vocab.index(event.item)
+            if not history or not row:
+                continue
+            item: str = vocab.item(row)  # type: ignore[assignment]  # the vocabulary's own strings: counts share them
+            if window == 1:
+                prev = vocab.index(history[-1].item)
+                if prev:
+                    add(vocab.item(prev), item)  # type: ignore[arg-type]
+                continue
+            together: dict[str, None] = {}
+            for step in reversed(history):
+                if len(together) == window:
+                    break
+                if step.item != item:
+                    together[step.item] = None
+            for other in together:
+                prev = vocab.index(other)
+                if prev:
+                    add(vocab.item(prev), item)  # type: ignore[arg-type]
+                    add(item, vocab.item(prev))  # type: ignore[arg-type]
 
     def _observe(self, examples: Sequence[Example]) -> None:
         steps = [step for history, event in examples for step in (*history[-1:], event)]
@@ -211,7 +229,11 @@ class OnlineLearner:
             # of every replayed target, and the gates would learn to trust it far more than it earns on new events.
             left_out = [None] * n_fresh + [e.item for _, e in examples[n_fresh:]]
             exclude, vocab, transitions = self.settings.exclude_seen, self.vocab, self.transitions
-            offers = [offered(h, vocab, transitions, exclude, out) for h, out in zip(histories, left_out, strict=True)]
+            # ... from every source it was counted with (each of the last few items, with a window over one).
+            every = SOURCES if self.settings.transition_window > 1 else 1
+            offers = [
+                offered(h, vocab, transitions, exclude, out, every) for h, out in zip(histories, left_out, strict=True)
+            ]
         else:
             offers = [{} for _ in histories]
         log_gates, scores = modes(self.model, user, repeats, offers)

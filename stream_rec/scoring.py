@@ -47,10 +47,12 @@ def offered(
     transitions: Transitions,
     exclude_seen: bool,
     left_out: str | None = None,
+    left_out_sources: int = 1,
 ) -> dict[int, float]:
     """The transition mode's items for a history, as ``vocab``'s rows: what followed its last few distinct known
     items elsewhere in the stream (:meth:`Transitions.merged`), known ones only; the history's own items left out
-    where seen items are never ranked."""
+    where seen items are never ranked. One count of ``left_out`` is left out after each of the first
+    ``left_out_sources`` sources (a replayed example's own counts)."""
     sources: dict[str, None] = {}  # the last few distinct known items, newest first (walked back, not looked up)
     index = vocab.index
     for step in reversed(history):
@@ -58,7 +60,7 @@ def offered(
             sources[step.item] = None
             if len(sources) == SOURCES:
                 break
-    merged = transitions.merged(list(sources), FOLLOWERS, left_out)
+    merged = transitions.merged(list(sources), FOLLOWERS, left_out, left_out_sources)
     out = {row: weight for row, weight in zip(vocab.rows_of(merged), merged.values(), strict=True) if row}
     if exclude_seen:
         for row in vocab.rows_of([s.item for s in history]):

@@ -73,6 +73,14 @@ class ModelSettings(BaseModel):
         "stream, by count, with a learned gate; auto = on where the user's own items are ranked too (repeat "
         "consumption, as in e-commerce sessions), off with exclude_seen (there it cut MovieLens's HR@10 by a third)",
     )
+    transition_window: int = Field(
+        3,
+        ge=1,
+        le=200,
+        description="what the transition mode counts: each event as following each of the user's last N distinct "
+        "items before it, and each of those as following it (items that go together, as session-kNN finds them); "
+        "1 = only what came right after the last item (first-order Markov)",
+    )
     popularity: bool = Field(
         True,
         description="add a learned multiple of log(1 + the item's count so far) to its score: a popularity prior "

@@ -68,11 +68,13 @@ class Transitions:
         self._owned.clear()
         return view
 
-    def merged(self, sources: list[str], limit: int, left_out: str | None = None) -> dict[str, float]:
+    def merged(
+        self, sources: list[str], limit: int, left_out: str | None = None, left_out_sources: int = 1
+    ) -> dict[str, float]:
         """The followers of ``sources`` (an item history's last few, newest first): the newest one's count fully,
         each older one's half as much as the one after it (as session-based kNN weighs a session's items); each
-        source's ``limit`` most frequent, the ``limit`` best in all. One count of ``left_out`` after the newest
-        source is left out (the transition a replayed example taught when it was new)."""
+        source's ``limit`` most frequent, the ``limit`` best in all. One count of ``left_out`` after each of the
+        ``left_out_sources`` newest sources is left out (what a replayed example taught when it was new)."""
         merged: dict[str, float] = {}
         for j, source in enumerate(sources):
             followers = self._followers.get(source)
@@ -80,7 +82,7 @@ class Transitions:
                 continue
             weight = 0.5**j
             for follower, n in followers.most_common(limit):
-                if j == 0 and follower == left_out:
+                if j < left_out_sources and follower == left_out:
                     n -= 1
                 if n > 0:
                     merged[follower] = merged.get(follower, 0.0) + weight * n

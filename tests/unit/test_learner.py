@@ -342,6 +342,7 @@ def test_an_evicted_item_leaves_no_transition_counts_for_its_rows_next_item() ->
         learner.learn(stream[start : start + 4])
     assert "b" not in learner.vocab and learner.vocab.evicted > 0
     occurred = {(h[-1].item, e.item) for h, e in stream}
+    occurred |= {(nxt, prev) for prev, nxt in occurred}  # items that went together are counted both ways round
     counted = {(prev, nxt) for prev, nxt, _ in learner.transitions.triples()}
     assert counted and counted <= occurred  # no count moved to a pair that never happened
     assert all(prev in learner.vocab and nxt in learner.vocab for prev, nxt in counted), "none of evicted items"
@@ -418,3 +419,16 @@ def test_a_learner_with_replay_makes_full_garbage_collections_rarer_and_never_mo
         assert gc.get_threshold() == (500, 20, 1000)
     finally:
         gc.set_threshold(*saved)
+
+
+def test_the_transition_window_counts_items_that_went_together_both_ways_round() -> None:
+    history = [Step(x, "view", T0 + n) for n, x in enumerate("abcb")]
+    known = [([], step) for step in history]  # the items get rows first (no history: nothing counted)
+    wide = OnlineLearner(small(transition_window=2))
+    wide.learn(known)
+    wide.learn([(history, Step("d", "view", T0 + 9))])
+    assert sorted((p, n) for p, n, _ in wide.transitions.triples()) == [("b", "d"), ("c", "d"), ("d", "b"), ("d", "c")]
+    first_order = OnlineLearner(small(transition_window=1))
+    first_order.learn(known)
+    first_order.learn([(history, Step("d", "view", T0 + 9))])
+    assert [(p, n) for p, n, _ in first_order.transitions.triples()] == [("b", "d")]

@@ -29,7 +29,7 @@ def test_the_modes_parts_add_up_to_the_probability_the_ranking_is_by() -> None:
 
 
 def test_shares_name_the_mode_behind_each_item() -> None:
-    snapshot = learned(transitions=True).snapshot()
+    snapshot = learned(transitions=True, transition_window=1).snapshot()  # first-order: some items unrelated
     history = [Step("i3", "view", T0), Step("a", "view", T0 + 60)]
     unrelated = next(
         item for item in (f"i{k}" for k in range(20)) if item not in snapshot.transitions.merged(["a", "i3"], 50)
