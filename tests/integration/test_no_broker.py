@@ -46,7 +46,7 @@ def test_a_worker_waits_for_the_broker_saying_so_once(stopped: Settings, tmp_pat
     worker = WorkerProcess(settings, tmp_path / "worker.log").start()
     try:
         worker.wait_for("waiting for the Kafka broker", timeout=60)
-        time.sleep(8)
+        time.sleep(4)
         assert worker.alive() and worker.text().count("waiting for the Kafka broker") == 1
         kafka_local.start(stopped)
         worker.wait_for(r"the broker at .* answers", timeout=60)
