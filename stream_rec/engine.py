@@ -122,21 +122,23 @@ class Engine:
         batch where the user has an earlier event in it: ranked from the history up to that event, by a snapshot
         that learned nothing of this batch, so it knows nothing of the events after it); then what the web view
         shows: the rate, the items recommended, each user's last output, items' newest event."""
-        before: dict[str, Sequence[str]] = {}
-        for a, out in zip(batch, outputs, strict=True):
-            user = a.event.user_id
-            if a.learn:
-                self.metrics.score(a.event, before.get(user, a.served))
-            before[user] = [i["item_id"] for i in out.recommendation["items"]]
-        self.served += len(outputs)
-        self.rate.add(len(batch))
-        self.recommended.add(i["item_id"] for out in outputs for i in out.recommendation["items"])
+        before: dict[str, Sequence[str]] = {}  # this batch's lists so far, by user
+        recommended: list[str] = []
         last = self.last_outputs
         for a, out in zip(batch, outputs, strict=True):
-            last[a.event.user_id] = out
-            last.move_to_end(a.event.user_id)
-            if a.learn and a.event.ts > self.item_seen.get(a.event.item_id, -math.inf):
-                self.item_seen[a.event.item_id] = a.event.ts
+            user, event = a.event.user_id, a.event
+            items = [i["item_id"] for i in out.recommendation["items"]]
+            if a.learn:
+                self.metrics.score(event, before.get(user, a.served))
+                if event.ts > self.item_seen.get(event.item_id, -math.inf):
+                    self.item_seen[event.item_id] = event.ts
+            before[user] = items
+            recommended += items
+            last[user] = out
+            last.move_to_end(user)
+        self.served += len(outputs)
+        self.rate.add(len(batch))
+        self.recommended.add(recommended)
         while len(last) > INSPECTED_USERS:
             last.popitem(last=False)
 
@@ -272,14 +274,14 @@ class Engine:
     def stats(self) -> dict[str, Any]:
         """The engine's figures now (the web view's /stats; the worker adds what the consumer knows)."""
         m, snapshot, learner = self.metrics, self.serving, self.learner
-        recent_hits, recent_scored = m.recent.sums()
+        hit_rate_1m = m.recent.ratio()
         return {
             "events": m.events, "valid": m.events - m.invalid, "invalid": m.invalid, "duplicates": m.duplicates,
             "redelivered": m.redelivered, "rerouted": m.rerouted, "forgotten": m.forgotten, "expired": m.expired,
             "recommendations": self.served, "cold_start": m.cold_start,
             "events_per_s": round(self.rate.per_second(), 2),
             "scored": m.scored, "hits": m.hits, "hit_rate": round(m.hit_rate, 6), "ndcg": round(m.ndcg, 6),
-            "hit_rate_1m": round(recent_hits / recent_scored, 6) if recent_scored else None,
+            "hit_rate_1m": None if hit_rate_1m is None else round(hit_rate_1m, 6),
             "by_event": {
                 event: {"scored": int(n), "hit_rate": round(h / n, 6), "ndcg": round(g / n, 6)}
                 for event, (n, h, g) in sorted(m.by_event.items())

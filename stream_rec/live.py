@@ -138,8 +138,11 @@ class TopRecent:
 
     def _trim(self, now: float) -> None:
         while self._batches and self._batches[0][0] < now - self.span:
-            self._counts.subtract(self._batches.popleft()[1])
-            self._counts = +self._counts  # drop the items that fell to zero
+            gone = self._batches.popleft()[1]
+            self._counts.subtract(gone)
+            for item in gone:  # only these can have fallen to zero: no copy of the whole count
+                if self._counts[item] <= 0:
+                    del self._counts[item]
 
 
 @dataclass
@@ -149,7 +152,7 @@ class LiveMetrics:
 
     >>> m = LiveMetrics()
     >>> m.score(Event("u", "a", "view", 1e9), ["b", "a"]); m.score(Event("u", "c", "click", 1e9), ["a"])
-    >>> m.scored, m.hits, m.hit_rate, round(m.ndcg, 4), m.by_event["view"]
+    >>> m.scored, m.hits, m.hit_rate, round(m.ndcg, 4), [round(x, 4) for x in m.by_event["view"]]
     (2, 1, 0.5, 0.3155, [1, 1, 0.6309])
     """
 
@@ -178,7 +181,7 @@ class LiveMetrics:
         counts = self.by_event.setdefault(event.event, [0, 0, 0.0])
         counts[0] += 1
         counts[1] += rank is not None
-        counts[2] = round(counts[2] + gain, 4)
+        counts[2] += gain
         self.recent.add(rank is not None)
 
     @property

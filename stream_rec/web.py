@@ -19,6 +19,7 @@ characters) is a 400, an unknown one a 404, both with a JSON ``error``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from importlib import resources
 from typing import Any
@@ -71,6 +72,7 @@ def _bad_id(view: View, kind: str, value: str) -> Response | None:
     return None
 
 
+@functools.cache  # the package's files do not change while the worker runs
 def _asset(name: str) -> bytes:
     return resources.files("stream_rec").joinpath("dashboard", name).read_bytes()
 
@@ -108,6 +110,8 @@ def worker_stats(app: faust.App, engine: Engine, settings: Settings) -> dict[str
 
 def add_views(app: faust.App, engine: Engine, settings: Settings) -> None:
     """Register the worker's views on ``app``'s web server (``app.sequences`` is the users' table)."""
+
+    started = time.monotonic()
 
     def stats() -> dict[str, Any]:
         return worker_stats(app, engine, settings)
@@ -186,8 +190,6 @@ def add_views(app: faust.App, engine: Engine, settings: Settings) -> None:
             if name not in ASSETS:
                 return _error(self, 404, f"no file {name!r} in the dashboard")
             return _bytes(self, _asset(name), ASSETS[name], page=True)
-
-    started = time.monotonic()
 
 
 async def _reachable(bootstrap: str) -> bool:
