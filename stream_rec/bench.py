@@ -64,6 +64,12 @@ class RunFigures:
     learn_dropped: int | None = None  # the worker's examples shed unlearned
     serve_p50_ms: float | None = None  # the worker's: a batch read until its rankings are done (in the engine)
     serve_p99_ms: float | None = None
+    # Where the latency goes: produced until the worker published its answer (in, queued, batched, served),
+    # and published until the bench's consumer had it (the producer's linger, the broker, the fetch).
+    published_p50_ms: float | None = None
+    published_p99_ms: float | None = None
+    delivered_p50_ms: float | None = None
+    delivered_p99_ms: float | None = None
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -105,6 +111,7 @@ class _Outputs:
         self.proc = proc
         self.log = log
         self.arrived: dict[str, float] = {}
+        self.published: dict[str, float] = {}  # the output's own published_ts, where it has one
 
     def await_ids(self, ids: set[str], idle_timeout: float) -> None:
         """Poll until every id in ``ids`` has arrived; fail if nothing new arrives for ``idle_timeout`` s."""
@@ -119,11 +126,14 @@ class _Outputs:
                 now = time.time()
                 for record in records:
                     try:
-                        event_id = orjson.loads(record.value).get("event_id")
+                        value = orjson.loads(record.value)
+                        event_id = value.get("event_id")
                     except (orjson.JSONDecodeError, AttributeError):
                         continue
                     if isinstance(event_id, str) and event_id not in self.arrived:
                         self.arrived[event_id] = now
+                        if isinstance(published := value.get("published_ts"), float):
+                            self.published[event_id] = published
                         last = time.monotonic()
 
     def close(self) -> None:
@@ -162,12 +172,20 @@ def _measure(
     latencies = [(outputs.arrived[i] - t) * 1000 for i, t in sent.items()]
     seconds = max(outputs.arrived[i] for i in sent) - min(sent.values())
     cpu = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
+    split: dict[str, float] = {}
+    if timed := [i for i in sent if i in outputs.published]:
+        inside = [(outputs.published[i] - sent[i]) * 1000 for i in timed]
+        after = [(outputs.arrived[i] - outputs.published[i]) * 1000 for i in timed]
+        split = {
+            "published_p50_ms": round(percentile(inside, 50), 1), "published_p99_ms": round(percentile(inside, 99), 1),
+            "delivered_p50_ms": round(percentile(after, 50), 1), "delivered_p99_ms": round(percentile(after, 99), 1),
+        }  # fmt: skip
     return RunFigures(
         name=name, events=len(events), seconds=round(seconds, 3), events_per_s=round(len(events) / seconds, 1),
         p50_ms=round(percentile(latencies, 50), 1), p99_ms=round(percentile(latencies, 99), 1),
         max_ms=round(max(latencies), 1), cpu_s=None if cpu is None else round(cpu, 2),
         cpu_percent=None if cpu is None else round(100 * cpu / seconds, 1),
-        peak_rss_mb=None if peak is None else round(peak, 1), **learned,
+        peak_rss_mb=None if peak is None else round(peak, 1), **learned, **split,
     )  # fmt: skip
 
 
@@ -195,7 +213,10 @@ def _learned(settings: Settings, timeout: float = 120.0) -> dict[str, Any]:
     }  # fmt: skip
 
 
-_WORKER_ONLY = ("freshness_p50_ms", "freshness_p99_ms", "learn_dropped", "serve_p50_ms", "serve_p99_ms")
+_WORKER_ONLY = (
+    "freshness_p50_ms", "freshness_p99_ms", "learn_dropped", "serve_p50_ms", "serve_p99_ms", "published_p50_ms",
+    "published_p99_ms", "delivered_p50_ms", "delivered_p99_ms",
+)  # fmt: skip
 
 
 def run_bench(

@@ -242,7 +242,9 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         f"worker model freshness (arrival to a published snapshot that learned it, last minute): p50 "
         f"{report['freshness_p50_ms']} ms, p99 {report['freshness_p99_ms']} ms; examples shed unlearned: "
         f"{report['learn_dropped']}; in the engine, a batch read to its rankings: p50 {report['serve_p50_ms']} ms, "
-        f"p99 {report['serve_p99_ms']} ms"
+        f"p99 {report['serve_p99_ms']} ms; produced to published: p50 {report['published_p50_ms']} ms, p99 "
+        f"{report['published_p99_ms']} ms; published to read back: p50 {report['delivered_p50_ms']} ms, p99 "
+        f"{report['delivered_p99_ms']} ms"
     )
     if "ratio" in report:
         console.print(f"worker / ceiling throughput: {report['ratio']:.3f}")

@@ -34,6 +34,11 @@ def test_bench_times_the_worker_and_the_ceiling(
     assert report["ratio"] == pytest.approx(report["events_per_s"] / report["ceiling_events_per_s"], rel=1e-3)
     assert 0 < report["freshness_p50_ms"] <= report["freshness_p99_ms"], "the worker measured model freshness"
     assert isinstance(report["learn_dropped"], int) and "ceiling_freshness_p50_ms" not in report
+    # The latency split in two at the worker's published_ts: both parts positive, the way in the larger median.
+    assert 0 < report["published_p50_ms"] <= report["published_p99_ms"] <= report["max_ms"]
+    assert 0 < report["delivered_p50_ms"] <= report["delivered_p99_ms"] <= report["max_ms"]
+    assert report["published_p50_ms"] + report["delivered_p50_ms"] <= report["max_ms"]
+    assert "ceiling_published_p50_ms" not in report and "produced to published" in printed
     assert "worker / ceiling throughput" in printed and "ceiling" in printed and "model freshness" in printed
 
 
