@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import hashlib
 import logging
 import os
@@ -36,12 +35,12 @@ from .admission import Message, home_partition, plan_batch
 from .control import parse_command
 from .deadletter import envelope
 from .engine import Engine
-from .errors import InvalidEvent, StreamRecError
+from .errors import InvalidEvent
 from .sequences import with_served
 from .settings import Settings
 from .web import add_views, worker_stats
 
-__all__ = ["EXIT_UNCOMMITTED", "create_app", "hold_data_dir"]
+__all__ = ["EXIT_UNCOMMITTED", "create_app"]
 
 log = logging.getLogger(__name__)
 
@@ -91,35 +90,6 @@ def instance_id(settings: Settings) -> str:
         return settings.instance_id
     folder = str(settings.worker_dir.expanduser().resolve())
     return f"{settings.app_id}-{hashlib.sha256(folder.encode()).hexdigest()[:12]}"
-
-
-@contextlib.contextmanager
-def hold_data_dir(settings: Settings) -> Iterator[None]:
-    """Hold the worker's data folder for this process; a second worker on it is a clear error.
-
-    RocksDB locks its files too, but Faust retries on the lock forever, stalling the partition.
-    """
-    folder = settings.worker_dir
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "worker.lock"
-    with path.open("a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            pid = fh.read().strip() or "?"
-            raise StreamRecError(
-                f"another worker (pid {pid}) is using {folder}; give each worker a data folder of its own "
-                "(--data-dir or STREAM_REC_DATA_DIR)"
-            ) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()))
-        fh.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def create_app(settings: Settings) -> faust.App:

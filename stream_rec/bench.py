@@ -172,7 +172,7 @@ def _measure(
     latencies = [(outputs.arrived[i] - t) * 1000 for i, t in sent.items()]
     seconds = max(outputs.arrived[i] for i in sent) - min(sent.values())
     cpu = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
-    split: dict[str, float] = {}
+    split: dict[str, Any] = {}
     if timed := [i for i in sent if i in outputs.published]:
         inside = [(outputs.published[i] - sent[i]) * 1000 for i in timed]
         after = [(outputs.arrived[i] - outputs.published[i]) * 1000 for i in timed]

@@ -83,14 +83,16 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    import torch
-    from faust.worker import Worker
+    from .processes import hold_data_dir
 
-    from .app import configure_logging, create_app, hold_data_dir
-    from .kafka_local import is_up
-    from .logs import throttle_client_logs
+    with hold_data_dir(settings):  # before the heavy imports: a second worker on the folder is told at once
+        import torch
+        from faust.worker import Worker
 
-    with hold_data_dir(settings):
+        from .app import configure_logging, create_app
+        from .kafka_local import is_up
+        from .logs import throttle_client_logs
+
         torch.set_num_threads(settings.model.torch_threads(beside=2))  # serving and learning run side by side
         configure_logging(settings)
         if not is_up(settings.bootstrap, timeout=3.0):

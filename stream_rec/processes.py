@@ -1,19 +1,24 @@
 """Child processes with the parent's settings: the worker (``stream-rec demo``, ``stream-rec bench``) and the
 bench's ceiling. One place for the environment that carries settings across, the start and the stop, and for
-the settings of a run of its own (``isolated``)."""
+the settings of a run of its own (``isolated``); and the lock by which a worker holds its data folder
+(``hold_data_dir``), light to import so that a second worker on a folder is told at once."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import socket
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+from .errors import StreamRecError
 from .settings import Settings
 
-__all__ = ["free_port", "isolated", "start", "stop_process", "worker_env"]
+__all__ = ["free_port", "hold_data_dir", "isolated", "start", "stop_process", "worker_env"]
 
 _ENV_FIELDS = ("broker", "app_id", "topic_events", "topic_recommendations", "topic_embeddings", "topic_dlq",
                "topic_control", "partitions", "k", "data_dir", "home", "web_port")  # fmt: skip
@@ -72,3 +77,32 @@ def stop_process(worker: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             worker.kill()
             worker.wait()
+
+
+@contextlib.contextmanager
+def hold_data_dir(settings: Settings) -> Iterator[None]:
+    """Hold the worker's data folder for this process; a second worker on it is a clear error.
+
+    RocksDB locks its files too, but Faust retries on the lock forever, stalling the partition.
+    """
+    folder = settings.worker_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "worker.lock"
+    with path.open("a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            pid = fh.read().strip() or "?"
+            raise StreamRecError(
+                f"another worker (pid {pid}) is using {folder}; give each worker a data folder of its own "
+                "(--data-dir or STREAM_REC_DATA_DIR)"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
