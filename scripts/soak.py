@@ -139,7 +139,8 @@ def main() -> None:
             recs.close()
             ends.close()
             admin.close()
-            delete_topics(settings, containing=settings.app_id)
+            # "soak-<8 hex>": the run's own topics and, inside its app id, the worker's changelog.
+            delete_topics(settings, containing=settings.topic_events.removesuffix("-events"))
             if started:
                 kafka_local.stop(configured)
 
