@@ -31,8 +31,9 @@ from .events import Event
 from .metrics import MetricAccumulator, rolling_mean
 from .recommenders.base import Recommender
 from .recommenders.decayed import DecayedPopularity
-from .recommenders.knn import SKNN, VSKNN, OwnFirst, SequentialRules
+from .recommenders.knn import SKNN, VSKNN, SequentialRules
 from .recommenders.markov import Markov, RecentMarkov
+from .recommenders.own import OwnFirst
 from .recommenders.popularity import Popularity
 from .recommenders.river_mf import RiverMF
 from .recommenders.sequence import SequenceRecommender

@@ -1,7 +1,8 @@
 from .base import Ranking, Recommender
 from .decayed import DecayedPopularity
-from .knn import SKNN, VSKNN, OwnFirst, SequentialRules
+from .knn import SKNN, VSKNN, SequentialRules
 from .markov import Markov, RecentMarkov
+from .own import OwnFirst
 from .popularity import Popularity
 from .river_mf import RiverMF
 from .sequence import SequenceRecommender

@@ -7,7 +7,7 @@ hardest to beat (Ludewig and Jannach, "Evaluation of session-based recommendatio
 - :class:`VSKNN`: the same with the query's items weighted by recency, linearly: the newest 1, the oldest ``1/q``.
 - :class:`SequentialRules`: the items that followed each item within ``steps`` steps anywhere in the stream,
   weighted ``1/gap``; the user's last item's rules rank.
-- :class:`OwnFirst`: any of them with the user's own recent items first, as ``recent-markov`` does for Markov.
+- each also with the user's own recent items first (:class:`~.own.OwnFirst`), as ``recent-markov`` is Markov.
 
 Every one fills the rest of the list by popularity. A neighbour is what a user did recently (the last ``keep``
 distinct items), kept per user as examples arrive; each item remembers its ``sample`` most recent users, so a
@@ -31,9 +31,10 @@ from collections.abc import Sequence
 
 from ..sequences import Step
 from .base import Example, Ranking, Recommender
+from .own import last_distinct
 from .popularity import CountOrder
 
-__all__ = ["SKNN", "VSKNN", "OwnFirst", "SequentialRules"]
+__all__ = ["SKNN", "VSKNN", "SequentialRules"]
 
 
 class _PopularityFill(Recommender):
@@ -98,7 +99,7 @@ class SKNN(_PopularityFill):
 
     def weights(self, history: Sequence[Step]) -> dict[str, float]:
         """The query: the history's last ``query`` distinct items, each weighing 1."""
-        return dict.fromkeys(_last_distinct(history, self.query), 1.0)
+        return dict.fromkeys(last_distinct(history, self.query), 1.0)
 
     def scores(self, history: Sequence[Step]) -> dict[str, float]:
         query = self.weights(history)
@@ -130,7 +131,7 @@ class VSKNN(SKNN):
     name = "vsknn"
 
     def weights(self, history: Sequence[Step]) -> dict[str, float]:
-        items = _last_distinct(history, self.query)  # newest first
+        items = last_distinct(history, self.query)  # newest first
         return {item: (len(items) - p) / len(items) for p, item in enumerate(items)}
 
 
@@ -159,38 +160,3 @@ class SequentialRules(_PopularityFill):
 
     def scores(self, history: Sequence[Step]) -> dict[str, float]:
         return dict(self.rules.get(history[-1].item, {})) if history else {}
-
-
-class OwnFirst(Recommender):
-    """The user's own recent items (newest first, distinct), then ``inner``'s list.
-
-    With ``exclude_seen`` the user's items are all left out, so this ranks as ``inner`` does.
-    """
-
-    def __init__(self, inner: Recommender) -> None:
-        self.inner = inner
-        self.name = f"recent-{inner.name}"
-
-    def learn_many(self, examples: Sequence[Example]) -> None:
-        self.inner.learn_many(examples)
-
-    def rank_many(self, histories: Sequence[Sequence[Step]], k: int, exclude_seen: bool = False) -> list[Ranking]:
-        if exclude_seen:
-            return self.inner.rank_many(histories, k, exclude_seen)
-        out = []
-        for history, rest in zip(histories, self.inner.rank_many(histories, 2 * k), strict=True):
-            own = _last_distinct(history, k)
-            others = [(item, s) for item, s in rest if item not in own][: k - len(own)]
-            top = max((s for _, s in others), default=0.0)
-            out.append([(item, top + len(own) - i) for i, item in enumerate(own)] + others)
-        return out
-
-
-def _last_distinct(history: Sequence[Step], n: int) -> list[str]:
-    """The history's last ``n`` distinct items, newest first."""
-    out: dict[str, None] = {}
-    for step in reversed(history):
-        if len(out) == n:
-            break
-        out[step.item] = None
-    return list(out)

@@ -1,4 +1,4 @@
-"""First-order item transitions (Markov), and the user's own recent items followed by transitions.
+"""First-order item transitions (Markov), and the user's own recent items followed by transitions (own.py).
 
 Both keep the items in popularity order with an O(1) update (:class:`~.popularity.CountOrder`), so a ranking costs in
 proportion to ``k``, the history and the last item's successors, never to the catalogue (Taobao has millions).
@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from ..sequences import Step
 from ..transitions import Transitions
 from .base import Example, Ranking, Recommender
+from .own import OwnFirst
 from .popularity import CountOrder
 
 __all__ = ["Markov", "RecentMarkov"]
@@ -67,7 +68,7 @@ class Markov(Recommender):
         return ranking
 
 
-class RecentMarkov(Markov):
+class RecentMarkov(OwnFirst):
     """The user's own recent items (most recent first, distinct), then :class:`Markov`'s list.
 
     With ``exclude_seen`` the user's items are all excluded, so this ranks as :class:`Markov` does.
@@ -80,19 +81,5 @@ class RecentMarkov(Markov):
     ['c', 'a', 'b']
     """
 
-    name = "recent-markov"
-
-    def rank_many(self, histories: Sequence[Sequence[Step]], k: int, exclude_seen: bool = False) -> list[Ranking]:
-        out = []
-        for history in histories:
-            skip = {s.item for s in history} if exclude_seen else set()
-            recent: dict[str, None] = {}  # insertion-ordered set
-            for step in reversed(history):
-                if len(recent) == k:
-                    break
-                if step.item not in skip:
-                    recent[step.item] = None
-            rest = self._rank_one(history, k - len(recent), skip | recent.keys())
-            top = rest[0][1] if rest else 0.0
-            out.append([(item, top + len(recent) - i) for i, item in enumerate(recent)] + rest)
-        return out
+    def __init__(self) -> None:
+        super().__init__(Markov())

@@ -12,8 +12,9 @@ import pytest
 from stream_rec.learner import Example
 from stream_rec.recommenders.base import Recommender
 from stream_rec.recommenders.decayed import DecayedPopularity
-from stream_rec.recommenders.knn import SKNN, VSKNN, OwnFirst, SequentialRules
+from stream_rec.recommenders.knn import SKNN, VSKNN, SequentialRules
 from stream_rec.recommenders.markov import Markov, RecentMarkov
+from stream_rec.recommenders.own import OwnFirst
 from stream_rec.recommenders.popularity import CountOrder
 from stream_rec.recommenders.river_mf import RiverMF
 from stream_rec.sequences import Step
