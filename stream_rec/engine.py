@@ -223,8 +223,11 @@ class Engine:
             "replay": len(learner.replay), "replay_capacity": learner.settings.replay_size,
             "steps": learner.steps, "examples": learner.examples,
             "checkpoint": str(self.checkpoint_path) if self.checkpoint_path else None,
-            "checkpoint_age_s": None if self.checkpoint_ts is None else round(time.time() - self.checkpoint_ts, 3),
+            "checkpoint_age_s": self._checkpoint_age(),
         }  # fmt: skip
+
+    def _checkpoint_age(self) -> float | None:
+        return None if self.checkpoint_ts is None else round(time.time() - self.checkpoint_ts, 3)
 
     # -- learning and its state --------------------------------------------------------------------------------
 
@@ -295,6 +298,6 @@ class Engine:
             "latency_p50_s": self.latency.percentile(50), "latency_p99_s": self.latency.percentile(99),
             "freshness_p50_s": self.trainer.freshness.percentile(50),
             "freshness_p99_s": self.trainer.freshness.percentile(99),
-            "checkpoint_age_s": None if self.checkpoint_ts is None else round(time.time() - self.checkpoint_ts, 3),
+            "checkpoint_age_s": self._checkpoint_age(),
             "top_recommended": [{"item_id": item, "count": n} for item, n in self.recommended.top(10)],
         }  # fmt: skip

@@ -82,17 +82,10 @@ def worker_stats(app: faust.App, engine: Engine, settings: Settings) -> dict[str
     yet taken by the agent) and the partitions of the events topic assigned to it."""
     stats = engine.stats()
     lag: dict[str, int] = {}
-    assigned: list[int] = []
     read_offsets = app.monitor.tp_read_offsets
-    try:
-        assignment = sorted(app.consumer.assignment())
-    except Exception:  # no consumer yet (starting)
-        assignment = []
-    for tp in assignment:
+    for tp in _assignment(app):
         if tp.topic not in (settings.topic_events, settings.topic_rerouted):
             continue
-        if tp.topic == settings.topic_events:
-            assigned.append(tp.partition)
         try:
             end = app.consumer.highwater(tp)
         except Exception:
@@ -103,9 +96,21 @@ def worker_stats(app: faust.App, engine: Engine, settings: Settings) -> dict[str
         lag[f"{tp.topic}:{tp.partition}"] = max(0, end - (read + 1 if read is not None else 0))
     stats["lag"] = lag
     stats["lag_total"] = sum(lag.values()) if lag else None
-    stats["partitions"] = assigned
+    stats["partitions"] = assigned = _events_partitions(app, settings)
     stats["partitions_assigned"] = len(assigned)
     return stats
+
+
+def _assignment(app: faust.App) -> list[Any]:
+    try:
+        return sorted(app.consumer.assignment())
+    except Exception:  # no consumer yet (starting)
+        return []
+
+
+def _events_partitions(app: faust.App, settings: Settings) -> list[int]:
+    """The partitions of the events topic assigned to this worker."""
+    return [tp.partition for tp in _assignment(app) if tp.topic == settings.topic_events]
 
 
 def add_views(app: faust.App, engine: Engine, settings: Settings) -> None:
@@ -168,13 +173,12 @@ def add_views(app: faust.App, engine: Engine, settings: Settings) -> None:
     class Health(View):
         async def get(self, request: Request) -> Response:
             broker = await _reachable(settings.bootstrap)
-            figures = stats()
-            partitions = figures["partitions"]
+            partitions = _events_partitions(app, settings)  # not the whole of /stats: a probe polls this often
             serving = engine.trainer.running and bool(partitions)
             status = "ok" if serving and broker else "starting" if not serving else "broker unreachable"
             body = {
                 "status": status, "broker": settings.bootstrap, "broker_reachable": broker,
-                "partitions": partitions, "learning": engine.trainer.running, "model_version": figures["model_version"],
+                "partitions": partitions, "learning": engine.trainer.running, "model_version": engine.serving.version,
                 "uptime_s": round(time.monotonic() - started, 3),
             }  # fmt: skip
             return _json(self, body, 200 if status == "ok" else 503)
