@@ -38,7 +38,7 @@ def top_k(
     log_explore: np.ndarray | None = None,
     boost: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     exclude: tuple[np.ndarray, np.ndarray] | None = None,
-    block: int = 4096,
+    block: int | None = None,
     sub: int = 8,
 ) -> Ranked:
     """The ``k`` best rows of ``weight`` for each user, scored ``s = user @ weight.T + bias``.
@@ -51,9 +51,11 @@ def top_k(
     - ``exclude`` ``(batch [M], rows [M])``: never rank those pairs.
 
     Returns rows ``[B, k]`` and scores ``[B, k]``, best first; where a row has fewer than ``k`` rankable items
-    the tail has score ``-inf``.
+    the tail has score ``-inf``. ``block`` items are scored at a time (default: see ``BLOCK_FLOATS``).
     """
     b_size, r_size = user.shape[0], weight.shape[0]
+    if block is None:
+        block = max(MIN_BLOCK, BLOCK_FLOATS // max(b_size, 1))
     block -= block % sub
     special_batch, special_rows = _special(boost, exclude)
     # Special pairs by row, so that each block finds its own: they are masked out of its slice maxima.
@@ -116,6 +118,12 @@ def top_k(
     order = np.argsort(-values, axis=1, kind="stable")
     return np.take_along_axis(rows, np.take_along_axis(best, order, 1), 1), np.take_along_axis(values, order, 1)
 
+
+# A block's scores, [block, B] floats, stay within the CPU's cache at this size, and small batches (the worker's)
+# get few wide blocks: each block costs a dozen tensor operations, and each of those gives up the interpreter's
+# lock and must win it back, which beside a busy event loop costs more than the arithmetic (BENCHMARKS.md).
+BLOCK_FLOATS = 1 << 19
+MIN_BLOCK = 4096
 
 _LOG2E = 1 / math.log(2)
 _SAFE = 60.0  # |largest score| under which exp(score) summed over millions of items stays finite in float32
