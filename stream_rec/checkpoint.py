@@ -1,8 +1,9 @@
 """Checkpoints of the online learner: weights, optimizer state, vocabulary and the offsets learned up to.
 
 One file per checkpoint, in the safetensors format: the tensors (model weights, optimizer state, the torch
-generator, the transition counts) are raw arrays and everything else (settings, vocabulary, optimizer
-hyper-parameters, counters, the consumed offsets) is JSON in the file's header. Loading parses arrays and JSON
+generator) are raw arrays, the transition counts JSON bytes (a Python loop over their pairs would hold up
+serving), and everything else (settings, vocabulary, optimizer hyper-parameters, counters, the consumed offsets)
+is JSON in the file's header. Loading parses arrays and JSON
 only: nothing is unpickled, so a checkpoint from elsewhere cannot run code. A file is written beside its final
 name, flushed to disk and renamed over it, so a crash leaves the previous checkpoint or the new one, never half
 of one. Its header carries a SHA-256 digest of every tensor's bytes and every header field, verified on load, so
@@ -40,7 +41,9 @@ __all__ = ["FORMAT", "Snapshot", "candidates", "latest", "load", "load_newest", 
 
 log = logging.getLogger(__name__)
 
-FORMAT = "stream-rec-checkpoint/4"  # 2: the popularity prior; 3: item feature tokens, the repeat slope; 4: digest
+# 2: the popularity prior; 3: item feature tokens, the repeat slope; 4: digest; 5: transition counts as JSON
+FORMAT = "stream-rec-checkpoint/5"
+_READS = {FORMAT, "stream-rec-checkpoint/4"}
 _PREFIX, _SUFFIX = "checkpoint-", ".safetensors"
 _NAME = re.compile(r"checkpoint-(\d{1,18})\.safetensors")
 DAMAGED = ".damaged"  # a damaged checkpoint is renamed to <name>.damaged, kept for a look but never read again
@@ -66,10 +69,11 @@ def snapshot(learner: OnlineLearner, *, offsets: dict[str, int] | None = None) -
     tensors = dict(state["tensors"])
     if state["drift"] is not None:
         tensors["drift.adwin"] = torch.frombuffer(bytearray(state["drift"]), dtype=torch.uint8)
+    tensors["transitions.json"] = torch.frombuffer(bytearray(state["transitions"]), dtype=torch.uint8)
     metadata = {
         "format": FORMAT,
         "settings": state["settings"].model_dump_json(),
-        "vocab": json.dumps(state["vocab"]),
+        "vocab": orjson.dumps(state["vocab"]).decode(),  # json's own encoder holds the interpreter's lock longer
         "optimizers": json.dumps(state["optimizers"]),
         "learner": json.dumps(state["counters"]),
         "offsets": json.dumps(offsets or {}),
@@ -103,11 +107,12 @@ def load(path: str | Path, settings: ModelSettings | None = None) -> tuple[Onlin
     except (OSError, SafetensorError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
     found = metadata.get("format", "")
-    if found.startswith("stream-rec-checkpoint/") and found != FORMAT:
+    if found.startswith("stream-rec-checkpoint/") and found not in _READS:
         raise CheckpointError(
-            f"{path} is an older checkpoint ({found}); this version reads {FORMAT}: move it away to start afresh"
+            f"{path} is an older checkpoint ({found}); this version reads {' and '.join(sorted(_READS))}: move it "
+            "away to start afresh"
         )
-    if found != FORMAT:
+    if found not in _READS:
         raise CheckpointError(f"{path} is not a stream-rec checkpoint ({FORMAT})")
     fields = {key: value for key, value in metadata.items() if key != "digest"}
     if metadata.get("digest") != _digest(tensors, fields):
@@ -117,10 +122,12 @@ def load(path: str | Path, settings: ModelSettings | None = None) -> tuple[Onlin
         learner = OnlineLearner(settings or saved)
         replay = ReplayBuffer.from_tensors(tensors, learner.settings.replay_size, path)
         window = tensors.pop("drift.adwin", None)
+        counts = tensors.pop("transitions.json", None)
         state = {
             "tensors": tensors, "optimizers": json.loads(metadata["optimizers"]),
             "vocab": json.loads(metadata["vocab"]), "counters": json.loads(metadata["learner"]),
             "drift": None if window is None else bytes(window.numpy()), "replay": replay.examples,
+            "transitions": None if counts is None else bytes(counts.numpy()),
         }  # fmt: skip
         learner.load_state_dict(state)
         offsets = {str(k): int(v) for k, v in json.loads(metadata["offsets"]).items()}

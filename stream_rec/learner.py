@@ -281,7 +281,8 @@ class OnlineLearner:
         """Copies of everything the learner's future depends on: it can be packed and written while it learns on.
 
         Tensors are under ``"tensors"``; everything else is plain JSON-able data, but for ``"replay"`` (the
-        buffer's examples, never changed once made) and the drift detector's window (river's own bytes).
+        buffer's examples, never changed once made), the drift detector's window (river's own bytes) and the
+        transition counts (JSON bytes, :meth:`Transitions.to_json`).
         """
         tensors = {f"model.{name}": _copy(value) for name, value in self.model.state_dict().items()}
         optimizers = []
@@ -296,9 +297,6 @@ class OnlineLearner:
                         scalars.setdefault(str(index), {})[key] = value
             optimizers.append({"param_groups": state["param_groups"], "scalars": scalars})
         tensors["rng.torch"] = self._gen.get_state()
-        index = self.vocab.index  # transitions as rows: the vocabulary, saved beside them, names the items
-        triples = [(index(prev), index(nxt), n) for prev, nxt, n in self.transitions.triples()]
-        tensors["transitions"] = torch.tensor(triples, dtype=torch.long).reshape(-1, 3)  # [P, 3]: prev, next, count
         counters = {
             "steps": self.steps, "skipped_steps": self.skipped_steps, "examples": self.examples,
             "drifts": self.drifts, "boost_left": self._boost_left, "last_loss": self.last_loss,
@@ -312,7 +310,7 @@ class OnlineLearner:
         return {
             "settings": self.settings, "tensors": tensors, "optimizers": optimizers,
             "vocab": self.vocab.state_dict(), "counters": counters, "drift": drift_window,
-            "replay": list(self.replay.examples),
+            "replay": list(self.replay.examples), "transitions": self.transitions.to_json(),
         }  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -333,12 +331,15 @@ class OnlineLearner:
                 opt_state.setdefault(int(index), {}).update(scalars)
             opt.load_state_dict({"state": opt_state, "param_groups": saved["param_groups"]})
         self._gen.set_state(tensors["rng.torch"])
-        self.transitions = Transitions(limit=FOLLOWERS)
-        for prev, nxt, n in tensors["transitions"].tolist():
-            prev_item, next_item = self.vocab.item(prev), self.vocab.item(nxt)
-            if prev_item is None or next_item is None:
-                raise ValueError("a transition refers to an item the vocabulary does not hold")
-            self.transitions.add(prev_item, next_item, n)
+        if state.get("transitions") is not None:
+            self.transitions = Transitions.from_json(state["transitions"], self.vocab, limit=FOLLOWERS)
+        else:  # checkpoints of format 4 hold them as rows [P, 3]: prev, next, count
+            self.transitions = Transitions(limit=FOLLOWERS)
+            for prev, nxt, n in tensors["transitions"].tolist():
+                prev_item, next_item = self.vocab.item(prev), self.vocab.item(nxt)
+                if prev_item is None or next_item is None:
+                    raise ValueError("a transition refers to an item the vocabulary does not hold")
+                self.transitions.add(prev_item, next_item, n)
         counters = state["counters"]
         self.steps, self.skipped_steps = counters["steps"], counters["skipped_steps"]
         self.examples = counters["examples"]

@@ -19,7 +19,9 @@ changes them (copy on write), so a snapshot never sees a later count. With ``lim
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
+
+import orjson
 
 __all__ = ["Transitions"]
 
@@ -95,6 +97,32 @@ class Transitions:
         for prev, followers in self._followers.items():
             for nxt, n in followers.items():
                 yield prev, nxt, n
+
+    def to_json(self) -> bytes:
+        """The counts as JSON, ``{item: {follower: count}}``, for a checkpoint: one call of orjson's, tens of
+        milliseconds for 600,000 pairs, where a Python loop over the pairs would hold the interpreter's lock, and
+        keep serving from it, for most of a second."""
+        return orjson.dumps(self._followers)
+
+    @classmethod
+    def from_json(cls, data: bytes, known: Container[str], limit: int | None = None) -> Transitions:
+        """The counts :meth:`to_json` wrote; ``ValueError`` unless every item is in ``known`` and every count a
+        positive integer."""
+        try:
+            followers = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"the transition counts cannot be read ({exc})") from None
+        if not isinstance(followers, dict):
+            raise ValueError("the transition counts are not an object")
+        out = cls(limit)
+        for prev, after in followers.items():
+            if not isinstance(after, dict) or prev not in known:
+                raise ValueError("a transition refers to an item the vocabulary does not hold")
+            for nxt, n in after.items():
+                if nxt not in known or type(n) is not int or n <= 0:
+                    raise ValueError("a transition count is not a positive count of known items")
+            out._followers[prev] = Counter(after)
+        return out
 
     def _writable(self, prev: str) -> Counter[str]:
         if self._frozen:

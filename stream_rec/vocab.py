@@ -46,7 +46,7 @@ class Vocabulary:
     def __len__(self) -> int:
         return len(self._rows)
 
-    def __contains__(self, item: str) -> bool:
+    def __contains__(self, item: object) -> bool:
         return item in self._rows
 
     @property

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 
 from stream_rec import checkpoint
 from stream_rec.errors import StreamRecError
@@ -111,6 +112,31 @@ def test_the_replay_buffer_comes_back_as_it_was(tmp_path: Path) -> None:
     assert restored.replay.examples == [(list(h), e) for h, e in learner.replay.examples]
     smaller, _ = checkpoint.load(path, ModelSettings(dim=8, batch=8, replay_size=20))
     assert smaller.replay.examples == restored.replay.examples[:20]
+
+
+def test_the_transition_counts_come_back_as_they_were(tmp_path: Path) -> None:
+    learner = OnlineLearner(ModelSettings(dim=8, batch=8, transitions=True))
+    learner.learn(planted(users=8))
+    counts = sorted(learner.transitions.triples())
+    assert len(counts) > 10 and any(n > 1 for *_, n in counts)
+    path = checkpoint.save(learner, tmp_path / "c.safetensors")
+    restored, _ = checkpoint.load(path)
+    assert sorted(restored.transitions.triples()) == counts
+    # Format 4 held them as rows [P, 3] (prev, next, count); it still loads.
+    with safe_open(str(path), framework="pt") as f:
+        metadata, tensors = dict(f.metadata()), {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
+    del tensors["transitions.json"]
+    index = learner.vocab.index
+    tensors["transitions"] = torch.tensor([(index(p), index(n), c) for p, n, c in counts], dtype=torch.long)
+    resign(tensors, tmp_path / "old.safetensors", {**metadata, "format": "stream-rec-checkpoint/4"})
+    assert sorted(checkpoint.load(tmp_path / "old.safetensors")[0].transitions.triples()) == counts
+    # Counts of an item the vocabulary does not hold, or no counts, are refused.
+    for damaged in (b'{"nowhere": {"i1": 2}}', b'{"i1": {"i2": 0}}', b"[1, 2]", b"{"):
+        tensors = {key: value for key, value in tensors.items() if key != "transitions"}
+        tensors["transitions.json"] = torch.frombuffer(bytearray(damaged), dtype=torch.uint8)
+        resign(tensors, tmp_path / "bad.safetensors", metadata)
+        with pytest.raises(StreamRecError, match="transition"):
+            checkpoint.load(tmp_path / "bad.safetensors")
 
 
 def test_a_damaged_replay_buffer_is_a_clear_error(tmp_path: Path) -> None:
