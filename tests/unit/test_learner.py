@@ -421,6 +421,33 @@ def test_a_learner_with_replay_makes_full_garbage_collections_rarer_and_never_mo
         gc.set_threshold(*saved)
 
 
+def test_a_learner_with_replay_leaves_survivors_out_of_full_collections_but_reclaims_dead_cycles() -> None:
+    import gc
+    import weakref
+
+    from stream_rec import learner as learner_module
+
+    OnlineLearner(ModelSettings(dim=8))
+    frozen = []
+    for _ in range(learner_module._WALK_ALL_EVERY):
+        gc.collect()
+        frozen.append(gc.get_freeze_count())
+    assert max(frozen) > 1000, "survivors of a full collection are left out of the next ones"
+    assert 0 in frozen, "one full collection in so many walks everything"
+
+    class Node:
+        other: Node
+
+    a, b = Node(), Node()
+    a.other, b.other = b, a  # a cycle: only the cyclic collector can reclaim it
+    dead = weakref.ref(a)
+    gc.freeze()
+    del a, b
+    for _ in range(learner_module._WALK_ALL_EVERY + 1):
+        gc.collect()
+    assert dead() is None, "a cycle that died frozen is reclaimed"
+
+
 def test_the_transition_window_counts_items_that_went_together_both_ways_round() -> None:
     history = [Step(x, "view", T0 + n) for n, x in enumerate("abcb")]
     known = [([], step) for step in history]  # the items get rows first (no history: nothing counted)
