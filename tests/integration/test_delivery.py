@@ -72,6 +72,7 @@ def test_sigkill_three_times_mid_stream_loses_no_event_and_duplicates_none(
     worker = WorkerProcess(settings, tmp_path / "worker.log", STREAM_REC_CHECKPOINT_EVERY="2").start()
     answered: Counter[str] = Counter()
     restart_to_serving: list[float] = []
+    sent_at_kills: list[int] = []  # events produced when each kill came, for a failure's message
     producer = Paced(settings, planned, RATE)
     try:
         worker.wait_for(r"Ready|ready", timeout=90)
@@ -82,6 +83,7 @@ def test_sigkill_three_times_mid_stream_loses_no_event_and_duplicates_none(
             assert producer.is_alive(), "the events ran out before the kills: a kill must fall mid-stream"
             worker.kill()
             killed, killed_at = time.monotonic(), time.time()
+            sent_at_kills.append(producer.sent)
             worker.start()
             while True:  # until the new process answers (lists still in flight from the old one do not count)
                 got = collect(recs, 10**9, timeout=0.5)
@@ -105,7 +107,12 @@ def test_sigkill_three_times_mid_stream_loses_no_event_and_duplicates_none(
         recs.close()
 
     missing = ids - set(answered)
-    assert not missing, f"{len(missing)} events never got a recommendation, e.g. {sorted(missing)[:5]}"
+    at = sorted(n for n, e in enumerate(expected) if e.event_id in missing)  # positions in the produced stream
+    assert not missing, (
+        f"{len(missing)} events never got a recommendation, e.g. {sorted(missing)[:5]}; produced as events "
+        f"{at[:1]}-{at[-1:]} of {len(expected)} ({sum(n % 10 == 3 for n in at)} of them keyless), the kills after "
+        f"{sent_at_kills}"
+    )
     assert set(answered) == ids, "recommendations only for events that were produced"
     for user, (partitions, state) in final_states(settings).items():
         assert len(partitions) == 1, f"{user}'s state is on partitions {partitions}"
