@@ -122,12 +122,15 @@ def load(path: str | Path, settings: ModelSettings | None = None) -> tuple[Onlin
         learner = OnlineLearner(settings or saved)
         replay = ReplayBuffer.from_tensors(tensors, learner.settings.replay_size, path)
         window = tensors.pop("drift.adwin", None)
-        counts = tensors.pop("transitions.json", None)
+        vocab = json.loads(metadata["vocab"])
+        if found == FORMAT:
+            counts = bytes(tensors.pop("transitions.json").numpy())
+        else:
+            counts = _counts_of_rows(tensors.pop("transitions"), vocab["ids"])
         state = {
-            "tensors": tensors, "optimizers": json.loads(metadata["optimizers"]),
-            "vocab": json.loads(metadata["vocab"]), "counters": json.loads(metadata["learner"]),
-            "drift": None if window is None else bytes(window.numpy()), "replay": replay.examples,
-            "transitions": None if counts is None else bytes(counts.numpy()),
+            "tensors": tensors, "optimizers": json.loads(metadata["optimizers"]), "vocab": vocab,
+            "counters": json.loads(metadata["learner"]), "drift": None if window is None else bytes(window.numpy()),
+            "replay": replay.examples, "transitions": counts,
         }  # fmt: skip
         learner.load_state_dict(state)
         offsets = {str(k): int(v) for k, v in json.loads(metadata["offsets"]).items()}
@@ -137,6 +140,19 @@ def load(path: str | Path, settings: ModelSettings | None = None) -> tuple[Onlin
         # The digest matched, so the file is as written: a file of another model or a bug, not damage.
         raise CheckpointError(f"{path} cannot be restored: {exc}") from None
     return learner, offsets
+
+
+def _counts_of_rows(rows: torch.Tensor, ids: list[str | None]) -> bytes:
+    """Format 4's transition counts, rows ``[P, 3]`` of (prev, next, count) by vocabulary row, as format 5's JSON
+    (:meth:`~stream_rec.transitions.Transitions.to_json`)."""
+    followers: dict[str, dict[str, int]] = {}
+    for prev_row, next_row, n in rows.tolist():
+        prev, nxt = ids[prev_row], ids[next_row]
+        if prev is None or nxt is None:
+            raise ValueError("a transition refers to an item the vocabulary does not hold")
+        after = followers.setdefault(prev, {})
+        after[nxt] = after.get(nxt, 0) + n
+    return orjson.dumps(followers)
 
 
 def _digest(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:

@@ -364,15 +364,7 @@ class OnlineLearner:
                 opt_state.setdefault(int(index), {}).update(scalars)
             opt.load_state_dict({"state": opt_state, "param_groups": saved["param_groups"]})
         self._gen.set_state(tensors["rng.torch"])
-        if state.get("transitions") is not None:
-            self.transitions = Transitions.from_json(state["transitions"], self.vocab, limit=FOLLOWERS)
-        else:  # checkpoints of format 4 hold them as rows [P, 3]: prev, next, count
-            self.transitions = Transitions(limit=FOLLOWERS)
-            for prev, nxt, n in tensors["transitions"].tolist():
-                prev_item, next_item = self.vocab.item(prev), self.vocab.item(nxt)
-                if prev_item is None or next_item is None:
-                    raise ValueError("a transition refers to an item the vocabulary does not hold")
-                self.transitions.add(prev_item, next_item, n)
+        self.transitions = Transitions.from_json(state["transitions"], self.vocab, limit=FOLLOWERS)
         counters = state["counters"]
         self.steps, self.skipped_steps = counters["steps"], counters["skipped_steps"]
         self.examples = counters["examples"]
