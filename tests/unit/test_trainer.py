@@ -126,3 +126,25 @@ def test_a_snapshots_cached_item_tables_rank_as_tables_made_afresh() -> None:
         want = fresh.recommend(histories, k=8)
         fresh._weight = None  # made afresh for every ranking
         assert cached.recommend(histories, k=8) == want
+
+
+def test_the_thread_gathers_a_batch_or_waits_half_a_refresh_before_it_steps() -> None:
+    learner = OnlineLearner(ModelSettings(dim=8, batch=16))
+    trainer = Trainer(learner, threading.Lock(), lambda _: None, gather=50, refresh_every=2.0)
+    examples = planted(users=10, seed=6)
+    trainer.start()
+    try:
+        trainer.submit([Queued(e, time.monotonic()) for e in examples[:10]])
+        time.sleep(0.3)
+        assert learner.examples == 0, "ten examples wait for the rest of a batch"
+        trainer.submit([Queued(e, time.monotonic()) for e in examples[10:50]])
+        deadline = time.monotonic() + 30
+        while learner.examples < 50 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert learner.examples == 50, "a whole batch is learned at once"
+        trainer.submit([Queued(e, time.monotonic()) for e in examples[50:55]])
+        while learner.examples < 55 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert learner.examples == 55, "a few examples are learned once the oldest has waited half a refresh"
+    finally:
+        trainer.stop()
