@@ -70,6 +70,31 @@ class Transitions:
         self._owned.clear()
         return view
 
+    def changes_since(self, older: Transitions | None) -> dict[str, dict[str, int] | None]:
+        """What changed from ``older``, an earlier snapshot of the same counts, to this one: each changed item's
+        followers, None for an item dropped; every item where ``older`` is None. Cheap: an item whose followers did
+        not change between the two shares them (copy on write), so it is passed over without a look inside."""
+        if older is None:
+            return {prev: dict(followers) for prev, followers in self._followers.items()}
+        before = older._followers
+        out: dict[str, dict[str, int] | None] = {
+            prev: dict(followers) for prev, followers in self._followers.items() if before.get(prev) is not followers
+        }
+        out.update(dict.fromkeys(before.keys() - self._followers.keys()))
+        return out
+
+    def apply(self, changes: dict[str, dict[str, int] | None]) -> None:
+        """Take on ``changes`` (:meth:`changes_since` of another's snapshots): counts kept in step with counts kept
+        elsewhere. Snapshots taken before keep what they saw: a changed item gets new followers."""
+        if self._frozen:
+            raise RuntimeError("a snapshot of the transition counts is read-only")
+        for prev, followers in changes.items():
+            if followers is None:
+                self._followers.pop(prev, None)
+            else:
+                self._followers[prev] = Counter(followers)
+            self._owned.discard(prev)
+
     def merged(
         self, sources: list[str], limit: int, left_out: str | None = None, left_out_sources: int = 1
     ) -> dict[str, float]:

@@ -163,6 +163,39 @@ class Vocabulary:
         other.clock, other.evicted = self.clock, self.evicted
         return other
 
+    def changes_since(self, older: Vocabulary | None) -> dict[str, Any]:
+        """What a copy of ``older`` (an earlier copy of this vocabulary) needs to become this one, for
+        :meth:`apply`: the rows whose item changed and the small state; every row where ``older`` is None.
+        ``counts`` and ``last_seen`` are not in it (arrays: the caller passes them on as they are)."""
+        ids, before = self._ids, older._ids if older is not None else []
+        changed = [(row, item) for row, item in enumerate(ids) if row >= len(before) or before[row] is not item]
+        return {
+            "capacity": self.capacity, "min_count": self.min_count, "evict_fraction": self.evict_fraction,
+            "rows": len(ids), "changed": changed, "free": list(self._free), "pending": dict(self._pending),
+            "clock": self.clock, "evicted": self.evicted,
+        }  # fmt: skip
+
+    def apply(self, changes: dict[str, Any], counts: np.ndarray, last_seen: np.ndarray) -> None:
+        """Become the vocabulary that :meth:`changes_since` described (this one a copy of its ``older``)."""
+        ids, rows = self._ids, self._rows
+        for item in ids[changes["rows"] :]:
+            if item is not None:
+                rows.pop(item, None)
+        del ids[changes["rows"] :]
+        ids.extend([None] * (changes["rows"] - len(ids)))
+        for row, item in changes["changed"]:
+            old = ids[row]
+            if old is not None and rows.get(old) == row:
+                del rows[old]
+            ids[row] = item
+            if item is not None:
+                rows[item] = row
+        self.capacity, self.min_count = changes["capacity"], changes["min_count"]
+        self.evict_fraction = changes["evict_fraction"]
+        self._free, self._pending = list(changes["free"]), dict(changes["pending"])
+        self.counts, self.last_seen = counts, last_seen
+        self.clock, self.evicted = changes["clock"], changes["evicted"]
+
     def state_dict(self) -> dict[str, Any]:
         """JSON- and tensor-safe state (no pickling needed to restore it)."""
         return {

@@ -145,3 +145,21 @@ def test_reserve_keeps_min_count() -> None:
     v.observe(["a", "a", "b"])
     v.reserve(["a", "b", "c"])
     assert v.index("a") and not v.index("b") and not v.index("c")  # only a's next sighting would admit it
+
+
+def test_a_copy_follows_the_vocabulary_by_its_changes() -> None:
+    v = Vocabulary(capacity=8, min_count=1)
+    v.observe(ids(6))
+    mirror, older, gone = Vocabulary(), None, []
+    for round_ in range(4):  # admissions, then evictions that hand rows on to new items
+        changes = v.changes_since(older)
+        assert round_ == 0 or len(changes["changed"]) < v.rows, "a change names the changed rows only"
+        mirror.apply(changes, v.counts.copy(), v.last_seen.copy())
+        assert [mirror.item(r) for r in range(mirror.rows)] == [v.item(r) for r in range(v.rows)]
+        assert all(mirror.index(v.item(r) or "") == r for r in v.active_rows().tolist())
+        assert all((item in mirror) == (item in v) for item in gone), "an evicted item leaves the copy too"
+        assert mirror.inactive_rows().tolist() == v.inactive_rows().tolist() and len(mirror) == len(v)
+        older = v.copy()
+        v.observe([*ids(3 + round_, f"n{round_}-"), "i0"])
+        gone += v.take_gone()
+    assert any(item not in v for item in gone), "rows were handed on"
