@@ -27,6 +27,7 @@ from stream_rec import checkpoint
 from stream_rec.datasets import default_dataset, load
 from stream_rec.engine import Accepted, Engine
 from stream_rec.events import Event
+from stream_rec.learning import Learning
 from stream_rec.sequences import State, append, steps
 from stream_rec.settings import Settings
 
@@ -47,9 +48,11 @@ def main() -> None:
         parser.error("no dataset given and MovieLens 100K not found")
     events = load(dataset, limit=args.events)
     with tempfile.TemporaryDirectory() as home:
-        settings = Settings(home=Path(home), checkpoint_every=0)
+        settings = Settings(home=Path(home), checkpoint_every=0, learn_in="thread")  # stepped here, in turn
         torch.set_num_threads(settings.model.torch_threads())  # one thread of work here: serving, then learning
         engine = Engine(settings)
+        learning = engine.learning
+        assert isinstance(learning, Learning)
         states: dict[str, State] = {}
 
         def feed(batch: list[Event]) -> None:
@@ -60,7 +63,7 @@ def main() -> None:
                 accepted.append(Accepted(event, steps(before), steps(after), True, "events:0", len(states)))
             engine.serve(accepted)
             engine.submit(accepted, time.monotonic())
-            while engine.trainer.step():  # learning here and now, the trainer's thread not started
+            while learning.trainer.step():  # learning here and now, the trainer's thread not started
                 pass
 
         collections = _count_collections() if args.gc else {}
@@ -72,7 +75,7 @@ def main() -> None:
         seconds = time.perf_counter() - began
         if args.checkpoint:
             began = time.perf_counter()
-            checkpoint.snapshot(engine.learner)  # what the worker waits for; the rest goes on beside it
+            checkpoint.snapshot(learning.learner)  # what the worker waits for; the rest goes on beside it
             copied = time.perf_counter() - began
             began = time.perf_counter()
             path = engine.checkpoint()
@@ -82,7 +85,7 @@ def main() -> None:
             checkpoint.load(path)
             read = time.perf_counter() - began
             size = path.stat().st_size / 1e6
-            saved = f"checkpoint: {size:.1f} MB, {len(engine.learner.replay):,} replay examples"
+            saved = f"checkpoint: {size:.1f} MB, {len(learning.learner.replay):,} replay examples"
     m = settings.model
     print(f"{m.encoder}/{m.fusion}, exclude_seen={settings.model.exclude_seen}, batches of {args.batch}, {dataset}")
     print(f"engine: {len(timed) / seconds:,.0f} events/s over {len(timed):,} events")

@@ -263,6 +263,7 @@ def create_app(settings: Settings) -> faust.App:
         await asyncio.to_thread(engine.stop)
         if settings.checkpoint_every > 0:
             await write_checkpoint("shutdown")
+        await asyncio.to_thread(engine.close)
 
     @app.on_before_shutdown.connect
     def stop_learning(sender: Any, /, *_: Any, signal: Any, **__: Any) -> Awaitable[None]:

@@ -3,10 +3,11 @@
 Serving (:meth:`Engine.serve`, in a worker thread of the agent's) ranks a batch's accepted events with the
 newest published serving snapshot (scoring.py), taken once for the whole batch so that no ranking mixes two
 versions, and never waits for a gradient step. Learning (:meth:`Engine.submit`) hands the batch's examples to the
-trainer (trainer.py), which learns in a thread of its own and publishes a new snapshot every ``refresh_every``
-seconds. A user the model knows nothing about yet gets global popularity.
+learning side (learning.py): a trainer that learns in a thread of its own, in the worker's process or, by default
+(``learn_in``), in a process of its own (learning_process.py), and publishes a new snapshot every
+``refresh_every`` seconds. A user the model knows nothing about yet gets global popularity.
 
-The engine also owns the model's checkpoints: it resumes from the newest one that loads, writes them with the
+The learning side owns the model's checkpoints: it resumes from the newest one that loads, writes them with the
 offsets learned up to, and a user it is told to forget leaves its replay buffer, its queue and every checkpoint.
 """
 
@@ -22,17 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import checkpoint
 from .admission import Accepted
-from .learner import OnlineLearner
+from .learning import Learning
+from .learning_process import LearningProcess
 from .live import LiveMetrics, Recent, TopRecent, Window
 from .messages import embedding_message, recommendation_message
 from .prometheus import Exposition
 from .recommenders import Popularity
 from .scoring import Recommendation, Scorer
 from .sequences import Step, step_of
-from .settings import ModelSettings, Settings
-from .trainer import Queued, Trainer
+from .settings import Settings
+from .trainer import Queued
 
 __all__ = ["Accepted", "Engine", "LiveMetrics", "Output"]
 
@@ -52,50 +53,23 @@ class Engine:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        model_settings = settings.model
-        # What the newest checkpoint (loaded or written) holds: steps, and "topic:partition" -> next offset.
-        self.saved_steps = 0
-        self.offsets: dict[str, int] = {}
-        self.learner = self._resume(model_settings) or OnlineLearner(model_settings)
         self.popularity = Popularity()
         self.metrics = LiveMetrics()
         self.exposition = Exposition()  # /metrics
         self.latency = Window(also=self.exposition.latency)  # seconds from an event's arrival to its ranking's end
+        self.freshness = Window(also=self.exposition.freshness)  # from an event's arrival to a snapshot learned it
         self.served = 0  # recommendations made
         self.rate = Recent(span=10.0)  # events served, for events/s now
         self.recommended = TopRecent()  # the items recommended over the last minute
         self.last_outputs: OrderedDict[str, Output] = OrderedDict()  # user -> last output, most recent last
         self.item_seen: dict[str, float] = {}  # item -> its newest event's time (kept as popularity's counts are)
-        self.checkpoint_path: Path | None = None  # the newest checkpoint written or resumed from
-        self.checkpoint_ts: float | None = None  # ... and its wall-clock time
-        self.lock = threading.Lock()  # the learner's: its steps, snapshots and checkpoints take turns
         self._serving_lock = threading.Lock()  # the popularity fallback and the serving snapshot's own rows
-        self._writing = threading.Lock()  # one checkpoint at a time
-        self.serving: Scorer = self.learner.snapshot().prepare()  # what rankings read: replaced whole, never changed
-        self.trainer = Trainer(
-            self.learner, self.lock, self._publish, queue_size=settings.learn_queue,
-            batch=settings.batch_size, refresh_every=settings.refresh_every, offsets=self.offsets,
-            freshness=Window(also=self.exposition.freshness),
-        )  # fmt: skip
+        side = LearningProcess if settings.learn_in == "process" else Learning
+        self.learning: Learning | LearningProcess = side(settings, self._publish, self.freshness)
+        self.serving: Scorer = self.learning.first_snapshot()  # what rankings read: replaced whole, never changed
 
     def _publish(self, snapshot: Scorer) -> None:
         self.serving = snapshot  # one reference swap: a batch holds the old one or the new one, whole
-
-    def _resume(self, model_settings: ModelSettings) -> OnlineLearner | None:
-        """The learner of the newest checkpoint in the worker's folder that loads, if any (its own settings are
-        kept); damaged ones are skipped with a warning (:func:`checkpoint.load_newest`)."""
-        found = checkpoint.load_newest(self.settings.checkpoint_dir)
-        if found is None:
-            if checkpoint.candidates(self.settings.checkpoint_dir) or self.settings.checkpoint_dir.is_dir():
-                log.info("no checkpoint to resume from in %s: the model starts afresh", self.settings.checkpoint_dir)
-            return None
-        learner, self.offsets, path = found
-        self.saved_steps = learner.steps
-        self.checkpoint_path, self.checkpoint_ts = path, path.stat().st_mtime
-        if learner.settings.model_copy(update={"threads": model_settings.threads}) != model_settings:
-            log.warning("resuming from %s with its own model settings, not the configured ones", path)
-        log.info("resumed the model from %s: %d steps, %d examples learned", path, learner.steps, learner.examples)
-        return learner
 
     # -- serving -----------------------------------------------------------------------------------------------
 
@@ -144,7 +118,7 @@ class Engine:
 
     def submit(self, batch: Sequence[Accepted], arrived: float) -> None:
         """Hand the batch's new events to the trainer (never blocks; see trainer.py)."""
-        self.trainer.submit(
+        self.learning.submit(
             [Queued((a.before, step_of(a.event)), arrived, a.source, a.next_offset) for a in batch if a.learn]
         )
 
@@ -215,68 +189,44 @@ class Engine:
 
     def model_view(self) -> dict[str, Any]:
         """The settings in force, the model's size and its newest checkpoint."""
-        learner, snapshot = self.learner, self.serving
+        status, snapshot = self.learning.status(), self.serving
         return {
             "settings": self.settings.model_dump(mode="json"),
             "model_version": snapshot.version, "model_ts": snapshot.ts,
             "vocabulary": len(snapshot.vocab), "vocabulary_capacity": snapshot.vocab.capacity,
-            "replay": len(learner.replay), "replay_capacity": learner.settings.replay_size,
-            "steps": learner.steps, "examples": learner.examples,
-            "checkpoint": str(self.checkpoint_path) if self.checkpoint_path else None,
-            "checkpoint_age_s": self._checkpoint_age(),
+            "replay": status.replay, "replay_capacity": status.replay_capacity,
+            "steps": status.steps, "examples": status.examples,
+            "checkpoint": status.checkpoint, "checkpoint_age_s": _age(status.checkpoint_ts),
         }  # fmt: skip
-
-    def _checkpoint_age(self) -> float | None:
-        return None if self.checkpoint_ts is None else round(time.time() - self.checkpoint_ts, 3)
 
     # -- learning and its state --------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the trainer's thread (the worker does; tests may step it themselves)."""
-        self.trainer.start()
+        """Start learning beside serving (the worker does; tests may step a thread's trainer themselves)."""
+        self.learning.start()
 
     def stop(self, drain: float = 5.0) -> None:
-        """Stop the trainer after learning what waits, for at most ``drain`` seconds."""
-        self.trainer.stop(drain)
+        """Stop learning after learning what waits, for at most ``drain`` seconds (checkpoints can still be made)."""
+        self.learning.stop(drain)
+
+    def close(self) -> None:
+        """Let the learning side go (its process, where it has one)."""
+        self.learning.close()
 
     def checkpoint(self, *, replace_all: bool = False) -> Path | None:
-        """Write the model with the offsets it has learned up to; keep the newest ``checkpoint_keep``.
-
-        Nothing is written while nothing changed: no new step and no new offset since the last checkpoint, unless
-        ``replace_all``, which writes one whatever and deletes every other (after a user is forgotten).
-        """
-        folder = self.settings.checkpoint_dir
-        with self._writing:
-            with self.lock:  # only while the state is copied: learning goes on while it is packed and written
-                learner = self.learner
-                offsets = self.trainer.learned_offsets()
-                unchanged = (learner.steps, offsets) == (self.saved_steps, self.offsets)
-                if not replace_all and (learner.steps == 0 or unchanged):
-                    return None
-                steps, state = learner.steps, checkpoint.snapshot(learner, offsets=offsets)
-            path = checkpoint.write(state, checkpoint.path_for(folder, steps))
-            self.saved_steps, self.offsets = steps, offsets
-            self.checkpoint_path, self.checkpoint_ts = path, time.time()
-            keep = 1 if replace_all else self.settings.checkpoint_keep
-            for old in checkpoint.candidates(folder)[keep:]:
-                old.unlink(missing_ok=True)
-            if replace_all:
-                for old in folder.glob(f"*{checkpoint.DAMAGED}"):
-                    old.unlink(missing_ok=True)
-        return path
+        """Write the model with the offsets it has learned up to (see :meth:`Learning.checkpoint`)."""
+        return self.learning.checkpoint(replace_all=replace_all)
 
     def forget(self, user_id: str) -> int:
         """Drop the user's examples from the replay buffer and the trainer's queue (the model's only records of who
         did what); return how many. The caller removes the user's sequence and writes a checkpoint with
         ``replace_all``."""
-        dropped = self.trainer.forget(user_id)
         self.last_outputs.pop(user_id, None)
-        with self.lock:
-            return dropped + self.learner.replay.forget(user_id)
+        return self.learning.forget(user_id)
 
     def stats(self) -> dict[str, Any]:
         """The engine's figures now (the web view's /stats; the worker adds what the consumer knows)."""
-        m, snapshot, learner = self.metrics, self.serving, self.learner
+        m, snapshot, status = self.metrics, self.serving, self.learning.status()
         hit_rate_1m = m.recent.ratio()
         return {
             "events": m.events, "valid": m.events - m.invalid, "invalid": m.invalid, "duplicates": m.duplicates,
@@ -291,13 +241,15 @@ class Engine:
             },
             "model_version": snapshot.version, "model_ts": snapshot.ts,
             "snapshot_age_s": round(time.time() - snapshot.ts, 3),
-            "steps": learner.steps, "skipped_steps": learner.skipped_steps, "examples": learner.examples,
-            "loss": None if math.isnan(learner.last_loss) else round(learner.last_loss, 6),
-            "drift_alarms": learner.drifts,
-            "learn_waiting": self.trainer.waiting, "learn_dropped": self.trainer.dropped,
+            "steps": status.steps, "skipped_steps": status.skipped_steps, "examples": status.examples,
+            "loss": None if status.loss is None else round(status.loss, 6), "drift_alarms": status.drifts,
+            "learn_waiting": status.waiting, "learn_dropped": status.dropped,
             "latency_p50_s": self.latency.percentile(50), "latency_p99_s": self.latency.percentile(99),
-            "freshness_p50_s": self.trainer.freshness.percentile(50),
-            "freshness_p99_s": self.trainer.freshness.percentile(99),
-            "checkpoint_age_s": self._checkpoint_age(),
+            "freshness_p50_s": self.freshness.percentile(50), "freshness_p99_s": self.freshness.percentile(99),
+            "checkpoint_age_s": _age(status.checkpoint_ts),
             "top_recommended": [{"item_id": item, "count": n} for item, n in self.recommended.top(10)],
         }  # fmt: skip
+
+
+def _age(ts: float | None) -> float | None:
+    return None if ts is None else round(time.time() - ts, 3)

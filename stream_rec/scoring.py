@@ -110,6 +110,7 @@ class Scorer:
         *,
         steps: int,
         ts: float | None = None,
+        tables: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         self.settings, self.model, self.vocab, self.transitions = settings, model, vocab, transitions
         self.steps, self.ts = steps, time.time() if ts is None else ts
@@ -121,8 +122,8 @@ class Scorer:
         # What every ranking multiplies (item vectors and biases of every row), made once: the weights are frozen,
         # and only the rows this copy gives to new items change (patched). Rebuilt per call, it cost 0.1-0.2 s a
         # batch at 100,000 items.
-        self._weight: np.ndarray | None = None
-        self._bias: np.ndarray | None = None
+        self._weight: np.ndarray | None = tables[0] if tables is not None else None  # (given: another copy's)
+        self._bias: np.ndarray | None = tables[1] if tables is not None else None
         self._stale: set[int] = set()
         model.eval()
 
@@ -136,6 +137,14 @@ class Scorer:
         with self.lock:
             self._score_tables(torch.zeros(0, self.settings.dim))
         return self
+
+    def prepared(self) -> tuple[np.ndarray, np.ndarray]:
+        """The item vectors ``[rows, D]`` and biases ``[rows]`` that rankings multiply, made now where not yet made
+        (for a copy of this scorer elsewhere: its ``tables``)."""
+        with self.lock:
+            self._score_tables(torch.zeros(0, self.settings.dim))
+            assert self._weight is not None and self._bias is not None
+            return self._weight, self._bias
 
     def recommend(
         self, histories: Sequence[Sequence[Step]], k: int, exclude_seen: bool = False, n_explain: int = 3

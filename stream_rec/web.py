@@ -174,11 +174,12 @@ def add_views(app: faust.App, engine: Engine, settings: Settings) -> None:
         async def get(self, request: Request) -> Response:
             broker = await _reachable(settings.bootstrap)
             partitions = _events_partitions(app, settings)  # not the whole of /stats: a probe polls this often
-            serving = engine.trainer.running and bool(partitions)
+            learning = engine.learning.status().running
+            serving = learning and bool(partitions)
             status = "ok" if serving and broker else "starting" if not serving else "broker unreachable"
             body = {
                 "status": status, "broker": settings.bootstrap, "broker_reachable": broker,
-                "partitions": partitions, "learning": engine.trainer.running, "model_version": engine.serving.version,
+                "partitions": partitions, "learning": learning, "model_version": engine.serving.version,
                 "uptime_s": round(time.monotonic() - started, 3),
             }  # fmt: skip
             return _json(self, body, 200 if status == "ok" else 503)

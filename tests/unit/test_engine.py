@@ -32,38 +32,38 @@ def process(engine: Engine, accepted: list[Accepted]) -> list:
     """Serve, then learn all of it here and now (the trainer's thread not started) and publish."""
     outputs = engine.serve(accepted)
     engine.submit(accepted, time.monotonic())
-    while engine.trainer.step():
+    while engine.learning.trainer.step():
         pass
-    engine.trainer.stop()  # publishes what was learned
+    engine.learning.trainer.stop()  # publishes what was learned
     return outputs
 
 
 @pytest.fixture
 def engine(settings: Settings) -> Engine:
     model = ModelSettings(dim=8, batch=8, replay_size=500, drift=False)
-    return Engine(settings.model_copy(update={"k": 3, "model": model}))
+    return Engine(settings.model_copy(update={"k": 3, "model": model, "learn_in": "thread"}))
 
 
 def test_a_redelivery_is_answered_without_learning_it_again(engine: Engine) -> None:
     events = batch(users=4, per_user=6)
     process(engine, events)
-    steps, examples = engine.learner.steps, engine.learner.examples
+    steps, examples = engine.learning.learner.steps, engine.learning.learner.examples
     again = [Accepted(a.event, [], a.after, learn=False) for a in events[-4:]]
     outputs = process(engine, again)
     assert [o.recommendation["event_id"] for o in outputs] == [a.event.event_id for a in again]
-    assert (engine.learner.steps, engine.learner.examples) == (steps, examples)
+    assert (engine.learning.learner.steps, engine.learning.learner.examples) == (steps, examples)
 
 
 def test_forget_drops_the_users_examples_and_leaves_one_checkpoint(engine: Engine) -> None:
     process(engine, batch(users=4, per_user=20))
     for _ in range(3):
         process(engine, batch(users=4, per_user=2))
-        engine.learner.steps += 1  # a checkpoint is written only when something changed
+        engine.learning.learner.steps += 1  # a checkpoint is written only when something changed
         assert engine.checkpoint() is not None
     assert len(checkpoint.candidates(engine.settings.checkpoint_dir)) == 3
-    assert any(event.user == "u1" for _, event in engine.learner.replay.examples)
+    assert any(event.user == "u1" for _, event in engine.learning.learner.replay.examples)
     dropped = engine.forget("u1")
-    assert dropped > 0 and not any(event.user == "u1" for _, event in engine.learner.replay.examples)
+    assert dropped > 0 and not any(event.user == "u1" for _, event in engine.learning.learner.replay.examples)
     path = engine.checkpoint(replace_all=True)
     assert checkpoint.candidates(engine.settings.checkpoint_dir) == [path]
     learner, offsets = checkpoint.load(path)
@@ -81,7 +81,10 @@ def test_a_restarted_engine_resumes_from_the_newest_checkpoint_that_loads(
     bad.write_bytes(b"")
     with caplog.at_level("INFO"):
         restarted = Engine(engine.settings)
-    assert restarted.offsets == {"events:0": 30} and restarted.learner.steps == checkpoint.load(good)[0].steps
+    assert (
+        restarted.learning.offsets == {"events:0": 30}
+        and restarted.learning.learner.steps == checkpoint.load(good)[0].steps
+    )
     assert "skipped checkpoint" in caplog.text and f"resumed the model from {good}" in caplog.text
     history: list[Step] = batch(users=1, per_user=3)[-1].after
     assert restarted.recommend(history)["items"], "it serves"

@@ -1,0 +1,384 @@
+"""Learning in a process of its own: the worker's default (``learn_in = "process"``).
+
+In one process, a trainer thread's Python (history encoding, transition offers, snapshots, checkpoint packing)
+holds the interpreter's lock that serving needs between its tensor operations: at 200 events/s it doubled
+serving's latency (BENCHMARKS.md). :class:`LearningProcess` runs a :class:`~stream_rec.learning.Learning` in a
+child process instead, behind the same methods, over one pipe:
+
+- examples go to the child in the order they were submitted, from a thread of their own, so :meth:`submit` never
+  blocks; where the child falls behind by more than ``learn_queue`` examples the oldest give way, counted;
+- every serving snapshot the child publishes comes back as raw arrays (the weights and the prepared item tables)
+  and what changed in the vocabulary and the transition counts since the last one, and is swapped in whole;
+- forget, checkpoint and stop are requests that wait for the child's answer, in the order of the examples before
+  them; the child writes the checkpoints.
+
+The child is the worker's own (spawned, never fed anything but what the worker sends), so its messages are
+trusted. It ends when the worker closes it or when the pipe breaks: a worker killed outright takes its learning
+with it, and the next start resumes from the newest checkpoint as ever.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .learning import Learning, Status
+from .live import Window
+from .model import SequenceModel
+from .scoring import FOLLOWERS, Scorer
+from .settings import ModelSettings, Settings
+from .trainer import Queued
+from .transitions import Transitions
+from .vocab import Vocabulary
+
+__all__ = ["LearningError", "LearningProcess"]
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT = 300.0  # seconds for the child to load its checkpoint and publish its first snapshot
+STATUS_EVERY = 1.0  # seconds between the child's status reports while it publishes nothing
+
+
+class LearningError(RuntimeError):
+    """The learning process failed a request, or is gone."""
+
+
+class LearningProcess:
+    """A :class:`Learning` in a child process; see the module's docstring."""
+
+    def __init__(self, settings: Settings, publish: Callable[[Scorer], None], freshness: Window) -> None:
+        self.settings, self._publish, self._freshness = settings, publish, freshness
+        context = multiprocessing.get_context("spawn")  # a fork would copy the worker's threads' locks mid-use
+        self._conn, theirs = context.Pipe()
+        self._process = context.Process(
+            target=_child_main, args=(settings.model_dump_json(), theirs, logging.getLogger().level),
+            name="stream-rec-learning", daemon=True,
+        )  # fmt: skip
+        self._process.start()
+        theirs.close()
+        self._unpacker = _Unpacker()
+        self._sending = threading.Lock()
+        self._cond = threading.Condition()
+        self._outbox: deque[Queued] = deque()
+        self._dropped = 0  # examples that gave way here, before reaching the child
+        self._requests: dict[int, Future[Any]] = {}
+        self._ids = itertools.count()
+        self._closing = False
+        self._gone = False
+        if not self._conn.poll(START_TIMEOUT):
+            self._process.kill()
+            raise LearningError(f"the learning process did not start within {START_TIMEOUT:.0f} s")
+        try:
+            first = self._receive_one()
+        except (EOFError, OSError):
+            first = None
+        if not isinstance(first, Scorer):
+            self._process.join(5.0)
+            raise LearningError(f"the learning process did not start (exit code {self._process.exitcode}): see its log")
+        self._first = first
+        self._receiver = threading.Thread(target=self._receive, name="stream-rec-learning-in", daemon=True)
+        self._feeder = threading.Thread(target=self._feed, name="stream-rec-learning-out", daemon=True)
+        self._receiver.start()
+        self._feeder.start()
+
+    def first_snapshot(self) -> Scorer:
+        return self._first
+
+    # -- requests ----------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._send(("start",))
+
+    def stop(self, drain: float = 5.0) -> None:
+        """Stop the child's trainer after it learned what waits, for at most ``drain`` seconds; the child stays up
+        for the checkpoint after it."""
+        deadline = time.monotonic() + drain
+        while self._outbox and time.monotonic() < deadline and not self._gone:
+            time.sleep(0.05)  # the examples still here go over first
+        self._request("stop", max(0.0, deadline - time.monotonic()))
+
+    def close(self, timeout: float = 10.0) -> None:
+        """End the child (after what it was asked before) and wait for it."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._feeder.join(timeout)
+        if not self._gone:
+            self._send(("close",))
+        self._process.join(timeout)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+        self._conn.close()
+
+    def submit(self, items: Sequence[Queued]) -> None:
+        """Queue examples for the child (never blocks); past ``learn_queue`` waiting here, the oldest give way."""
+        with self._cond:
+            self._outbox.extend(items)
+            over = len(self._outbox) - self.settings.learn_queue
+            for _ in range(max(0, over)):
+                self._outbox.popleft()
+            self._dropped += max(0, over)
+            self._cond.notify()
+
+    def forget(self, user_id: str) -> int:
+        with self._cond:
+            kept = deque(q for q in self._outbox if q.example[1].user != user_id)
+            dropped = len(self._outbox) - len(kept)
+            self._outbox = kept
+        return dropped + int(self._request("forget", user_id))
+
+    def checkpoint(self, *, replace_all: bool = False) -> Path | None:
+        path = self._request("checkpoint", replace_all)
+        if path is not None:
+            self._status = self._request("status")  # its path and time, at once
+        return None if path is None else Path(path)
+
+    def status(self) -> Status:
+        with self._cond:
+            status, here = self._status, len(self._outbox)
+        return dataclasses.replace(
+            status, waiting=status.waiting + here, dropped=status.dropped + self._dropped,
+            running=status.running and not self._gone,
+        )  # fmt: skip
+
+    def _request(self, kind: str, argument: Any = None) -> Any:
+        if self._gone:
+            raise LearningError(f"the learning process is gone (exit code {self._process.exitcode})")
+        future: Future[Any] = Future()
+        with self._sending:
+            number = next(self._ids)
+            self._requests[number] = future
+            self._conn.send((kind, number, argument))
+        return future.result()
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        with self._sending:
+            self._conn.send(message)
+
+    # -- the threads -------------------------------------------------------------------------------------------
+
+    def _feed(self) -> None:
+        while True:
+            with self._cond:
+                while not self._outbox and not self._closing:
+                    self._cond.wait()
+                if not self._outbox:
+                    return
+                items = list(self._outbox)
+                self._outbox.clear()
+            try:
+                self._send(("examples", items))
+            except OSError:
+                return  # the child is gone: the receiver says so
+
+    def _receive(self) -> None:
+        while True:
+            try:
+                got = self._receive_one()
+            except (EOFError, OSError):
+                break
+            if isinstance(got, Scorer):
+                self._publish(got)
+        self._gone = True
+        for future in list(self._requests.values()):
+            future.set_exception(LearningError("the learning process ended before it answered"))
+        if not self._closing:
+            self._process.join(1.0)
+            log.error(
+                "the learning process ended (exit code %s): serving goes on with the last snapshot, nothing more is "
+                "learned", self._process.exitcode,
+            )  # fmt: skip
+
+    def _receive_one(self) -> Scorer | None:
+        """Read one message; a snapshot is returned, the rest handled here."""
+        message = self._conn.recv()
+        kind = message[0]
+        if kind == "snapshot":
+            _, header, status, sent = message
+            buffers = []
+            for size in header["sizes"]:
+                buffer = bytearray(size)
+                self._conn.recv_bytes_into(buffer)
+                buffers.append(buffer)
+            scorer = self._unpacker.unpack(header, buffers)
+            handed_over = time.monotonic() - sent
+            self._freshness.extend(d + handed_over for d in header["durations"])
+            self._status = status
+            return scorer
+        if kind == "status":
+            self._status = message[1]
+        elif kind in ("answer", "failed"):
+            future = self._requests.pop(message[1])
+            if kind == "answer":
+                future.set_result(message[2])
+            else:
+                future.set_exception(OSError(message[2]) if message[3] else LearningError(message[2]))
+        return None
+
+
+# -- the snapshot over the pipe ----------------------------------------------------------------------------------
+
+
+class _Packer:
+    """The child's side: a snapshot as arrays, and what changed since the last one packed."""
+
+    def __init__(self) -> None:
+        self._vocab: Vocabulary | None = None
+        self._transitions: Transitions | None = None
+
+    def pack(self, scorer: Scorer) -> tuple[dict[str, Any], list[np.ndarray]]:
+        weight, bias = scorer.prepared()
+        vocab = scorer.vocab
+        arrays = {name: value.detach().numpy() for name, value in scorer.model.state_dict().items()}
+        arrays |= {"tables.weight": weight, "tables.bias": bias, "vocab.counts": vocab.counts,
+                   "vocab.last_seen": vocab.last_seen}  # fmt: skip
+        header = {
+            "settings": scorer.settings.model_dump(mode="json"),  # the learner's: a resumed one keeps its own
+            "steps": scorer.steps, "ts": scorer.ts,
+            "arrays": [(name, str(a.dtype), a.shape) for name, a in arrays.items()],
+            "sizes": [a.nbytes for a in arrays.values()],
+            "vocab": vocab.changes_since(self._vocab),
+            "transitions": scorer.transitions.changes_since(self._transitions),
+        }  # fmt: skip
+        self._vocab, self._transitions = vocab, scorer.transitions
+        return header, [np.ascontiguousarray(a) for a in arrays.values()]
+
+
+class _Unpacker:
+    """The worker's side: the vocabulary and transition counts kept in step with the child's, and scorers."""
+
+    def __init__(self) -> None:
+        self.vocab = Vocabulary()
+        self.transitions = Transitions(limit=FOLLOWERS)
+        self.settings: ModelSettings | None = None  # the learner's, as its snapshots say
+        self._settings_seen: dict[str, Any] | None = None
+        self._skeleton: SequenceModel | None = None  # the model's modules, on the meta device
+
+    def unpack(self, header: dict[str, Any], buffers: list[bytearray]) -> Scorer:
+        arrays = {
+            name: np.frombuffer(buffer, dtype=dtype).reshape(shape)
+            for (name, dtype, shape), buffer in zip(header["arrays"], buffers, strict=True)
+        }
+        self.vocab.apply(header["vocab"], arrays.pop("vocab.counts"), arrays.pop("vocab.last_seen"))
+        self.transitions.apply(header["transitions"])
+        tables = arrays.pop("tables.weight"), arrays.pop("tables.bias")
+        if self.settings is None or header["settings"] != self._settings_seen:
+            self.settings = ModelSettings.model_validate(header["settings"])
+            self._settings_seen, self._skeleton = header["settings"], None
+        s, rows = self.settings, arrays["item_emb.weight"].shape[0]
+        if self._skeleton is None or self._skeleton.item_emb.num_embeddings != rows:
+            with torch.device("meta"):  # no weights made only to be replaced
+                self._skeleton = SequenceModel(rows, s.dim, s.encoder, s.fusion, s.max_len, s.bptt)
+        model = copy.deepcopy(self._skeleton)  # a copy of tensors without data: a fifth of making a new one
+        model.load_state_dict({name: torch.from_numpy(a) for name, a in arrays.items()}, assign=True)
+        return Scorer(
+            s, model, self.vocab.copy(), self.transitions.snapshot(), steps=header["steps"], ts=header["ts"],
+            tables=tables,
+        )  # fmt: skip
+
+
+# -- the child ---------------------------------------------------------------------------------------------------
+
+
+def _child_main(settings_json: str, conn: Any, level: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a ^C reaches the whole group: the worker decides when to stop
+    logging.basicConfig(
+        level=level, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s", stream=sys.stderr,
+        force=True,
+    )  # fmt: skip
+    settings = Settings.model_validate_json(settings_json)
+    torch.set_num_threads(settings.model.torch_threads(beside=2))
+    try:
+        _Child(settings, conn).run()
+    except Exception:
+        log.exception("the learning process failed")
+        os._exit(1)
+    os._exit(0)  # not waiting on the threads of a trainer that was never stopped
+
+
+class _Child:
+    def __init__(self, settings: Settings, conn: Any) -> None:
+        self.conn = conn
+        self.sending = threading.Lock()
+        self.durations: list[float] = []
+        self.packer = _Packer()
+        self.learning = Learning(settings, self.publish, freshness=self)
+        self.publish(self.learning.first_snapshot())
+
+    def extend(self, durations: Iterable[float]) -> None:
+        """The trainer's freshness figures, measured just before it publishes: they go with the snapshot."""
+        self.durations.extend(durations)
+
+    def publish(self, scorer: Scorer) -> None:
+        header, arrays = self.packer.pack(scorer)
+        header["durations"], self.durations = self.durations, []
+        with self.sending:
+            self.conn.send(("snapshot", header, self.learning.status(), time.monotonic()))
+            for a in arrays:
+                self.conn.send_bytes(a.data.cast("B"))
+
+    def run(self) -> None:
+        slow = ThreadPoolExecutor(1, thread_name_prefix="stream-rec-learning-requests")  # checkpoints, stop
+        last_status = time.monotonic()
+        while True:
+            if time.monotonic() - last_status >= STATUS_EVERY:
+                with self.sending:
+                    self.conn.send(("status", self.learning.status()))
+                last_status = time.monotonic()
+            if not self.conn.poll(STATUS_EVERY):
+                continue
+            try:
+                message = self.conn.recv()
+            except (EOFError, OSError):
+                return  # the worker is gone
+            kind = message[0]
+            if kind == "examples":
+                self.learning.submit(message[1])
+            elif kind == "start":
+                self.learning.start()
+            elif kind == "close":
+                slow.shutdown(wait=True)
+                return
+            elif kind in ("forget", "status"):  # at once: in order with the examples around it
+                self.answer(kind, message[1], message[2])
+            else:
+                slow.submit(self.answer, kind, message[1], message[2])
+
+    def answer(self, kind: str, number: int, argument: Any) -> None:
+        try:
+            if kind == "forget":
+                result: Any = self.learning.forget(argument)
+            elif kind == "checkpoint":
+                path = self.learning.checkpoint(replace_all=argument)
+                result = None if path is None else str(path)
+            elif kind == "stop":
+                self.learning.stop(argument)
+                result = None
+            elif kind == "status":
+                result = self.learning.status()
+            else:
+                raise LearningError(f"unknown request {kind!r}")
+        except Exception as exc:
+            log.exception("the learning process failed a request (%s)", kind)
+            reply: tuple[Any, ...] = ("failed", number, f"{kind}: {exc}", isinstance(exc, OSError))
+        else:
+            reply = ("answer", number, result)
+        with self.sending:
+            self.conn.send(reply)

@@ -1,0 +1,141 @@
+"""Learning in a process of its own: a snapshot crosses the pipe whole and ranks as the child's own does, the
+engine learns, forgets, checkpoints and resumes through the child, and a worker killed outright takes its
+learning process with it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from stream_rec import checkpoint
+from stream_rec.engine import Engine
+from stream_rec.learner import OnlineLearner
+from stream_rec.learning_process import _Packer, _Unpacker
+from stream_rec.sequences import Step
+from stream_rec.settings import ModelSettings, Settings
+from stream_rec.transitions import Transitions
+from tests.unit.streams import T0, planted
+from tests.unit.test_engine import batch
+
+
+def crossed(packer: _Packer, unpacker: _Unpacker, learner: OnlineLearner):  # type: ignore[no-untyped-def]
+    scorer = learner.snapshot().prepare()
+    header, arrays = packer.pack(scorer)
+    return scorer, unpacker.unpack(header, [bytearray(memoryview(a).cast("B")) for a in arrays]), header
+
+
+def test_a_snapshot_over_the_pipe_ranks_as_the_one_it_was_made_from() -> None:
+    settings = ModelSettings(dim=16, batch=16, transitions=True, capacity=40)
+    learner = OnlineLearner(settings)
+    packer, unpacker = _Packer(), _Unpacker()
+    histories = [
+        [Step("a", "view", T0)],
+        [Step("i3", "view", T0), Step("i5", "click", T0 + 60)],
+        [Step("i7", "view", T0), Step("fresh-item", "view", T0 + 60)],  # an item the snapshot gives a row of its own
+    ]
+    sizes = []
+    for seed, users in enumerate([15, 15, 15, 1]):  # later snapshots cross as what changed since the one before
+        learner.learn(planted(users=users, items=45, seed=seed))
+        original, copy, header = crossed(packer, unpacker, learner)
+        sizes.append((len(header["vocab"]["changed"]), len(header["transitions"])))
+        assert copy.version == original.version and copy.steps == learner.steps
+        assert copy.recommend(histories, k=8) == original.recommend(histories, k=8)
+        assert copy.mode_shares(histories[1], ["b", "i5"]) == original.mode_shares(histories[1], ["b", "i5"])
+    assert learner.vocab.evicted > 0, "rows were handed on between snapshots"
+    assert sizes[-1][1] < len(learner.transitions), "only the items whose counts changed crossed"
+
+
+def test_transition_counts_follow_by_their_changes() -> None:
+    live, mirror, older = Transitions(limit=3), Transitions(), None
+    for n, pairs in enumerate([["ab", "ab", "ac", "bc"], ["ca", "ad"], ["bd"]]):
+        for prev, nxt in pairs:
+            live.add(prev, nxt)
+        if n == 2:
+            live.forget(["a"])
+        frozen = live.snapshot()
+        changes = frozen.changes_since(older)
+        seen_before = mirror.snapshot()
+        mirror.apply(changes)
+        assert all(mirror.get(k) == frozen.get(k) for k in "abcd")
+        assert set(changes) == [{"a", "b"}, {"a", "c"}, {"a", "b", "c"}][n], "only what changed crosses"
+        if n == 2:
+            assert changes["a"] is None and mirror.get("a") is None and seen_before.get("a") == {"b": 2, "c": 1, "d": 1}
+        older = frozen
+    with pytest.raises(RuntimeError):
+        live.snapshot().apply({"a": {"b": 1}})
+
+
+def test_the_engine_learns_forgets_and_checkpoints_through_its_learning_process(settings: Settings) -> None:
+    model = ModelSettings(dim=8, batch=8, replay_size=500, drift=False)
+    settings = settings.model_copy(update={"k": 3, "model": model, "learn_in": "process", "refresh_every": 0.1})
+    engine = Engine(settings)
+    try:
+        engine.start()
+        events = batch(users=4, per_user=20)
+        engine.serve(events)
+        engine.submit(events, time.monotonic())
+        deadline = time.monotonic() + 60
+        while engine.stats()["examples"] < len(events) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        while engine.serving.steps == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stats = engine.stats()
+        assert stats["examples"] == len(events) and engine.serving.steps > 0, "the child learned and published"
+        assert stats["freshness_p50_s"] is not None and stats["learn_dropped"] == 0
+        assert {o.recommendation["strategy"] for o in engine.serve(events[-4:])} == {"model"}
+        first = engine.checkpoint()
+        assert first is not None and engine.model_view()["checkpoint"] == str(first)
+        assert engine.forget("u1") > 0
+        only = engine.checkpoint(replace_all=True)
+        assert checkpoint.candidates(settings.checkpoint_dir) == [only]
+        learner, offsets = checkpoint.load(only)  # type: ignore[arg-type]
+        assert offsets == {"events:0": len(events)} and "u1" not in {e.user for _, e in learner.replay.examples}
+        engine.stop()
+        assert engine.stats()["learn_waiting"] == 0
+    finally:
+        engine.close()
+    resumed = Engine(settings)
+    try:
+        assert resumed.serving.steps == learner.steps, "a new engine resumes from the child's checkpoint"
+    finally:
+        resumed.close()
+
+
+def test_a_worker_killed_outright_takes_its_learning_process_with_it(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from pathlib import Path
+        from stream_rec.engine import Engine
+        from stream_rec.settings import ModelSettings, Settings
+
+        if __name__ == "__main__":
+            engine = Engine(Settings(home=Path({str(tmp_path)!r}), model=ModelSettings(dim=8)))
+            print(engine.learning._process.pid, flush=True)
+            time.sleep(600)
+        """
+    )
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) as parent:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+    deadline = time.monotonic() + 30
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child), "the learning process outlived its worker"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
