@@ -8,16 +8,17 @@ consumer group and state folder, and a process of its own started with the same 
 2. Timed: ``n`` events are produced (as fast as possible, or ``rate`` per second) while a consumer reads the
    output topic until every one of them has an output. Events/s runs from the first event produced to the last
    output consumed; an event's latency from its produce time to its output's arrival (p50, p99, max).
-3. The process's CPU time over the timed part and its peak RSS (Linux ``/proc``); for the worker, its model
-   freshness over the last minute (``/stats``: from an event's arrival until a published serving snapshot had
-   learned from it) once its trainer has caught up, and the examples it shed unlearned. Then it is stopped and
-   its topics deleted.
+3. The CPU time over the timed part and the peak RSS of the process and its children (the worker's learning
+   process; Linux ``/proc``, each one's peak, summed); for the worker, its model freshness over the last minute
+   (``/stats``: from an event's arrival until a published serving snapshot had learned from it) once its trainer
+   has caught up, and the examples it shed unlearned. Then it is stopped and its topics deleted.
 
 The ratio is the worker's events/s over the ceiling's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import platform
@@ -56,7 +57,7 @@ class RunFigures:
     p50_ms: float
     p99_ms: float
     max_ms: float
-    cpu_s: float | None  # the process's user + system CPU over the timed part
+    cpu_s: float | None  # user + system CPU over the timed part, the process and its children (learning)
     cpu_percent: float | None  # of one core, over the timed part (can exceed 100 with threads)
     peak_rss_mb: float | None  # the process's high-water resident memory
     freshness_p50_ms: float | None = None  # the worker's: an event's arrival until a published snapshot learned it
@@ -85,22 +86,39 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[int(rank) - 1]
 
 
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (the worker and its learning process)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for children in Path(f"/proc/{p}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                todo += [int(c) for c in children.read_text().split()]
+    return out
+
+
 def _cpu_seconds(pid: int) -> float | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    """User + system CPU of ``pid`` and its descendants so far."""
+    total = None
+    for p in _tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total = (total or 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    return total
 
 
 def _peak_rss_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
+    """The peak resident memory of ``pid`` and of each descendant, summed."""
+    total = None
+    for p in _tree(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total = (total or 0.0) + int(line.split()[1]) / 1024
+    return total
 
 
 class _Outputs:

@@ -64,12 +64,26 @@ class Engine:
         self.last_outputs: OrderedDict[str, Output] = OrderedDict()  # user -> last output, most recent last
         self.item_seen: dict[str, float] = {}  # item -> its newest event's time (kept as popularity's counts are)
         self._serving_lock = threading.Lock()  # the popularity fallback and the serving snapshot's own rows
+        self._serving: Scorer | None = None  # what rankings read: replaced whole, never changed
         side = LearningProcess if settings.learn_in == "process" else Learning
         self.learning: Learning | LearningProcess = side(settings, self._publish, self.freshness)
-        self.serving: Scorer = self.learning.first_snapshot()  # what rankings read: replaced whole, never changed
 
     def _publish(self, snapshot: Scorer) -> None:
-        self.serving = snapshot  # one reference swap: a batch holds the old one or the new one, whole
+        self._serving = snapshot  # one reference swap: a batch holds the old one or the new one, whole
+
+    @property
+    def serving(self) -> Scorer:
+        """The newest published snapshot; the first time, once the learning side has published one (a process
+        starts beside the worker's own start: it is waited for only where a snapshot is needed)."""
+        if self._serving is None:
+            self.learning.wait_ready()
+        assert self._serving is not None
+        return self._serving
+
+    @property
+    def ready(self) -> bool:
+        """Whether a snapshot was published (serving then never waits)."""
+        return self._serving is not None
 
     # -- serving -----------------------------------------------------------------------------------------------
 

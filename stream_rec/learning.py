@@ -64,6 +64,7 @@ class Learning:
             gather=settings.model.batch, refresh_every=settings.refresh_every, offsets=self.offsets,
             freshness=freshness,
         )  # fmt: skip
+        publish(self.learner.snapshot().prepare())  # the model as it starts, resumed or new
 
     def _resume(self, model_settings: ModelSettings) -> OnlineLearner | None:
         """The learner of the newest checkpoint in the worker's folder that loads, if any (its own settings are
@@ -81,10 +82,8 @@ class Learning:
         log.info("resumed the model from %s: %d steps, %d examples learned", path, learner.steps, learner.examples)
         return learner
 
-    def first_snapshot(self) -> Scorer:
-        """A serving snapshot of the model as it starts (resumed or new)."""
-        with self.lock:
-            return self.learner.snapshot().prepare()
+    def wait_ready(self) -> None:
+        """The first snapshot was published as this was made."""
 
     def start(self) -> None:
         """Start the trainer's thread (the worker does; tests may step it themselves)."""

@@ -77,28 +77,24 @@ class LearningProcess:
         self._cond = threading.Condition()
         self._outbox: deque[Queued] = deque()
         self._dropped = 0  # examples that gave way here, before reaching the child
+        self._published = 0  # snapshots
         self._requests: dict[int, Future[Any]] = {}
         self._ids = itertools.count()
         self._closing = False
         self._gone = False
-        if not self._conn.poll(START_TIMEOUT):
-            self._process.kill()
-            raise LearningError(f"the learning process did not start within {START_TIMEOUT:.0f} s")
-        try:
-            first = self._receive_one()
-        except (EOFError, OSError):
-            first = None
-        if not isinstance(first, Scorer):
-            self._process.join(5.0)
-            raise LearningError(f"the learning process did not start (exit code {self._process.exitcode}): see its log")
-        self._first = first
+        self._ready = threading.Event()  # the first snapshot was published (or the child is gone)
+        self._status = Status(0, 0, 0, None, 0, 0, 0, 0, 0, False, None, None)  # until the child says
         self._receiver = threading.Thread(target=self._receive, name="stream-rec-learning-in", daemon=True)
         self._feeder = threading.Thread(target=self._feed, name="stream-rec-learning-out", daemon=True)
         self._receiver.start()
         self._feeder.start()
 
-    def first_snapshot(self) -> Scorer:
-        return self._first
+    def wait_ready(self) -> None:
+        """Wait for the child's first snapshot (published by then); LearningError if it does not come."""
+        if not self._ready.wait(START_TIMEOUT):
+            raise LearningError(f"the learning process did not start within {START_TIMEOUT:.0f} s")
+        if self._gone and self._published == 0:
+            raise LearningError(f"the learning process did not start (exit code {self._process.exitcode}); see its log")
 
     # -- requests ----------------------------------------------------------------------------------------------
 
@@ -196,7 +192,10 @@ class LearningProcess:
                 break
             if isinstance(got, Scorer):
                 self._publish(got)
+                self._published += 1
+                self._ready.set()
         self._gone = True
+        self._ready.set()
         for future in list(self._requests.values()):
             future.set_exception(LearningError("the learning process ended before it answered"))
         if not self._closing:
@@ -220,7 +219,8 @@ class LearningProcess:
             scorer = self._unpacker.unpack(header, buffers)
             handed_over = time.monotonic() - sent
             self._freshness.extend(d + handed_over for d in header["durations"])
-            self._status = status
+            if status is not None:
+                self._status = status
             return scorer
         if kind == "status":
             self._status = message[1]
@@ -319,8 +319,8 @@ class _Child:
         self.sending = threading.Lock()
         self.durations: list[float] = []
         self.packer = _Packer()
+        self.learning: Learning | None = None  # (it publishes its first snapshot as it is made)
         self.learning = Learning(settings, self.publish, freshness=self)
-        self.publish(self.learning.first_snapshot())
 
     def extend(self, durations: Iterable[float]) -> None:
         """The trainer's freshness figures, measured just before it publishes: they go with the snapshot."""
@@ -330,17 +330,20 @@ class _Child:
         header, arrays = self.packer.pack(scorer)
         header["durations"], self.durations = self.durations, []
         with self.sending:
-            self.conn.send(("snapshot", header, self.learning.status(), time.monotonic()))
+            status = self.learning.status() if self.learning is not None else None
+            self.conn.send(("snapshot", header, status, time.monotonic()))
             for a in arrays:
                 self.conn.send_bytes(a.data.cast("B"))
 
     def run(self) -> None:
+        learning = self.learning
+        assert learning is not None
         slow = ThreadPoolExecutor(1, thread_name_prefix="stream-rec-learning-requests")  # checkpoints, stop
-        last_status = time.monotonic()
+        last_status = 0.0
         while True:
             if time.monotonic() - last_status >= STATUS_EVERY:
                 with self.sending:
-                    self.conn.send(("status", self.learning.status()))
+                    self.conn.send(("status", learning.status()))
                 last_status = time.monotonic()
             if not self.conn.poll(STATUS_EVERY):
                 continue
@@ -350,9 +353,9 @@ class _Child:
                 return  # the worker is gone
             kind = message[0]
             if kind == "examples":
-                self.learning.submit(message[1])
+                learning.submit(message[1])
             elif kind == "start":
-                self.learning.start()
+                learning.start()
             elif kind == "close":
                 slow.shutdown(wait=True)
                 return
@@ -362,17 +365,19 @@ class _Child:
                 slow.submit(self.answer, kind, message[1], message[2])
 
     def answer(self, kind: str, number: int, argument: Any) -> None:
+        learning = self.learning
+        assert learning is not None
         try:
             if kind == "forget":
-                result: Any = self.learning.forget(argument)
+                result: Any = learning.forget(argument)
             elif kind == "checkpoint":
-                path = self.learning.checkpoint(replace_all=argument)
+                path = learning.checkpoint(replace_all=argument)
                 result = None if path is None else str(path)
             elif kind == "stop":
-                self.learning.stop(argument)
+                learning.stop(argument)
                 result = None
             elif kind == "status":
-                result = self.learning.status()
+                result = learning.status()
             else:
                 raise LearningError(f"unknown request {kind!r}")
         except Exception as exc:

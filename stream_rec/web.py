@@ -175,11 +175,12 @@ def add_views(app: faust.App, engine: Engine, settings: Settings) -> None:
             broker = await _reachable(settings.bootstrap)
             partitions = _events_partitions(app, settings)  # not the whole of /stats: a probe polls this often
             learning = engine.learning.status().running
-            serving = learning and bool(partitions)
+            version = engine.serving.version if engine.ready else None  # (the first snapshot is not waited for)
+            serving = version is not None and learning and bool(partitions)
             status = "ok" if serving and broker else "starting" if not serving else "broker unreachable"
             body = {
                 "status": status, "broker": settings.bootstrap, "broker_reachable": broker,
-                "partitions": partitions, "learning": learning, "model_version": engine.serving.version,
+                "partitions": partitions, "learning": learning, "model_version": version,
                 "uptime_s": round(time.monotonic() - started, 3),
             }  # fmt: skip
             return _json(self, body, 200 if status == "ok" else 503)

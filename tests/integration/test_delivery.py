@@ -4,6 +4,7 @@ stopped gracefully, it checkpoints and the next start goes on from there."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -63,6 +64,15 @@ class Paced(threading.Thread):
             kafka.close()
 
 
+def _checkpoint_since(settings: Settings, since: float) -> bool:
+    """Whether a checkpoint was written after ``since`` (an older one may be deleted as it is looked at)."""
+    for path in checkpoint.candidates(settings.checkpoint_dir):
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_mtime > since:
+                return True
+    return False
+
+
 def test_sigkill_three_times_mid_stream_loses_no_event_and_duplicates_none(
     stream: Callable[..., Settings], tmp_path: Path
 ) -> None:
@@ -77,14 +87,18 @@ def test_sigkill_three_times_mid_stream_loses_no_event_and_duplicates_none(
     try:
         worker.wait_for(r"Ready|ready", timeout=90)
         producer.start()
+        started = time.time()
         for _ in range(KILLS):
             answered.update(rec["event_id"] for _, rec in collect(recs, 10**9, timeout=3.0))
+            while not _checkpoint_since(settings, started) and time.time() - started < 60:  # for the next to resume
+                answered.update(rec["event_id"] for _, rec in collect(recs, 10**9, timeout=0.5))
             assert worker.alive(), worker.text()[-3000:]
             assert producer.is_alive(), "the events ran out before the kills: a kill must fall mid-stream"
             worker.kill()
             killed, killed_at = time.monotonic(), time.time()
             sent_at_kills.append(producer.sent)
             worker.start()
+            started = time.time()
             while True:  # until the new process answers (lists still in flight from the old one do not count)
                 got = collect(recs, 10**9, timeout=0.5)
                 answered.update(rec["event_id"] for _, rec in got)

@@ -71,7 +71,11 @@ def test_the_web_view_shows_what_the_worker_does(stream: Callable[..., Settings]
         assert health["broker_reachable"] and health["partitions"] == [0, 1] and health["learning"]
         assert set(codes) == {503, 200} and codes.index(200) == len(codes) - 1, "503 until it serves, then 200"
         produce(settings, [*events[:300]])
-        first = wait_until(lambda: (s := get_json(settings, "/stats")[1])["events_per_s"] > 0 and s, 60, "a rate")
+        # The rest once a snapshot that learned serves: before it, every user gets popularity and no embedding.
+        first = wait_until(
+            lambda: (s := get_json(settings, "/stats")[1])["events_per_s"] > 0 and not s["model_version"].endswith("@0")
+            and s, 60, "a rate, and a snapshot that learned",
+        )  # fmt: skip
         produce(settings, [*events[300:], *odd])
         with KafkaProducer(bootstrap_servers=settings.bootstrap) as bad:
             bad.send(settings.topic_events, key=b"x", value=b"{not json").get(timeout=10)
