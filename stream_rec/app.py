@@ -36,6 +36,7 @@ from .control import parse_command
 from .deadletter import envelope
 from .engine import Engine
 from .errors import InvalidEvent
+from .learning_process import LearningError
 from .sequences import with_served
 from .settings import Settings
 from .web import add_views, worker_stats
@@ -245,7 +246,11 @@ def create_app(settings: Settings) -> faust.App:
     async def write_checkpoint(when: str) -> None:
         # Off the event loop: the copy of the model waits for the learner's lock, which a learning step holds;
         # packing and writing it then go on beside the next steps.
-        path = await asyncio.to_thread(engine.checkpoint)
+        try:
+            path = await asyncio.to_thread(engine.checkpoint)
+        except LearningError as exc:  # its end was logged; serving goes on
+            log.error("no checkpoint (%s): %s", when, exc)
+            return
         if path is not None:
             log.info("checkpoint (%s): %s", when, path)
 

@@ -3,9 +3,9 @@
 Serving (:meth:`Engine.serve`, in a worker thread of the agent's) ranks a batch's accepted events with the
 newest published serving snapshot (scoring.py), taken once for the whole batch so that no ranking mixes two
 versions, and never waits for a gradient step. Learning (:meth:`Engine.submit`) hands the batch's examples to the
-learning side (learning.py): a trainer that learns in a thread of its own, in the worker's process or, by default
-(``learn_in``), in a process of its own (learning_process.py), and publishes a new snapshot every
-``refresh_every`` seconds. A user the model knows nothing about yet gets global popularity.
+learning side (learning.py): a trainer that learns in a thread of its own, in the worker's process or
+(``learn_in``) in a process of its own (learning_process.py), and publishes a new snapshot every ``refresh_every``
+seconds. A user the model knows nothing about yet gets global popularity.
 
 The learning side owns the model's checkpoints: it resumes from the newest one that loads, writes them with the
 offsets learned up to, and a user it is told to forget leaves its replay buffer, its queue and every checkpoint.

@@ -1,9 +1,8 @@
-"""Learning in a process of its own: the worker's default (``learn_in = "process"``).
+"""Learning in a process of its own (``learn_in = "process"``; the default is a thread).
 
 In one process, a trainer thread's Python (history encoding, transition offers, snapshots, checkpoint packing)
-holds the interpreter's lock that serving needs between its tensor operations: at 200 events/s it doubled
-serving's latency (BENCHMARKS.md). :class:`LearningProcess` runs a :class:`~stream_rec.learning.Learning` in a
-child process instead, behind the same methods, over one pipe:
+holds the interpreter's lock that serving needs between its tensor operations. :class:`LearningProcess` runs a
+:class:`~stream_rec.learning.Learning` in a child process instead, behind the same methods, over one pipe:
 
 - examples go to the child in the order they were submitted, from a thread of their own, so :meth:`submit` never
   blocks; where the child falls behind by more than ``learn_queue`` examples the oldest give way, counted;
@@ -15,10 +14,15 @@ child process instead, behind the same methods, over one pipe:
 The child is the worker's own (spawned, never fed anything but what the worker sends), so its messages are
 trusted. It ends when the worker closes it or when the pipe breaks: a worker killed outright takes its learning
 with it, and the next start resumes from the newest checkpoint as ever.
+
+It is not the default: on two cores shared with the broker, a trainer free of the lock takes a core that serving
+and the broker need, and at 100,000 items each snapshot's 55 MB of arrays cross the pipe under the worker's lock;
+both cost more than the lock did (BENCHMARKS.md, "A trainer process").
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import itertools
@@ -73,7 +77,10 @@ class LearningProcess:
         self._process.start()
         theirs.close()
         self._unpacker = _Unpacker()
+        # Sending is one message at a time; the requests waiting for an answer have a lock of their own, never
+        # held while sending: the receiver takes it, and must never wait on a sender stuck on a full pipe.
         self._sending = threading.Lock()
+        self._pending = threading.Lock()
         self._cond = threading.Condition()
         self._outbox: deque[Queued] = deque()
         self._dropped = 0  # examples that gave way here, before reaching the child
@@ -103,7 +110,9 @@ class LearningProcess:
 
     def stop(self, drain: float = 5.0) -> None:
         """Stop the child's trainer after it learned what waits, for at most ``drain`` seconds; the child stays up
-        for the checkpoint after it."""
+        for the checkpoint after it. A child already gone has nothing left to stop (its end was logged)."""
+        if self._gone:
+            return
         deadline = time.monotonic() + drain
         while self._outbox and time.monotonic() < deadline and not self._gone:
             time.sleep(0.05)  # the examples still here go over first
@@ -115,7 +124,7 @@ class LearningProcess:
             self._closing = True
             self._cond.notify()
         self._feeder.join(timeout)
-        if not self._gone:
+        with contextlib.suppress(OSError):  # (gone already)
             self._send(("close",))
         self._process.join(timeout)
         if self._process.is_alive():
@@ -155,13 +164,19 @@ class LearningProcess:
         )  # fmt: skip
 
     def _request(self, kind: str, argument: Any = None) -> Any:
-        if self._gone:
-            raise LearningError(f"the learning process is gone (exit code {self._process.exitcode})")
+        """Ask the child and wait for its answer; LearningError where it is gone or failed the request."""
         future: Future[Any] = Future()
-        with self._sending:
+        with self._pending:  # as the receiver fails what waits when the child is gone: never one left waiting
+            if self._gone:
+                raise LearningError(f"the learning process is gone (exit code {self._process.exitcode})")
             number = next(self._ids)
             self._requests[number] = future
-            self._conn.send((kind, number, argument))
+        try:
+            self._send((kind, number, argument))
+        except OSError:
+            with self._pending:
+                self._requests.pop(number, None)
+            raise LearningError("the learning process is gone") from None
         return future.result()
 
     def _send(self, message: tuple[Any, ...]) -> None:
@@ -194,9 +209,11 @@ class LearningProcess:
                 self._publish(got)
                 self._published += 1
                 self._ready.set()
-        self._gone = True
+        with self._pending:
+            self._gone = True
+            waiting, self._requests = list(self._requests.values()), {}
         self._ready.set()
-        for future in list(self._requests.values()):
+        for future in waiting:
             future.set_exception(LearningError("the learning process ended before it answered"))
         if not self._closing:
             self._process.join(1.0)
@@ -225,7 +242,8 @@ class LearningProcess:
         if kind == "status":
             self._status = message[1]
         elif kind in ("answer", "failed"):
-            future = self._requests.pop(message[1])
+            with self._pending:
+                future = self._requests.pop(message[1])
             if kind == "answer":
                 future.set_result(message[2])
             else:
@@ -304,6 +322,7 @@ def _child_main(settings_json: str, conn: Any, level: int) -> None:
         force=True,
     )  # fmt: skip
     settings = Settings.model_validate_json(settings_json)
+    os.nice(settings.learn_nice)  # serving keeps the cores when both want them: learning takes what is left
     torch.set_num_threads(settings.model.torch_threads(beside=2))
     try:
         _Child(settings, conn).run()

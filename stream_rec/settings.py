@@ -193,10 +193,17 @@ class Settings(BaseSettings):
         ge=0,
         description="seconds between the worker's one-line status logs (events/s, lag, hit rate, loss); 0 = none",
     )
-    learn_in: Literal["process", "thread"] = Field(
-        "process",
-        description="where the trainer learns: a process of its own, which leaves the interpreter's lock to serving "
-        "(p50 latency halved at 200 events/s), or a thread of the worker's process",
+    learn_in: Literal["thread", "process"] = Field(
+        "thread",
+        description="where the trainer learns: a thread of the worker's process, or a process of its own, which "
+        "leaves the interpreter's lock to serving but needs a core of its own to gain (BENCHMARKS.md)",
+    )
+    learn_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="the learning process's niceness (learn_in = process): above 0, serving has the cores first "
+        "when both want them, and learning takes what is left",
     )
     learn_queue: int = Field(
         10_000,

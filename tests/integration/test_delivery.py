@@ -139,12 +139,15 @@ def test_sigkill_three_times_mid_stream_loses_no_event_and_duplicates_none(
           f"{sum(answered.values()) - len(ids)} answered twice")  # fmt: skip
 
 
+@pytest.mark.parametrize("learn_in", ["thread", "process"])
 def test_a_graceful_stop_writes_a_checkpoint_the_next_start_resumes_from(
-    stream: Callable[..., Settings], tmp_path: Path
+    stream: Callable[..., Settings], tmp_path: Path, learn_in: str
 ) -> None:
     settings = stream()
     recs = open_consumer(settings, settings.topic_recommendations)
-    worker = WorkerProcess(settings, tmp_path / "worker.log", STREAM_REC_CHECKPOINT_EVERY="3600").start()
+    worker = WorkerProcess(
+        settings, tmp_path / "worker.log", STREAM_REC_CHECKPOINT_EVERY="3600", STREAM_REC_LEARN_IN=learn_in
+    ).start()
     first, later = events(seed=3)[:300], events(seed=3)[300:350]
     try:
         worker.wait_for(r"Ready|ready", timeout=90)

@@ -17,7 +17,7 @@ import pytest
 from stream_rec import checkpoint
 from stream_rec.engine import Engine
 from stream_rec.learner import OnlineLearner
-from stream_rec.learning_process import _Packer, _Unpacker
+from stream_rec.learning_process import LearningError, _Packer, _Unpacker
 from stream_rec.sequences import Step
 from stream_rec.settings import ModelSettings, Settings
 from stream_rec.transitions import Transitions
@@ -139,3 +139,30 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+def test_a_learning_process_that_dies_leaves_serving_up_and_says_so(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings.model_copy(update={"model": ModelSettings(dim=8), "learn_in": "process"})
+    engine = Engine(settings)
+    try:
+        engine.start()
+        deadline = time.monotonic() + 60
+        while not engine.learning.status().running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert engine.serving.steps == 0 and engine.learning.status().running
+        with caplog.at_level("ERROR", logger="stream_rec.learning_process"):
+            os.kill(engine.learning._process.pid, signal.SIGKILL)  # type: ignore[union-attr]
+            deadline = time.monotonic() + 30
+            while engine.learning.status().running and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert not engine.learning.status().running and "the learning process ended" in caplog.text
+        with pytest.raises(LearningError):
+            engine.checkpoint()
+        engine.stop()  # nothing left to stop
+        events = batch(users=2, per_user=3)
+        engine.submit(events, time.monotonic())  # never blocks, learned by no one
+        assert len(engine.serve(events)) == len(events), "serving goes on with the last snapshot"
+    finally:
+        engine.close()
