@@ -117,7 +117,7 @@ def test_a_worker_killed_outright_takes_its_learning_process_with_it(tmp_path: P
         from stream_rec.settings import ModelSettings, Settings
 
         if __name__ == "__main__":
-            engine = Engine(Settings(home=Path({str(tmp_path)!r}), model=ModelSettings(dim=8)))
+            engine = Engine(Settings(home=Path({str(tmp_path)!r}), model=ModelSettings(dim=8), learn_in="process"))
             print(engine.learning._process.pid, flush=True)
             time.sleep(600)
         """
