@@ -22,7 +22,7 @@ def test_bench_times_the_worker_and_the_ceiling(
     out = tmp_path / "bench.json"
     argv = ["--broker", broker, "bench", "--synthetic", "400", "--warmup", "50", "--json", str(out)]
     assert main(argv) == 0
-    printed = capsys.readouterr().out
+    printed = " ".join(capsys.readouterr().out.split())  # as read, whatever the console's wrapping
     report = orjson.loads(out.read_bytes())
     with capsys.disabled():
         print("\nbench figures (small N, not a benchmark):", {k: v for k, v in report.items() if k != "machine"})
