@@ -21,7 +21,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import sys
 import time
 import weakref
 from collections.abc import Awaitable, Iterator, Sequence
@@ -330,11 +329,3 @@ def create_app(settings: Settings) -> faust.App:
 def _message(ev: faust.EventT) -> Message:
     msg = ev.message
     return Message(msg.topic, msg.partition, msg.offset, msg.key, msg.value)
-
-
-def configure_logging(settings: Settings) -> None:
-    """The worker's log from its first line (Faust sets up its own logging only once it starts)."""
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
-        stream=sys.stderr, force=True,
-    )  # fmt: skip

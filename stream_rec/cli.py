@@ -89,9 +89,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         import torch
         from faust.worker import Worker
 
-        from .app import configure_logging, create_app
+        from .app import create_app
         from .kafka_local import is_up
-        from .logs import throttle_client_logs
+        from .logs import configure_logging, throttle_client_logs
 
         torch.set_num_threads(settings.model.torch_threads(beside=2))  # serving and learning run side by side
         configure_logging(settings)

@@ -30,7 +30,6 @@ import logging
 import multiprocessing
 import os
 import signal
-import sys
 import threading
 import time
 from collections import deque
@@ -44,6 +43,7 @@ import torch
 
 from .learning import Learning, Status
 from .live import Window
+from .logs import configure_logging
 from .model import SequenceModel
 from .scoring import FOLLOWERS, Scorer
 from .settings import ModelSettings, Settings
@@ -71,7 +71,7 @@ class LearningProcess:
         context = multiprocessing.get_context("spawn")  # a fork would copy the worker's threads' locks mid-use
         self._conn, theirs = context.Pipe()
         self._process = context.Process(
-            target=_child_main, args=(settings.model_dump_json(), theirs, logging.getLogger().level),
+            target=_child_main, args=(settings.model_dump_json(), theirs),
             name="stream-rec-learning", daemon=True,
         )  # fmt: skip
         self._process.start()
@@ -150,9 +150,7 @@ class LearningProcess:
         return dropped + int(self._request("forget", user_id))
 
     def checkpoint(self, *, replace_all: bool = False) -> Path | None:
-        path = self._request("checkpoint", replace_all)
-        if path is not None:
-            self._status = self._request("status")  # its path and time, at once
+        path, self._status = self._request("checkpoint", replace_all)  # the status: the new path and time
         return None if path is None else Path(path)
 
     def status(self) -> Status:
@@ -315,13 +313,10 @@ class _Unpacker:
 # -- the child ---------------------------------------------------------------------------------------------------
 
 
-def _child_main(settings_json: str, conn: Any, level: int) -> None:
+def _child_main(settings_json: str, conn: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a ^C reaches the whole group: the worker decides when to stop
-    logging.basicConfig(
-        level=level, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s", stream=sys.stderr,
-        force=True,
-    )  # fmt: skip
     settings = Settings.model_validate_json(settings_json)
+    configure_logging(settings)
     os.nice(settings.learn_nice)  # serving keeps the cores when both want them: learning takes what is left
     torch.set_num_threads(settings.model.torch_threads(beside=2))
     try:
@@ -391,7 +386,7 @@ class _Child:
                 result: Any = learning.forget(argument)
             elif kind == "checkpoint":
                 path = learning.checkpoint(replace_all=argument)
-                result = None if path is None else str(path)
+                result = (None if path is None else str(path), learning.status())
             elif kind == "stop":
                 learning.stop(argument)
                 result = None

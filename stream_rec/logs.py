@@ -17,11 +17,16 @@ in a 43 s outage. :class:`Throttle` lets one record of each kind (logger and mes
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-__all__ = ["Throttle", "throttle_client_logs"]
+if TYPE_CHECKING:
+    from .settings import Settings
+
+__all__ = ["Throttle", "configure_logging", "throttle_client_logs"]
 
 CLIENT_LOGGERS = ("aiokafka", "kafka")  # the Kafka clients' loggers and their children
 
@@ -57,3 +62,12 @@ def throttle_client_logs(every: float = 5.0) -> Throttle:
     for name in {*CLIENT_LOGGERS, *names}:
         logging.getLogger(name).addFilter(throttle)
     return throttle
+
+
+def configure_logging(settings: Settings) -> None:
+    """The worker's log from its first line (Faust sets up its own logging only once it starts), and its
+    learning process's, each line with its process id."""
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
+        stream=sys.stderr, force=True,
+    )  # fmt: skip
