@@ -154,7 +154,7 @@ class Scorer:
         lacks get rows first, so that they can be ranked (a user's newest items)."""
         out = [Recommendation([], [], None) for _ in histories]
         todo = [i for i, h in enumerate(histories) if h]
-        if not todo or not len(self.vocab):
+        if not todo or (exclude_seen and not len(self.vocab)):  # else own items rank before anything is learned
             return out
         todo_histories = [histories[i] for i in todo]
         with self.lock:

@@ -360,6 +360,16 @@ def test_an_item_seen_since_the_last_learn_call_can_be_recommended_back() -> Non
     assert rec.scorer.vocab.counts[rec.scorer.vocab.index("just-seen")] == 0  # a row, not a sighting
 
 
+def test_a_learner_that_has_learned_nothing_yet_recommends_the_users_own_items() -> None:
+    from stream_rec.recommenders.sequence import SequenceRecommender
+
+    rec = SequenceRecommender(small())
+    history = [Step("a", "view", T0), Step("b", "view", T0 + 1), Step("a", "add_to_cart", T0 + 2)]
+    ranked = [item for item, _ in rec.rank_many([history], k=10)[0]]
+    assert sorted(ranked) == ["a", "b"], "a worker's first events get the users' own items, not an empty list"
+    assert rec.rank_many([history], k=10, exclude_seen=True) == [[]], "with them excluded there is nothing yet"
+
+
 def test_a_replayed_example_does_not_find_its_own_transition() -> None:
     learner = OnlineLearner(small(transitions=True))
     learner.learn([([Step("a", "view", T0)], Step("b", "view", T0 + 1))])
