@@ -125,7 +125,13 @@ def _id(obj: dict[str, Any], name: str) -> str:
         raise InvalidEvent(f"field {name!r} is required and must be a string")
     if not 1 <= len(value) <= MAX_ID_CHARS:
         raise InvalidEvent(f"field {name!r} must have 1..{MAX_ID_CHARS} chars, got {len(value)}")
+    if not _CONTROL.isdisjoint(value):
+        # Ids join with control characters elsewhere: the derived event id, the model's group keys (transitions.py).
+        raise InvalidEvent(f"field {name!r} must not hold control characters, got {value[:40]!r}")
     return value
+
+
+_CONTROL = frozenset(map(chr, range(32)))
 
 
 def _timestamp(value: Any) -> float:

@@ -155,6 +155,8 @@ def test_missing_field(name: str) -> None:
         ({"user_id": 1.5}, "'user_id' is required and must be a string"),
         ({"user_id": True}, "'user_id' is required and must be a string"),
         ({"item_id": ["a"]}, "'item_id' is required and must be a string"),
+        ({"item_id": "\x1dcategory=shoes"}, "'item_id' must not hold control characters"),
+        ({"user_id": "u\n1"}, "'user_id' must not hold control characters"),
         ({"event": 3}, "'event' is required and must be a string"),
         ({"event": "teleport"}, "unknown event type 'teleport'"),
         ({"ts": True}, "'ts' is required"),
