@@ -41,7 +41,7 @@ from .replay import ReplayBuffer
 from .scoring import COSINE_SCALE, FOLLOWERS, SOURCES, Scorer, modes, offered, seen_rows
 from .sequences import Example
 from .settings import ModelSettings
-from .transitions import Transitions
+from .transitions import Transitions, groups_of
 from .vocab import Vocabulary
 
 __all__ = ["Example", "OnlineLearner"]
@@ -153,13 +153,19 @@ class OnlineLearner:
 
     def _count_transitions(self, examples: Sequence[Example]) -> None:
         """Count what the transition mode offers (``transition_window``): with a window of 1, the event after the
-        last item; wider, the event with each of the last few distinct items before it, both ways round."""
+        last item; wider, the event with each of the last few distinct items before it, both ways round; with
+        ``groups``, also the event's item under each of its side-feature groups (its category)."""
         vocab, window, add = self.vocab, self.settings.transition_window, self.transitions.add
         for history, event in examples:
             row = vocab.index(event.item)
-            if not history or not row:
+            if not row:
                 continue
             item: str = vocab.item(row)  # type: ignore[assignment]  # the vocabulary's own strings: counts share them
+            if self.settings.groups:
+                for key in groups_of(event):
+                    add(key, item)  # the items seen with each of its side features (transitions.py)
+            if not history:
+                continue
             if window == 1:
                 prev = vocab.index(history[-1].item)
                 if prev:
@@ -264,8 +270,10 @@ class OnlineLearner:
             exclude, vocab, transitions = self.settings.exclude_seen, self.vocab, self.transitions
             # ... from every source it was counted with (each of the last few items, with a window over one).
             every = SOURCES if self.settings.transition_window > 1 else 1
+            groups = self.settings.groups
             offers = [
-                offered(h, vocab, transitions, exclude, out, every) for h, out in zip(histories, left_out, strict=True)
+                offered(h, vocab, transitions, exclude, out, every, groups)
+                for h, out in zip(histories, left_out, strict=True)
             ]
         else:
             offers = [{} for _ in histories]

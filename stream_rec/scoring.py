@@ -30,7 +30,7 @@ from .model import SequenceModel
 from .model.repeat import segment_log_softmax
 from .sequences import Step
 from .settings import ModelSettings
-from .transitions import Transitions
+from .transitions import Transitions, groups_of
 from .vocab import Vocabulary
 
 __all__ = ["FOLLOWERS", "SOURCES", "Recommendation", "Scorer", "modes", "offered", "seen_rows"]
@@ -48,11 +48,16 @@ def offered(
     exclude_seen: bool,
     left_out: str | None = None,
     left_out_sources: int = 1,
+    groups: bool = False,
 ) -> dict[int, float]:
     """The transition mode's items for a history, as ``vocab``'s rows: what followed its last few distinct known
     items elsewhere in the stream (:meth:`Transitions.merged`), known ones only; the history's own items left out
     where seen items are never ranked. One count of ``left_out`` is left out after each of the first
-    ``left_out_sources`` sources (a replayed example's own counts)."""
+    ``left_out_sources`` sources (a replayed example's own counts).
+
+    With ``groups``, also the items most often seen with the side features of the history's newest item that has
+    any (its category's popular items), but for the history's own (the repeat mode's): scaled to weigh as much in
+    all as the followers (at least one count), so that neither drowns the other whatever the counts' scales."""
     sources: dict[str, None] = {}  # the last few distinct known items, newest first (walked back, not looked up)
     index = vocab.index
     for step in reversed(history):
@@ -61,6 +66,20 @@ def offered(
             if len(sources) == SOURCES:
                 break
     merged = transitions.merged(list(sources), FOLLOWERS, left_out, left_out_sources)
+    if groups:
+        keys = next((keys for keys in map(groups_of, reversed(history)) if keys), [])
+        own = {step.item for step in history}
+        near = {
+            item: n
+            for item, n in transitions.merged(keys, FOLLOWERS + len(own), left_out, len(keys)).items()
+            if item not in own
+        }
+        if len(near) > FOLLOWERS:
+            near = dict(sorted(near.items(), key=lambda kv: -kv[1])[:FOLLOWERS])
+        if near:
+            scale = max(sum(merged.values()), 1.0) / sum(near.values())
+            for item, n in near.items():
+                merged[item] = merged.get(item, 0.0) + scale * n
     out = {row: weight for row, weight in zip(vocab.rows_of(merged), merged.values(), strict=True) if row}
     if exclude_seen:
         for row in vocab.rows_of([s.item for s in history]):
@@ -374,7 +393,7 @@ class Scorer:
         ]
 
     def offered(self, history: Sequence[Step]) -> dict[int, float]:
-        return offered(history, self.vocab, self.transitions, self.settings.exclude_seen)
+        return offered(history, self.vocab, self.transitions, self.settings.exclude_seen, groups=self.settings.groups)
 
 
 def seen_rows(

@@ -81,6 +81,12 @@ class ModelSettings(BaseModel):
         "items before it, and each of those as following it (items that go together, as session-kNN finds them); "
         "1 = only what came right after the last item (first-order Markov)",
     )
+    groups: bool = Field(
+        True,
+        description="the transition mode also offers the items most often seen with the user's last item's side "
+        'features (item={"category": ...}): the popular items of its category, weighing as much in all as '
+        "what went with the user's items",
+    )
     popularity: bool = Field(
         True,
         description="add a learned multiple of log(1 + the item's count so far) to its score: a popularity prior "

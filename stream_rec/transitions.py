@@ -2,7 +2,10 @@
 transition mode, one piece of code for both.
 
 Keys are item ids, not vocabulary rows, so that a serving snapshot of the model (with a vocabulary of its own)
-reads them alike. :meth:`Transitions.snapshot` is a frozen view for serving, cheap to take: it shares the
+reads them alike. A key can also be a side-feature group (:func:`groups_of`: ``"\x1dcategory=shoes"``), whose
+counts are the items seen with that value: the model's transition mode offers the popular items of the user's
+last item's category from them, and they go wherever the counts go (snapshots, the learning process's pipe,
+checkpoints). :meth:`Transitions.snapshot` is a frozen view for serving, cheap to take: it shares the
 followers of every item with the live counts, and the live side copies an item's followers before it next
 changes them (copy on write), so a snapshot never sees a later count. With ``limit``, an item keeps at most
 ``4 * limit`` followers, then its ``limit`` most frequent: memory stays bounded per item.
@@ -23,7 +26,19 @@ from collections.abc import Container, Iterable, Iterator
 
 import orjson
 
-__all__ = ["Transitions"]
+from .sequences import Step
+
+__all__ = ["GROUP", "Transitions", "groups_of"]
+
+GROUP = "\x1d"  # how a group's key starts (ASCII's group separator): no item id an event carries starts so
+
+
+def groups_of(step: Step) -> list[str]:
+    """The keys of the groups a step's item belongs to: one per string-valued side feature (``item={"category":
+    "shoes"}`` gives ``["\x1dcategory=shoes"]``); numbers (a price) make no groups."""
+    if not step.features:
+        return []
+    return [f"{GROUP}{key}={value}" for key, value in step.features.items() if isinstance(value, str)]
 
 
 class Transitions:
@@ -131,8 +146,8 @@ class Transitions:
 
     @classmethod
     def from_json(cls, data: bytes, known: Container[str], limit: int | None = None) -> Transitions:
-        """The counts :meth:`to_json` wrote; ``ValueError`` unless every item is in ``known`` and every count a
-        positive integer."""
+        """The counts :meth:`to_json` wrote; ``ValueError`` unless every item (every key but groups', every
+        counted item) is in ``known`` and every count a positive integer."""
         try:
             followers = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
@@ -141,7 +156,7 @@ class Transitions:
             raise ValueError("the transition counts are not an object")
         out = cls(limit)
         for prev, after in followers.items():
-            if not isinstance(after, dict) or prev not in known:
+            if not isinstance(after, dict) or (prev not in known and not prev.startswith(GROUP)):
                 raise ValueError("a transition refers to an item the vocabulary does not hold")
             for nxt, n in after.items():
                 if nxt not in known or type(n) is not int or n <= 0:

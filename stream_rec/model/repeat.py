@@ -7,8 +7,9 @@ distribution over items:
 - *repeat*: one of the user's history items, chosen by a softmax over them, scored from the recency of each
   item's newest occurrence, the event type there (a cart or a purchase says more than a view) and how often it
   occurs. It starts as "recent items first" (a plain next-item softmax does not find that on its own);
-- *transition*: an item that followed the user's last item elsewhere in the stream, by count (a Markov memory
-  the learner keeps: it remembers rare pairs that embeddings cannot yet);
+- *transition*: an item that went with the user's last items elsewhere in the stream, by count (a Markov memory
+  the learner keeps: it remembers rare pairs that embeddings cannot yet), and the most frequent items of the
+  user's last item's category (scoring.offered);
 - *explore*: the sequence model's softmax over the whole vocabulary.
 
 The gates come from the user vector (a softmax over the modes available for the user), so the model learns how

@@ -139,6 +139,16 @@ def test_the_transition_counts_come_back_as_they_were(tmp_path: Path) -> None:
             checkpoint.load(tmp_path / "bad.safetensors")
 
 
+def test_the_category_counts_come_back_as_they_were(tmp_path: Path) -> None:
+    learner = OnlineLearner(ModelSettings(dim=8, batch=8, transitions=True))
+    shoes = {"category": "shoes"}
+    learner.learn([([], Step(f"s{k % 3}", "view", 1.6e9 + k, features=shoes)) for k in range(9)])
+    counts = sorted(learner.transitions.triples())
+    assert [(key, n) for key, _, n in counts] == [("\x1dcategory=shoes", 3)] * 3
+    restored, _ = checkpoint.load(checkpoint.save(learner, tmp_path / "c.safetensors"))
+    assert sorted(restored.transitions.triples()) == counts
+
+
 def test_a_damaged_replay_buffer_is_a_clear_error(tmp_path: Path) -> None:
     import zlib
 

@@ -14,6 +14,7 @@ from stream_rec.learner import Example, OnlineLearner
 from stream_rec.scoring import offered
 from stream_rec.sequences import Step
 from stream_rec.settings import ModelSettings
+from stream_rec.transitions import GROUP
 from tests.unit.streams import planted
 
 T0 = 1.6e9
@@ -302,6 +303,38 @@ def test_the_transition_mode_offers_what_followed_the_last_item() -> None:
     user, _ = scorer.encode([[Step("a", "view", T0)]])
     top = scorer.scores(user, [[Step("a", "view", T0)]]).topk(2).indices[0].tolist()
     assert scorer.vocab.index("b") in top  # "a" is always followed by "b"
+
+
+def test_the_transition_mode_offers_the_popular_items_of_the_last_items_category() -> None:
+    shoes, hats = {"category": "shoes"}, {"category": "hats", "price": 12.5}  # (a number makes no group)
+    bought = ["s0"] * 6 + ["s1"] * 3 + ["s2", "h0"] * 8
+    examples = [
+        ([], Step(item, "view", T0 + k, features=shoes if item[0] == "s" else hats)) for k, item in enumerate(bought)
+    ]
+    history = [Step("h0", "view", T0), Step("s2", "view", T0 + 1, features=shoes)]
+    for groups in (True, False):
+        learner = OnlineLearner(small(transitions=True, groups=groups))
+        learner.learn(examples)
+        offers = offered(history, learner.vocab, learner.transitions, False, groups=groups)
+        named = {learner.vocab.item(row): weight for row, weight in offers.items()}
+        if groups:
+            # Its category's items by count, but for the user's own (the repeat mode's), weighing one count in all
+            # (no item followed the user's): not the other category's.
+            assert list(named) == ["s0", "s1"] and abs(named["s0"] - 2 * named["s1"]) < 1e-9
+            assert abs(sum(named.values()) - 1.0) < 1e-9
+        else:
+            assert named == {} and not any(key.startswith(GROUP) for key, *_ in learner.transitions.triples())
+
+
+def test_category_offers_weigh_as_much_in_all_as_the_items_that_went_with_the_users() -> None:
+    shoes = {"category": "shoes"}
+    learner = OnlineLearner(small(transitions=True, transition_window=1))
+    learner.learn([([], Step("s0", "view", T0, features=shoes))] * 4)
+    learner.learn([([Step("a", "view", T0)], Step("b", "view", T0 + 1))] * 3)
+    history = [Step("s9", "view", T0, features=shoes), Step("a", "view", T0 + 1)]
+    offers = offered(history, learner.vocab, learner.transitions, False, groups=True)
+    named = {learner.vocab.item(row): weight for row, weight in offers.items()}
+    assert named == {"b": 3.0, "s0": 3.0}, "the newest step with side features gives the category"
 
 
 def test_an_items_first_sighting_teaches_nothing_its_next_one_does() -> None:
