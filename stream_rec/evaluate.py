@@ -30,6 +30,7 @@ from typing import Any
 from .events import Event
 from .metrics import MetricAccumulator, rolling_mean
 from .recommenders.base import Recommender
+from .recommenders.category import CategoryPopularity
 from .recommenders.decayed import DecayedPopularity
 from .recommenders.knn import SKNN, VSKNN, SequentialRules
 from .recommenders.markov import Markov, RecentMarkov
@@ -44,7 +45,8 @@ __all__ = ["RECOMMENDERS", "evaluate", "make_recommender"]
 
 RECOMMENDERS: tuple[str, ...] = (
     "popularity", "decayed-popularity", "markov", "recent-markov", "sknn", "vsknn", "sr", "recent-sknn",
-    "recent-vsknn", "recent-sr", "river-biasedmf", "river-funkmf", "lstm", "gru", "transformer", "graph",
+    "recent-vsknn", "recent-sr", "category", "recent-category", "river-biasedmf", "river-funkmf", "lstm", "gru",
+    "transformer", "graph",
 )  # fmt: skip
 
 Progress = Callable[[int, int], None]  # (events done, events in all)
@@ -62,7 +64,9 @@ def make_recommender(name: str, model_settings: ModelSettings | None = None, *, 
         return Markov()
     if name == "recent-markov":
         return RecentMarkov()
-    knn: dict[str, Callable[[], Recommender]] = {"sknn": SKNN, "vsknn": VSKNN, "sr": SequentialRules}
+    knn: dict[str, Callable[[], Recommender]] = {
+        "sknn": SKNN, "vsknn": VSKNN, "sr": SequentialRules, "category": CategoryPopularity,
+    }  # fmt: skip
     if name in knn:
         return knn[name]()
     if name.startswith("recent-") and name.removeprefix("recent-") in knn:

@@ -1,4 +1,5 @@
 from .base import Ranking, Recommender
+from .category import CategoryPopularity
 from .decayed import DecayedPopularity
 from .knn import SKNN, VSKNN, SequentialRules
 from .markov import Markov, RecentMarkov
@@ -10,6 +11,7 @@ from .sequence import SequenceRecommender
 __all__ = [
     "SKNN",
     "VSKNN",
+    "CategoryPopularity",
     "DecayedPopularity",
     "Markov",
     "OwnFirst",

@@ -30,42 +30,14 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 from ..sequences import Step
-from .base import Example, Ranking, Recommender
+from .base import Example
 from .own import last_distinct
-from .popularity import CountOrder
+from .popularity import PopularityFill
 
 __all__ = ["SKNN", "VSKNN", "SequentialRules"]
 
 
-class _PopularityFill(Recommender):
-    """What the methods here share: popularity to fill a list their evidence leaves short."""
-
-    def __init__(self) -> None:
-        self.popularity = CountOrder()
-
-    def _fill(self, scores: dict[str, float], k: int, skip: set[str]) -> Ranking:
-        """The ``k`` best of ``scores`` not in ``skip``, then the most popular items, by score."""
-        best = heapq.nlargest(k + len(skip), scores.items(), key=lambda kv: kv[1]) if scores else []
-        ranking = [(item, s) for item, s in best if item not in skip][:k]
-        if len(ranking) < k:
-            taken = skip | {item for item, _ in ranking}
-            counts, share = self.popularity.counts, 1.0 / (self.popularity.total + 1)
-            low = min((s for _, s in ranking), default=1.0)
-            for item in self.popularity.items():
-                if item not in taken:
-                    ranking.append((item, low * counts[item] * share))  # below every scored item
-                    if len(ranking) == k:
-                        break
-        return ranking
-
-    def rank_many(self, histories: Sequence[Sequence[Step]], k: int, exclude_seen: bool = False) -> list[Ranking]:
-        return [self._fill(self.scores(h), k, {s.item for s in h} if exclude_seen else set()) for h in histories]
-
-    def scores(self, history: Sequence[Step]) -> dict[str, float]:
-        raise NotImplementedError
-
-
-class SKNN(_PopularityFill):
+class SKNN(PopularityFill):
     """Session-based kNN over users' recent item sets (module docstring)."""
 
     name = "sknn"
@@ -135,7 +107,7 @@ class VSKNN(SKNN):
         return {item: (len(items) - p) / len(items) for p, item in enumerate(items)}
 
 
-class SequentialRules(_PopularityFill):
+class SequentialRules(PopularityFill):
     """Sequential rules: what followed each item within ``steps`` steps, weighted by ``1/gap`` (module docstring).
 
     An item keeps its ``limit`` strongest rules once it has ``4 * limit`` (memory bounded per item)."""

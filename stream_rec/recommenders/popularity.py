@@ -6,12 +6,13 @@
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator, Sequence
 
 from ..sequences import Step
 from .base import Example, Ranking, Recommender
 
-__all__ = ["CountOrder", "Popularity"]
+__all__ = ["CountOrder", "Popularity", "PopularityFill"]
 
 
 class CountOrder:
@@ -94,3 +95,32 @@ class Popularity(Recommender):
                     ranking.append((item, float(counts[item])))
             out.append(ranking)
         return out
+
+
+class PopularityFill(Recommender):
+    """A recommender that scores the items its evidence has (:meth:`scores`) and fills the rest of the list by
+    popularity: the session-kNN methods, sequential rules and category popularity."""
+
+    def __init__(self) -> None:
+        self.popularity = CountOrder()
+
+    def _fill(self, scores: dict[str, float], k: int, skip: set[str]) -> Ranking:
+        """The ``k`` best of ``scores`` not in ``skip``, then the most popular items, by score."""
+        best = heapq.nlargest(k + len(skip), scores.items(), key=lambda kv: kv[1]) if scores else []
+        ranking = [(item, s) for item, s in best if item not in skip][:k]
+        if len(ranking) < k:
+            taken = skip | {item for item, _ in ranking}
+            counts, share = self.popularity.counts, 1.0 / (self.popularity.total + 1)
+            low = min((s for _, s in ranking), default=1.0)
+            for item in self.popularity.items():
+                if item not in taken:
+                    ranking.append((item, low * counts[item] * share))  # below every scored item
+                    if len(ranking) == k:
+                        break
+        return ranking
+
+    def rank_many(self, histories: Sequence[Sequence[Step]], k: int, exclude_seen: bool = False) -> list[Ranking]:
+        return [self._fill(self.scores(h), k, {s.item for s in h} if exclude_seen else set()) for h in histories]
+
+    def scores(self, history: Sequence[Step]) -> dict[str, float]:
+        raise NotImplementedError

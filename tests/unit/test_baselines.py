@@ -11,6 +11,7 @@ import pytest
 
 from stream_rec.learner import Example
 from stream_rec.recommenders.base import Recommender
+from stream_rec.recommenders.category import CategoryPopularity
 from stream_rec.recommenders.decayed import DecayedPopularity
 from stream_rec.recommenders.knn import SKNN, VSKNN, SequentialRules
 from stream_rec.recommenders.markov import Markov, RecentMarkov
@@ -34,6 +35,8 @@ BASELINES: dict[str, Callable[[], Recommender]] = {
     "recent-sknn": lambda: OwnFirst(SKNN()),
     "recent-vsknn": lambda: OwnFirst(VSKNN()),
     "recent-sr": lambda: OwnFirst(SequentialRules()),
+    "category": CategoryPopularity,
+    "recent-category": lambda: OwnFirst(CategoryPopularity()),
 }
 
 
@@ -222,3 +225,14 @@ def test_sequential_rules_weigh_a_follower_by_its_gap() -> None:
     rec.learn_many(users({"u1": "abc", "u2": "axc"}))
     assert rec.rules["a"] == pytest.approx({"b": 1.0, "x": 1.0, "c": 1.0})  # c: 1/2 after a, twice
     assert rec.rules["b"] == {"c": 1.0} and rec.scores(view("q", "a"))["c"] == pytest.approx(1.0)
+
+
+def test_category_popularity_ranks_the_newest_categorised_items_category_by_count() -> None:
+    shoes, hats = {"category": "shoes"}, {"category": "hats", "price": 9.5}
+    rec = CategoryPopularity()
+    bought = [("s1", shoes)] * 2 + [("s2", shoes)] * 3 + [("h1", hats)] * 9 + [("x", {})] * 20
+    rec.learn_many([([], Step(item, "view", T0 + k, features=f)) for k, (item, f) in enumerate(bought)])
+    history = [Step("h1", "view", T0, features=hats), Step("s1", "view", T0 + 1, features=shoes), *view("x")]
+    assert [item for item, _ in rec.rank(history, k=4)] == ["s2", "s1", "x", "h1"]  # then by popularity
+    assert [item for item, _ in rec.rank(history, k=2, exclude_seen=True)] == ["s2"], "nothing else unseen"
+    assert [item for item, _ in OwnFirst(CategoryPopularity()).rank(history, k=2)] == ["x", "s1"]
