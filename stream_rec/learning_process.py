@@ -207,18 +207,18 @@ class LearningProcess:
                 self._publish(got)
                 self._published += 1
                 self._ready.set()
+        if not self._closing:  # said before the status says so: whoever sees it stopped can find why in the log
+            self._process.join(1.0)
+            log.error(
+                "the learning process ended (exit code %s): serving goes on with the last snapshot, nothing more is "
+                "learned", self._process.exitcode,
+            )  # fmt: skip
         with self._pending:
             self._gone = True
             waiting, self._requests = list(self._requests.values()), {}
         self._ready.set()
         for future in waiting:
             future.set_exception(LearningError("the learning process ended before it answered"))
-        if not self._closing:
-            self._process.join(1.0)
-            log.error(
-                "the learning process ended (exit code %s): serving goes on with the last snapshot, nothing more is "
-                "learned", self._process.exitcode,
-            )  # fmt: skip
 
     def _receive_one(self) -> Scorer | None:
         """Read one message; a snapshot is returned, the rest handled here."""

@@ -69,17 +69,23 @@ def offered(
     if groups:
         keys = next((keys for keys in map(groups_of, reversed(history)) if keys), [])
         own = {step.item for step in history}
-        near = {
-            item: n
-            for item, n in transitions.merged(keys, FOLLOWERS + len(own), left_out, len(keys)).items()
-            if item not in own
-        }
-        if len(near) > FOLLOWERS:
-            near = dict(sorted(near.items(), key=lambda kv: -kv[1])[:FOLLOWERS])
+        near: dict[str, float] = {}
+        for j, key in enumerate(keys):  # newest first, each half as much as the one before (as merged weighs)
+            taken, weight = 0, 0.5**j
+            for item, n in transitions.ranked(key):
+                if taken == FOLLOWERS:
+                    break
+                if item in own:
+                    continue
+                taken += 1
+                if item == left_out:
+                    n -= 1
+                if n > 0:
+                    near[item] = near.get(item, 0.0) + weight * n
         if near:
             scale = max(sum(merged.values()), 1.0) / sum(near.values())
-            for item, n in near.items():
-                merged[item] = merged.get(item, 0.0) + scale * n
+            for item, share in near.items():
+                merged[item] = merged.get(item, 0.0) + scale * share
     out = {row: weight for row, weight in zip(vocab.rows_of(merged), merged.values(), strict=True) if row}
     if exclude_seen:
         for row in vocab.rows_of([s.item for s in history]):

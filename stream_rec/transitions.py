@@ -50,6 +50,9 @@ class Transitions:
         self._shared = False  # whether a snapshot shares some followers: then they are copied before a change
         self._owned: set[str] = set()  # items whose followers no snapshot shares
         self._frozen = False
+        # Groups' items, most frequent first (:meth:`ranked`): a group is read for many users between two of its
+        # changes, and sorting its hundreds of items for each cost as much as the rest of the transition mode.
+        self._sorted: dict[str, list[tuple[str, int]]] = {}
 
     def __len__(self) -> int:
         return len(self._followers)
@@ -72,6 +75,7 @@ class Transitions:
         for item in gone:
             self._followers.pop(item, None)
             self._owned.discard(item)
+            self._sorted.pop(item, None)
         for prev in [prev for prev, followers in self._followers.items() if not gone.isdisjoint(followers)]:
             followers = self._writable(prev)
             for item in gone.intersection(followers):
@@ -109,6 +113,7 @@ class Transitions:
             else:
                 self._followers[prev] = Counter(followers)
             self._owned.discard(prev)
+            self._sorted.pop(prev, None)
 
     def merged(
         self, sources: list[str], limit: int, left_out: str | None = None, left_out_sources: int = 1
@@ -131,6 +136,14 @@ class Transitions:
         if len(merged) > limit:
             merged = dict(sorted(merged.items(), key=lambda kv: -kv[1])[:limit])
         return merged
+
+    def ranked(self, group: str) -> list[tuple[str, int]]:
+        """A group's items with their counts, most frequent first (do not change them)."""
+        ranked = self._sorted.get(group)
+        if ranked is None:
+            followers = self._followers.get(group)
+            ranked = self._sorted[group] = followers.most_common() if followers else []
+        return ranked
 
     def triples(self) -> Iterator[tuple[str, str, int]]:
         """Every (item, follower, count), for a checkpoint."""
@@ -167,6 +180,8 @@ class Transitions:
     def _writable(self, prev: str) -> Counter[str]:
         if self._frozen:
             raise RuntimeError("a snapshot of the transition counts is read-only")
+        if self._sorted:
+            self._sorted.pop(prev, None)
         followers = self._followers.get(prev)
         if followers is None:
             followers = self._followers[prev] = Counter()

@@ -337,6 +337,21 @@ def test_category_offers_weigh_as_much_in_all_as_the_items_that_went_with_the_us
     assert named == {"b": 3.0, "s0": 3.0}, "the newest step with side features gives the category"
 
 
+def test_a_groups_ranking_follows_its_counts_and_a_snapshot_keeps_its_own() -> None:
+    from stream_rec.transitions import Transitions
+
+    live, key = Transitions(), GROUP + "category=shoes"
+    for item in "aab":
+        live.add(key, item)
+    assert live.ranked(key) == [("a", 2), ("b", 1)]
+    frozen = live.snapshot()
+    for item in "bbcccc":
+        live.add(key, item)
+    assert live.ranked(key) == [("c", 4), ("b", 3), ("a", 2)] and frozen.ranked(key) == [("a", 2), ("b", 1)]
+    live.forget(["c"])
+    assert live.ranked(key) == [("b", 3), ("a", 2)] and live.ranked(GROUP + "never") == []
+
+
 def test_an_items_first_sighting_teaches_nothing_its_next_one_does() -> None:
     learner = OnlineLearner(small(batch=16, replay=0.0))
     learner.learn([([Step("a", "view", T0)], Step("b", "view", T0 + 1))])
