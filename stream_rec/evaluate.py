@@ -64,13 +64,13 @@ def make_recommender(name: str, model_settings: ModelSettings | None = None, *, 
         return Markov()
     if name == "recent-markov":
         return RecentMarkov()
-    knn: dict[str, Callable[[], Recommender]] = {
+    filled: dict[str, Callable[[], Recommender]] = {  # the evidence-then-popularity methods (PopularityFill)
         "sknn": SKNN, "vsknn": VSKNN, "sr": SequentialRules, "category": CategoryPopularity,
     }  # fmt: skip
-    if name in knn:
-        return knn[name]()
-    if name.startswith("recent-") and name.removeprefix("recent-") in knn:
-        return OwnFirst(knn[name.removeprefix("recent-")]())
+    if name in filled:
+        return filled[name]()
+    if name.startswith("recent-") and name.removeprefix("recent-") in filled:
+        return OwnFirst(filled[name.removeprefix("recent-")]())
     if name in ("river-biasedmf", "river-funkmf"):
         seed = (model_settings or ModelSettings()).seed
         # FunkMF has no biases to carry it early on: it needs a larger step (measured on MovieLens 100K).

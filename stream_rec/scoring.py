@@ -30,7 +30,7 @@ from .model import SequenceModel
 from .model.repeat import segment_log_softmax
 from .sequences import Step
 from .settings import ModelSettings
-from .transitions import Transitions, groups_of
+from .transitions import Transitions, newest_groups
 from .vocab import Vocabulary
 
 __all__ = ["FOLLOWERS", "SOURCES", "Recommendation", "Scorer", "modes", "offered", "seen_rows"]
@@ -67,7 +67,7 @@ def offered(
                 break
     merged = transitions.merged(list(sources), FOLLOWERS, left_out, left_out_sources)
     if groups:
-        keys = next((keys for keys in map(groups_of, reversed(history)) if keys), [])
+        keys = newest_groups(history)
         own = {step.item for step in history}
         near: dict[str, float] = {}
         for j, key in enumerate(keys):  # newest first, each half as much as the one before (as merged weighs)

@@ -22,13 +22,13 @@ changes them (copy on write), so a snapshot never sees a later count. With ``lim
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Container, Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator, Sequence
 
 import orjson
 
 from .sequences import Step
 
-__all__ = ["GROUP", "Transitions", "groups_of"]
+__all__ = ["GROUP", "Transitions", "groups_of", "newest_groups"]
 
 GROUP = "\x1d"  # how a group's key starts (ASCII's group separator): no item id an event carries starts so
 
@@ -39,6 +39,11 @@ def groups_of(step: Step) -> list[str]:
     if not step.features:
         return []
     return [f"{GROUP}{key}={value}" for key, value in step.features.items() if isinstance(value, str)]
+
+
+def newest_groups(history: Sequence[Step]) -> list[str]:
+    """The group keys of the newest step of ``history`` whose item has any (:func:`groups_of`)."""
+    return next((keys for keys in map(groups_of, reversed(history)) if keys), [])
 
 
 class Transitions:

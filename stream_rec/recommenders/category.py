@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..sequences import Step
-from ..transitions import Transitions, groups_of
+from ..transitions import Transitions, groups_of, newest_groups
 from .base import Example
 from .popularity import PopularityFill
 
@@ -45,5 +45,5 @@ class CategoryPopularity(PopularityFill):
                 self.counts.add(key, event.item)
 
     def scores(self, history: Sequence[Step]) -> dict[str, float]:
-        keys = next((keys for keys in map(groups_of, reversed(history)) if keys), [])
+        keys = newest_groups(history)
         return self.counts.merged(keys, self.limit) if keys else {}
