@@ -112,7 +112,7 @@ class OnlineLearner:
         self.transitions = Transitions(limit=FOLLOWERS)  # what followed what (a Markov memory), by item
         self._dense = [p for p in self.model.parameters() if all(p is not q for q in self._sparse)]
         self.optimizers = self._make_optimizers()
-        self._base_lr = [opt.param_groups[0]["lr"] for opt in self.optimizers]
+        self._base_lr = [[group["lr"] for group in opt.param_groups] for opt in self.optimizers]
         self.tables = ItemTables(self.model, self.vocab, s.capacity, self._gen, self.optimizers)
         self._drift = drift.ADWIN() if s.drift else None  # on the running loss
         self._boost_left = 0  # steps left at the boosted learning rate
@@ -203,11 +203,17 @@ class OnlineLearner:
         bias = F.embedding(candidates, self.model.item_bias.weight, sparse=True).squeeze(-1)  # [C]
         if self.settings.popularity:
             bias = bias + self.model.item_prior(candidates)
-        logits = self._affinity(user, emb, bias) - log_q  # [B, C]
+        logits = sampling.corrected(self._affinity(user, emb, bias), log_q, labels)  # [B, C]
         if self.settings.exclude_seen:
             logits = logits.masked_fill(self._seen_mask(examples, batch, candidates, labels), float("-inf"))
         rows = torch.arange(len(examples))
         log_p = F.log_softmax(logits, dim=1)[rows, labels]  # [B]: the explore mode's
+        if mixing:
+            # ... and as the head weighs it (at its learned scale), on the new examples only: model/repeat.py.
+            fresh = slice(0, n_fresh)
+            scaled = logits[fresh].detach() * self.model.repeat.explore_scale()
+            log_p_scaled = F.log_softmax(scaled, dim=1)[rows[fresh], labels[fresh]]  # [n_fresh]
+            explore, head = self._mixture(user, examples, repeats, targets, log_p, log_p_scaled)
         if self.settings.scoring == "sigmoid":
             # A binary loss per item: the target against every other candidate (masked ones left out).
             truth = torch.zeros_like(logits)
@@ -215,10 +221,12 @@ class OnlineLearner:
             weight = torch.isfinite(logits).float()
             loss = F.binary_cross_entropy_with_logits(logits.nan_to_num(0.0, neginf=0.0), truth, weight=weight)
             if mixing:  # the mixture head still learns, with the explore mode held fixed
-                loss = loss - self._mixture(user, examples, repeats, targets, log_p.detach(), n_fresh).mean()
+                loss = loss - head.sum() / len(examples)
+        elif mixing:
+            # The explore mode learns from every example through the mixture (its share of each target), with the
+            # head held fixed; the head learns from the new ones.
+            loss = -(explore.sum() + head.sum()) / len(examples)
         else:
-            if mixing:
-                log_p = self._mixture(user, examples, repeats, targets, log_p, n_fresh)
             loss = -log_p.mean()
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
@@ -228,8 +236,8 @@ class OnlineLearner:
         loss.backward()
         nn.utils.clip_grad_norm_(self._dense, self.settings.clip)
         boost = self.settings.drift_boost if self._boost_left > 0 else 1.0
-        for opt, base in zip(self.optimizers, self._base_lr, strict=True):
-            for group in opt.param_groups:
+        for opt, bases in zip(self.optimizers, self._base_lr, strict=True):
+            for group, base in zip(opt.param_groups, bases, strict=True):
                 group["lr"] = base * boost
             opt.step()
         self._boost_left = max(0, self._boost_left - 1)
@@ -255,11 +263,13 @@ class OnlineLearner:
         repeats: Repeats | None,
         targets: torch.Tensor,
         log_p_explore: torch.Tensor,
-        n_fresh: int,
-    ) -> torch.Tensor:
-        """``[B]`` log-probability of each target under the repeat/transition/explore mixture (model/repeat.py);
-        the examples after the first ``n_fresh`` are replayed ones, whose own transitions are counted already."""
-        b = len(targets)
+        log_p_scaled: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probabilities of each target under the repeat/transition/explore mixture (model/repeat.py): ``[B]``
+        with the head held fixed, from ``log_p_explore`` (for the explore mode to learn from), and ``[n_fresh]``
+        with the head learning, from the explore mode at the head's scale, ``log_p_scaled`` (for the head). The
+        examples after the first ``n_fresh`` are replayed ones, whose own transitions are counted already."""
+        b, n_fresh = len(targets), len(log_p_scaled)
         histories = [h for h, _ in examples]
         if repeats is None:
             repeats = encode_repeats([[] for _ in histories], self.vocab, self.settings.max_len)
@@ -278,12 +288,6 @@ class OnlineLearner:
         else:
             offers = [{} for _ in histories]
         log_gates, scores = modes(self.model, user, repeats, offers)
-        if n_fresh < b:
-            # The head learns how far to trust each mode from new events only: on a replayed one the explore mode
-            # has seen the answer already, and would look better than it is.
-            fresh = torch.arange(b) < n_fresh
-            log_gates = torch.where(fresh[:, None], log_gates, log_gates.detach())
-            scores = torch.where(fresh[repeats.batch], scores, scores.detach())
         log_p_repeat = torch.full((b,), -math.inf)
         if len(scores):
             log_choice = segment_log_softmax(scores, repeats.batch, b)  # [N]
@@ -291,8 +295,13 @@ class OnlineLearner:
             log_p_repeat = log_p_repeat.index_put((repeats.batch[is_target],), log_choice[is_target])
         pairs = zip(offers, targets.tolist(), strict=True)
         log_p_transition = torch.tensor([math.log(o[t] / sum(o.values())) if t in o else -math.inf for o, t in pairs])
-        per_mode = torch.stack([log_p_repeat, log_p_transition, log_p_explore], dim=1)  # [B, 3]
-        return torch.logsumexp(log_gates + per_mode, dim=1)  # unavailable modes: gate -inf, nothing added
+        # Unavailable modes have gate -inf: nothing added.
+        explore = torch.stack([log_p_repeat.detach(), log_p_transition, log_p_explore], dim=1)  # [B, 3]
+        head = torch.stack([log_p_repeat[:n_fresh], log_p_transition[:n_fresh], log_p_scaled], dim=1)
+        return (
+            torch.logsumexp(log_gates.detach() + explore, dim=1),
+            torch.logsumexp(log_gates[:n_fresh] + head, dim=1),
+        )
 
     def _seen_mask(
         self, examples: Sequence[Example], batch: Batch, candidates: torch.Tensor, labels: torch.Tensor
@@ -406,10 +415,15 @@ class OnlineLearner:
 
     def _make_optimizers(self) -> list[torch.optim.Optimizer]:
         s = self.settings
+        head = list(self.model.repeat.parameters())  # the last dense parameters (checkpoint.py counts on it)
+        dense: list[dict[str, Any]] = [
+            {"params": [p for p in self._dense if all(p is not q for q in head)]},
+            {"params": head, "lr": s.head_lr},
+        ]
         if s.optimizer == "adagrad":
             sparse = SparseAdagrad(self._sparse, lr=s.lr, initial_accumulator_value=s.accumulator_init)
-            return [sparse, torch.optim.Adagrad(self._dense, lr=s.lr)]
-        return [torch.optim.SparseAdam(self._sparse, lr=s.lr), torch.optim.Adam(self._dense, lr=s.lr)]
+            return [sparse, torch.optim.Adagrad(dense, lr=s.lr)]
+        return [torch.optim.SparseAdam(self._sparse, lr=s.lr), torch.optim.Adam(dense, lr=s.lr)]
 
 
 def _copy(value: torch.Tensor) -> torch.Tensor:

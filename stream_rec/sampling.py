@@ -1,8 +1,9 @@
 """Pure: the items a training step's softmax runs over.
 
 While the vocabulary is small, every item (a full softmax); then the batch's targets plus ``negatives`` items
-drawn by popularity (counts to the power 0.75, as word2vec draws), with the log-Q correction: each candidate's
-log chance of being in the set is subtracted from its logit, so that the sampled softmax estimates the full one.
+drawn by popularity (counts to the power 0.75, as word2vec draws), with the log-Q correction (:func:`corrected`):
+each candidate's log chance of being in the set is subtracted from its logit, so that the sampled softmax
+estimates the full one.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import torch
 
 from .vocab import Vocabulary
 
-__all__ = ["candidates"]
+__all__ = ["candidates", "corrected"]
 
 
 def candidates(
@@ -40,3 +41,17 @@ def candidates(
     miss = (1 - p_draw).pow(negatives) * (1 - p_target).pow(len(targets))
     log_q = torch.log1p(-miss).clamp(min=-30.0)
     return rows, inverse[: len(targets)], log_q
+
+
+def corrected(logits: torch.Tensor, log_q: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``logits`` ``[B, C]`` over the candidates with the log-Q correction, ``log_q`` ``[C]``, but for each row's
+    own target (at ``labels`` ``[B]``): that one is in the set for certain. The others' corrections then make the
+    softmax's sum an unbiased (Horvitz-Thompson) estimate of the full softmax's, so that the target's probability
+    is not overstated; corrected too, a rarely drawn target looked all but certain, and the mixture head
+    (model/repeat.py) trusted the explore mode far more than it earns when ranking over the whole catalogue.
+
+    >>> corrected(torch.zeros(2, 3), torch.tensor([-1.0, -2.0, -3.0]), torch.tensor([0, 2])).tolist()
+    [[0.0, 2.0, 3.0], [1.0, 2.0, 0.0]]
+    """
+    rows = torch.arange(len(labels))
+    return (logits - log_q).index_put((rows, labels), log_q[labels], accumulate=True)

@@ -141,6 +141,9 @@ class Scorer:
         self.steps, self.ts = steps, time.time() if ts is None else ts
         self.repeats = settings.repeat and not settings.exclude_seen  # with seen items never ranked, no repeats
         self.follows = settings.transitions is True or (settings.transitions == "auto" and self.repeats)
+        # Where the explore mode is one of the mixture's, its logits at the head's scale (model/repeat.py): baked
+        # into the item tables' biases, and applied to the user vectors.
+        self.explore_scale = float(model.repeat.explore_scale().detach()) if self.repeats or self.follows else 1.0
         generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + steps)
         self.tables = ItemTables(model, vocab, settings.capacity, generator)
         self.lock = threading.Lock()  # one ranking at a time: giving rows to new items changes the copy
@@ -278,11 +281,14 @@ class Scorer:
 
     def _score_tables(self, user: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The user vectors, item vectors and item biases that scores multiply (numpy: its BLAS, OpenBLAS,
-        multiplies these shapes 2x faster than torch's MKL on AMD CPUs); rows holding no item get bias -inf."""
+        multiplies these shapes 2x faster than torch's MKL on AMD CPUs), at the explore scale; rows holding no
+        item get bias -inf."""
         rows = self.vocab.rows
         u = user.numpy()
         if self.settings.scoring == "cosine":
             u = COSINE_SCALE * u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
+        if self.explore_scale != 1.0:
+            u = u * np.float32(self.explore_scale)
         table = self.model.item_emb.num_embeddings  # rows beyond the vocabulary's are there, unused: cut below
         if self._weight is None or self._bias is None or len(self._bias) != table:
             self._weight, self._bias = self._item_tables(slice(0, table))
@@ -304,7 +310,7 @@ class Scorer:
         bias_t = self.model.item_bias.weight[rows, 0].detach().clone()
         if self.settings.popularity:
             bias_t += self.model.item_prior(rows).detach()
-        return weight, bias_t.numpy()
+        return weight, (bias_t * self.explore_scale).numpy()
 
     def _mixture_shares(
         self, user: torch.Tensor, histories: Sequence[Sequence[Step]], encoded: Batch | None = None

@@ -36,6 +36,12 @@ class ModelSettings(BaseModel):
     min_count: int = Field(1, ge=1, description="sightings before an item gets an embedding")
     optimizer: Literal["adagrad", "adam"] = Field("adagrad", description="online optimizer")
     lr: float = Field(0.05, gt=0, description="learning rate")
+    head_lr: float = Field(
+        0.1,
+        gt=0,
+        description="learning rate of the mixture head (its gates, repeat scores and explore scale): a handful of "
+        "weights that every new event teaches, so that they settle within a stream's first few thousand events",
+    )
     accumulator_init: float = Field(
         3e-4,
         ge=0,

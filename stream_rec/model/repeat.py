@@ -10,10 +10,14 @@ distribution over items:
 - *transition*: an item that went with the user's last items elsewhere in the stream, by count (a Markov memory
   the learner keeps: it remembers rare pairs that embeddings cannot yet), and the most frequent items of the
   user's last item's category (scoring.offered);
-- *explore*: the sequence model's softmax over the whole vocabulary.
+- *explore*: the sequence model's softmax over the whole vocabulary, at a learned scale of its logits.
 
 The gates come from the user vector (a softmax over the modes available for the user), so the model learns how
-far to trust each mode on the data at hand; they start even.
+far to trust each mode on the data at hand; they start even. The head (gates, repeat scores, the explore scale)
+learns from new events only, the way it will be served: the explore mode also learns from replayed events, whose
+answers it has seen, and grows surer of itself than it is on new ones. The scale calibrates it (a temperature,
+as Guo et al., "On calibration of modern neural networks", ICML 2017, fit one on held-out data); without it the
+gates alone cannot say that the explore mode's top items are worth less than its mass.
 """
 
 from __future__ import annotations
@@ -61,6 +65,13 @@ class RepeatScore(nn.Module):
         for layer in (self.gate, self.gate_evidence):
             nn.init.zeros_(layer.weight)
         nn.init.zeros_(self.gate.bias)  # an even mix to start with
+        # The explore mode's logits are multiplied by exp(this) in the mixture. Registered last: checkpoints of
+        # the format before it keep their optimizer state's numbering (checkpoint.py).
+        self.log_explore_scale = nn.Parameter(torch.zeros(1))
+
+    def explore_scale(self) -> torch.Tensor:
+        """What the explore mode's logits are multiplied by in the mixture (1 to start with)."""
+        return self.log_explore_scale.exp()
 
     def forward(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -23,6 +24,20 @@ def resign(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str
 
     fields = {key: value for key, value in metadata.items() if key != "digest"}
     save_file(tensors, str(path), metadata={**fields, "digest": checkpoint._digest(tensors, fields)})
+
+
+def before_explore_scale(path: Path, format: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A checkpoint's tensors and metadata as a format without the explore scale (4 or 5) held them."""
+    with safe_open(str(path), framework="pt") as f:
+        metadata, tensors = dict(f.metadata()), {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
+    del tensors["model.repeat.log_explore_scale"]
+    optimizers = json.loads(metadata["optimizers"])
+    rest, head = optimizers[1]["param_groups"]
+    scale = head["params"].pop()
+    tensors = {key: value for key, value in tensors.items() if not key.startswith(f"opt1.{scale}.")}
+    optimizers[1]["scalars"].pop(str(scale), None)
+    optimizers[1]["param_groups"] = [{**rest, "params": rest["params"] + head["params"]}]
+    return tensors, {**metadata, "format": f"stream-rec-checkpoint/{format}", "optimizers": json.dumps(optimizers)}
 
 
 class Boom:
@@ -64,6 +79,33 @@ def test_an_older_format_is_a_clear_error(tmp_path: Path) -> None:
     save_file(load_file(str(path)), str(path), metadata={**metadata, "format": "stream-rec-checkpoint/1"})
     with pytest.raises(StreamRecError, match="older checkpoint"):
         checkpoint.load(path)
+
+
+@pytest.mark.parametrize("format", ["4", "5"])
+def test_a_checkpoint_from_before_the_explore_scale_loads_with_the_scale_at_one(tmp_path: Path, format: str) -> None:
+    learner = OnlineLearner(ModelSettings(dim=8, batch=8, transitions=True))
+    learner.learn(planted(users=8))
+    path = checkpoint.save(learner, tmp_path / "c.safetensors")
+    tensors, metadata = before_explore_scale(path, format)
+    if format == "4":  # which held the transition counts as rows (prev, next, count)
+        index = learner.vocab.index
+        rows = [(index(p), index(n), c) for p, n, c in learner.transitions.triples()]
+        del tensors["transitions.json"]
+        tensors["transitions"] = torch.tensor(rows, dtype=torch.long)
+    resign(tensors, tmp_path / "old.safetensors", metadata)
+    restored, _ = checkpoint.load(tmp_path / "old.safetensors")
+    assert restored.model.repeat.log_explore_scale.item() == 0.0
+    assert torch.equal(restored.model.repeat.gate.weight, learner.model.repeat.gate.weight)
+    dense = restored.optimizers[1]
+    assert [len(group["params"]) for group in dense.param_groups] == [
+        len(learner.optimizers[1].param_groups[0]["params"]), len(list(restored.model.repeat.parameters()))
+    ]  # fmt: skip
+    saved = learner.optimizers[1].param_groups[0]["params"]
+    for old, new in zip(saved, dense.param_groups[0]["params"], strict=True):
+        assert torch.equal(learner.optimizers[1].state[old]["sum"], dense.state[new]["sum"])
+    steps = restored.steps
+    restored.learn(planted(users=8, seed=3))
+    assert restored.steps > steps and restored.model.repeat.log_explore_scale.item() != 0.0
 
 
 def test_the_drift_detector_comes_back_as_it_was(tmp_path: Path) -> None:
@@ -123,16 +165,15 @@ def test_the_transition_counts_come_back_as_they_were(tmp_path: Path) -> None:
     restored, _ = checkpoint.load(path)
     assert sorted(restored.transitions.triples()) == counts
     # Format 4 held them as rows [P, 3] (prev, next, count); it still loads.
-    with safe_open(str(path), framework="pt") as f:
-        metadata, tensors = dict(f.metadata()), {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
+    tensors, metadata = before_explore_scale(path, "4")
     del tensors["transitions.json"]
     index = learner.vocab.index
     tensors["transitions"] = torch.tensor([(index(p), index(n), c) for p, n, c in counts], dtype=torch.long)
-    resign(tensors, tmp_path / "old.safetensors", {**metadata, "format": "stream-rec-checkpoint/4"})
+    resign(tensors, tmp_path / "old.safetensors", metadata)
     assert sorted(checkpoint.load(tmp_path / "old.safetensors")[0].transitions.triples()) == counts
     # Counts of an item the vocabulary does not hold, or no counts, are refused.
+    tensors, metadata = before_explore_scale(path, "5")
     for damaged in (b'{"nowhere": {"i1": 2}}', b'{"i1": {"i2": 0}}', b"[1, 2]", b"{"):
-        tensors = {key: value for key, value in tensors.items() if key != "transitions"}
         tensors["transitions.json"] = torch.frombuffer(bytearray(damaged), dtype=torch.uint8)
         resign(tensors, tmp_path / "bad.safetensors", metadata)
         with pytest.raises(StreamRecError, match="transition"):

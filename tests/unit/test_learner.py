@@ -285,11 +285,12 @@ def test_a_rise_of_the_loss_raises_the_learning_rate_for_a_while() -> None:
                for _ in range(1200)]  # fmt: skip
     learner.learn(shifted)  # a new catalogue, no pattern: the loss jumps
     assert learner.drifts >= 1
-    base = learner._base_lr[0]
+    base = learner._base_lr[0][0]
     learner._boost_left = 2
     learner.learn(chain("q", 16))  # first sightings: no step
     learner.learn(chain("q", 16))  # one step of 16: boosted
     assert learner.optimizers[0].param_groups[0]["lr"] == pytest.approx(4.0 * base)
+    assert learner.optimizers[1].param_groups[1]["lr"] == pytest.approx(4.0 * learner.settings.head_lr), "the head"
     learner._boost_left = 0
     learner.learn(chain("q", 16))
     assert learner.optimizers[0].param_groups[0]["lr"] == pytest.approx(base)
@@ -427,16 +428,19 @@ def test_a_replayed_example_does_not_find_its_own_transition() -> None:
     assert offered(history, learner.vocab, learner.transitions, False, left_out="b") == {}  # its own count
 
 
-def test_only_new_examples_teach_the_mixture_head() -> None:
+def test_only_new_examples_teach_the_mixture_head_and_replayed_ones_teach_the_explore_mode() -> None:
     learner = OnlineLearner(small(batch=64, transitions=True))
     examples = planted(seed=5)[:200]
     learner.learn(examples)
     usable = [(h, e) for h, e in examples if h][:64]
     head = {n: p.detach().clone() for n, p in learner.model.repeat.named_parameters()}
+    encoder = {n: p.detach().clone() for n, p in learner.model.encoder.named_parameters()}
     learner._step(usable, n_fresh=0)  # all replayed
     assert all(torch.equal(p, head[n]) for n, p in learner.model.repeat.named_parameters())
+    assert not all(torch.equal(p, encoder[n]) for n, p in learner.model.encoder.named_parameters())
     learner._step(usable, n_fresh=len(usable))
     assert not all(torch.equal(p, head[n]) for n, p in learner.model.repeat.named_parameters())
+    assert learner.model.repeat.log_explore_scale.item() != 0.0, "the explore scale learns"
 
 
 def test_a_new_item_inherits_what_its_category_learned() -> None:

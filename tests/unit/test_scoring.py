@@ -28,6 +28,24 @@ def test_the_modes_parts_add_up_to_the_probability_the_ranking_is_by() -> None:
     assert own[snapshot.vocab.index("i3")] > 0 and follow[snapshot.vocab.index("b")] > 0, "own items, a follower"
 
 
+def test_the_explore_mode_is_ranked_at_the_heads_scale() -> None:
+    learner = learned(transitions=True)
+    history = [Step("i3", "view", T0), Step("a", "view", T0 + 60)]
+    with torch.no_grad():
+        learner.model.repeat.log_explore_scale.zero_()
+    user, _ = learner.snapshot().encode([history])
+    raw = learner.snapshot().scores(user)[0].double()  # the explore mode's logits, unscaled
+    with torch.no_grad():
+        learner.model.repeat.log_explore_scale.fill_(-1.0)
+    snapshot = learner.snapshot()
+    _, _, explore = snapshot.mode_probabilities(history)
+    gate = explore.sum()  # the explore mode's gate: its part sums to it
+    assert torch.allclose(explore, gate * torch.softmax(raw * torch.e**-1.0, dim=0), atol=1e-6)
+    assert not torch.allclose(explore, gate * torch.softmax(raw, dim=0), atol=1e-4)
+    rows, _ = snapshot.top_k(user, [history], 5)  # the ranking is by the same scaled mixture
+    assert rows[0].tolist() == snapshot.scores(user, [history])[0].topk(5).indices.tolist()
+
+
 def test_shares_name_the_mode_behind_each_item() -> None:
     snapshot = learned(transitions=True, transition_window=1).snapshot()  # first-order: some items unrelated
     history = [Step("i3", "view", T0), Step("a", "view", T0 + 60)]
