@@ -46,8 +46,8 @@ def candidates(
 def corrected(logits: torch.Tensor, log_q: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """``logits`` ``[B, C]`` over the candidates with the log-Q correction, ``log_q`` ``[C]``, but for each row's
     own target (at ``labels`` ``[B]``): that one is in the set for certain. The others' corrections then make the
-    softmax's sum an unbiased (Horvitz-Thompson) estimate of the full softmax's, so that the target's probability
-    is not overstated; corrected too, a rarely drawn target looked all but certain, and the mixture head
+    softmax's sum a Horvitz-Thompson estimate of the full softmax's, so that the target's probability is not
+    overstated; corrected too, a rarely drawn target looked all but certain, and the mixture head
     (model/repeat.py) trusted the explore mode far more than it earns when ranking over the whole catalogue.
 
     >>> corrected(torch.zeros(2, 3), torch.tensor([-1.0, -2.0, -3.0]), torch.tensor([0, 2])).tolist()
