@@ -57,7 +57,8 @@ def offered(
 
     With ``groups``, also the items most often seen with the side features of the history's newest item that has
     any (its category's popular items), but for the history's own (the repeat mode's): scaled to weigh as much in
-    all as the followers (at least one count), so that neither drowns the other whatever the counts' scales."""
+    all as the followers (at least one count), so that neither drowns the other whatever the counts' scales. Its
+    features share ``FOLLOWERS`` items between them, so that items with many (a brand, a colour) cost no more."""
     sources: dict[str, None] = {}  # the last few distinct known items, newest first (walked back, not looked up)
     index = vocab.index
     for step in reversed(history):
@@ -70,10 +71,11 @@ def offered(
         keys = newest_groups(history)
         own = {step.item for step in history}
         near: dict[str, float] = {}
+        each = max(1, FOLLOWERS // len(keys)) if keys else 0
         for j, key in enumerate(keys):  # newest first, each half as much as the one before (as merged weighs)
             taken, weight = 0, 0.5**j
             for item, n in transitions.ranked(key):
-                if taken == FOLLOWERS:
+                if taken == each:
                     break
                 if item in own:
                     continue

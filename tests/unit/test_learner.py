@@ -327,6 +327,18 @@ def test_the_transition_mode_offers_the_popular_items_of_the_last_items_category
             assert named == {} and not any(key.startswith(GROUP) for key, *_ in learner.transitions.triples())
 
 
+def test_an_items_side_features_share_the_category_offers_between_them() -> None:
+    from stream_rec.scoring import FOLLOWERS
+
+    features = {"category": "shoes", "brand": "acme", "colour": "red"}
+    learner = OnlineLearner(small(transitions=True))
+    for name, value in features.items():  # each feature's own items
+        learner.learn([([], Step(f"{name}{k}", "view", T0 + k, features={name: value})) for k in range(FOLLOWERS)])
+    history = [Step("new", "view", T0, features=features)]
+    offers = offered(history, learner.vocab, learner.transitions, False, groups=True)
+    assert FOLLOWERS // 2 < len(offers) <= FOLLOWERS, "three features, one feature's worth of items"
+
+
 def test_category_offers_weigh_as_much_in_all_as_the_items_that_went_with_the_users() -> None:
     shoes = {"category": "shoes"}
     learner = OnlineLearner(small(transitions=True, transition_window=1))
