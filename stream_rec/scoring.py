@@ -67,11 +67,11 @@ def offered(
             if len(sources) == SOURCES:
                 break
     merged = transitions.merged(list(sources), FOLLOWERS, left_out, left_out_sources)
-    if groups:
-        keys = newest_groups(history)
+    keys = newest_groups(history) if groups else []
+    if keys:
         own = {step.item for step in history}
         near: dict[str, float] = {}
-        each = max(1, FOLLOWERS // len(keys)) if keys else 0
+        each = max(1, FOLLOWERS // len(keys))
         for j, key in enumerate(keys):  # newest first, each half as much as the one before (as merged weighs)
             taken, weight = 0, 0.5**j
             for item, n in transitions.ranked(key):
