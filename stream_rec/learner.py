@@ -38,7 +38,7 @@ from .model import SequenceModel
 from .model.repeat import segment_log_softmax
 from .optim import SparseAdagrad
 from .replay import ReplayBuffer
-from .scoring import COSINE_SCALE, FOLLOWERS, SOURCES, Scorer, modes, offered, seen_rows
+from .scoring import COSINE_SCALE, FOLLOWERS, GROUP_ITEMS, SOURCES, Scorer, modes, offered, seen_rows
 from .sequences import Example
 from .settings import ModelSettings
 from .transitions import Transitions, groups_of
@@ -109,7 +109,7 @@ class OnlineLearner:
             )
         self.repeats = s.repeat and not s.exclude_seen  # with seen items never ranked, repeats cannot be scored
         self.follows = s.transitions is True or (s.transitions == "auto" and self.repeats)  # the transition mode
-        self.transitions = Transitions(limit=FOLLOWERS)  # what followed what (a Markov memory), by item
+        self.transitions = Transitions(FOLLOWERS, GROUP_ITEMS)  # what followed what (a Markov memory), by item
         self._dense = [p for p in self.model.parameters() if all(p is not q for q in self._sparse)]
         self.optimizers = self._make_optimizers()
         self._base_lr = [[group["lr"] for group in opt.param_groups] for opt in self.optimizers]
@@ -381,7 +381,7 @@ class OnlineLearner:
                 opt_state.setdefault(int(index), {}).update(scalars)
             opt.load_state_dict({"state": opt_state, "param_groups": saved["param_groups"]})
         self._gen.set_state(tensors["rng.torch"])
-        self.transitions = Transitions.from_json(state["transitions"], self.vocab, limit=FOLLOWERS)
+        self.transitions = Transitions.from_json(state["transitions"], self.vocab, FOLLOWERS, GROUP_ITEMS)
         counters = state["counters"]
         self.steps, self.skipped_steps = counters["steps"], counters["skipped_steps"]
         self.examples = counters["examples"]

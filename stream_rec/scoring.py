@@ -33,10 +33,11 @@ from .settings import ModelSettings
 from .transitions import Transitions, newest_groups
 from .vocab import Vocabulary
 
-__all__ = ["FOLLOWERS", "SOURCES", "Recommendation", "Scorer", "modes", "offered", "seen_rows"]
+__all__ = ["FOLLOWERS", "GROUP_ITEMS", "SOURCES", "Recommendation", "Scorer", "modes", "offered", "seen_rows"]
 
 FOLLOWERS = 50  # the transition mode offers an item's most frequent followers, at most this many
 SOURCES = 3  # ... of the user's last few distinct items
+GROUP_ITEMS = 200  # the transition memory keeps the counts of a group's most frequent items, this many (and 4x)
 MODES = ("own", "transitions", "explore")  # the mixture's modes, as the web view names them
 COSINE_SCALE = 10.0  # cosines live in [-1, 1]: a softmax over them needs a temperature
 

@@ -8,7 +8,10 @@ last item's category from them, and they go wherever the counts go (snapshots, t
 checkpoints). :meth:`Transitions.snapshot` is a frozen view for serving, cheap to take: it shares the
 followers of every item with the live counts, and the live side copies an item's followers before it next
 changes them (copy on write), so a snapshot never sees a later count. With ``limit``, an item keeps at most
-``4 * limit`` followers, then its ``limit`` most frequent: memory stays bounded per item.
+``4 * limit`` followers, then its ``limit`` most frequent: memory stays bounded per item. A group keeps
+``group_limit`` likewise (``limit`` unless given): its counts are a popularity ranking, read deep, and a
+category has many more items than an item has followers. Pruned at 50, the items of a Taobao category lost
+their counts each time they fell out and came back at one, and category popularity ranked worse (BENCHMARKS.md).
 
 >>> t = Transitions()
 >>> for prev, nxt in [("a", "b"), ("a", "b"), ("a", "c"), ("b", "c")]:
@@ -49,8 +52,9 @@ def newest_groups(history: Sequence[Step]) -> list[str]:
 class Transitions:
     """item -> counts of the items that followed it."""
 
-    def __init__(self, limit: int | None = None) -> None:
+    def __init__(self, limit: int | None = None, group_limit: int | None = None) -> None:
         self.limit = limit
+        self.group_limit = limit if group_limit is None else group_limit
         self._followers: dict[str, Counter[str]] = {}
         self._shared = False  # whether a snapshot shares some followers: then they are copied before a change
         self._owned: set[str] = set()  # items whose followers no snapshot shares
@@ -65,8 +69,9 @@ class Transitions:
     def add(self, prev: str, nxt: str, n: int = 1) -> None:
         followers = self._writable(prev)
         followers[nxt] += n
-        if self.limit is not None and len(followers) > 4 * self.limit:
-            self._followers[prev] = Counter(dict(followers.most_common(self.limit)))
+        limit = self.group_limit if prev.startswith(GROUP) else self.limit
+        if limit is not None and len(followers) > 4 * limit:
+            self._followers[prev] = Counter(dict(followers.most_common(limit)))
 
     def get(self, prev: str) -> Counter[str] | None:
         """The followers of ``prev`` (do not change them)."""
@@ -88,7 +93,7 @@ class Transitions:
 
     def snapshot(self) -> Transitions:
         """A frozen view of the counts now (copies one dict of references, not the counts)."""
-        view = Transitions(self.limit)
+        view = Transitions(self.limit, self.group_limit)
         view._followers, view._frozen = dict(self._followers), True
         self._shared = True
         self._owned.clear()
@@ -163,7 +168,9 @@ class Transitions:
         return orjson.dumps(self._followers)
 
     @classmethod
-    def from_json(cls, data: bytes, known: Container[str], limit: int | None = None) -> Transitions:
+    def from_json(
+        cls, data: bytes, known: Container[str], limit: int | None = None, group_limit: int | None = None
+    ) -> Transitions:
         """The counts :meth:`to_json` wrote; ``ValueError`` unless every item (every key but groups', every
         counted item) is in ``known`` and every count a positive integer."""
         try:
@@ -172,7 +179,7 @@ class Transitions:
             raise ValueError(f"the transition counts cannot be read ({exc})") from None
         if not isinstance(followers, dict):
             raise ValueError("the transition counts are not an object")
-        out = cls(limit)
+        out = cls(limit, group_limit)
         for prev, after in followers.items():
             if not isinstance(after, dict) or (prev not in known and not prev.startswith(GROUP)):
                 raise ValueError("a transition refers to an item the vocabulary does not hold")

@@ -365,6 +365,24 @@ def test_a_groups_ranking_follows_its_counts_and_a_snapshot_keeps_its_own() -> N
     assert live.ranked(key) == [("b", 3), ("a", 2)] and live.ranked(GROUP + "never") == []
 
 
+def test_a_group_keeps_more_counts_than_an_item_and_keeps_them_through_a_checkpoint() -> None:
+    from stream_rec.transitions import Transitions
+
+    live, key = Transitions(limit=2, group_limit=5), GROUP + "category=shoes"
+    for k in range(12):  # 12 items, item k seen k + 1 times: more than 4 x 2 but fewer than 4 x 5
+        for _ in range(k + 1):
+            live.add("a", f"i{k}")
+            live.add(key, f"i{k}")
+    assert len(live.get("a") or {}) <= 8 and len(live.ranked(key)) == 12
+    assert live.ranked(key)[0] == ("i11", 12)  # never pruned, so no count was lost
+    assert live.snapshot().group_limit == 5
+    grown = Transitions.from_json(live.to_json(), {"a", *(f"i{k}" for k in range(30))}, 2, 5)  # a checkpoint
+    for k in range(12, 30):
+        grown.add(key, f"i{k}")
+    ranked = grown.ranked(key)
+    assert len(ranked) <= 20 and ranked[0] == ("i11", 12)  # pruned at 4 x 5 to the 5 most frequent, then grown
+
+
 def test_an_items_first_sighting_teaches_nothing_its_next_one_does() -> None:
     learner = OnlineLearner(small(batch=16, replay=0.0))
     learner.learn([([Step("a", "view", T0)], Step("b", "view", T0 + 1))])
