@@ -33,10 +33,23 @@ from .settings import ModelSettings
 from .transitions import Transitions, newest_groups
 from .vocab import Vocabulary
 
-__all__ = ["FOLLOWERS", "GROUP_ITEMS", "SOURCES", "Recommendation", "Scorer", "modes", "offered", "seen_rows"]
+__all__ = [
+    "CATEGORY_WEIGHT",
+    "FOLLOWERS",
+    "GROUP_ITEMS",
+    "SOURCES",
+    "Recommendation",
+    "Scorer",
+    "modes",
+    "offered",
+    "seen_rows",
+]
 
 FOLLOWERS = 50  # the transition mode offers an item's most frequent followers, at most this many
 SOURCES = 3  # ... of the user's last few distinct items
+# The category's items weigh this many times the followers in all: in the mode's top 10, a category's popular items
+# are surer than followers of one or two counts each (BENCHMARKS.md: 2, 4 and 8 beat 1 on Taobao and Diginetica).
+CATEGORY_WEIGHT = 4.0
 GROUP_ITEMS = 200  # the transition memory keeps the counts of a group's most frequent items, this many (and 4x)
 MODES = ("own", "transitions", "explore")  # the mixture's modes, as the web view names them
 COSINE_SCALE = 10.0  # cosines live in [-1, 1]: a softmax over them needs a temperature
@@ -57,9 +70,9 @@ def offered(
     ``left_out_sources`` sources (a replayed example's own counts).
 
     With ``groups``, also the items most often seen with the side features of the history's newest item that has
-    any (its category's popular items), but for the history's own (the repeat mode's): scaled to weigh as much in
-    all as the followers (at least one count), so that neither drowns the other whatever the counts' scales. Its
-    features share ``FOLLOWERS`` items between them, so that items with many (a brand, a colour) cost no more."""
+    any (its category's popular items), but for the history's own (the repeat mode's): scaled to weigh
+    ``CATEGORY_WEIGHT`` times the followers in all (at least one count), whatever the counts' scales. Its features
+    share ``FOLLOWERS`` items between them, so that items with many (a brand, a colour) cost no more."""
     sources: dict[str, None] = {}  # the last few distinct known items, newest first (walked back, not looked up)
     index = vocab.index
     for step in reversed(history):
@@ -86,7 +99,7 @@ def offered(
                 if n > 0:
                     near[item] = near.get(item, 0.0) + weight * n
         if near:
-            scale = max(sum(merged.values()), 1.0) / sum(near.values())
+            scale = CATEGORY_WEIGHT * max(sum(merged.values()), 1.0) / sum(near.values())
             for item, share in near.items():
                 merged[item] = merged.get(item, 0.0) + scale * share
     out = {row: weight for row, weight in zip(vocab.rows_of(merged), merged.values(), strict=True) if row}

@@ -90,8 +90,8 @@ class ModelSettings(BaseModel):
     groups: bool = Field(
         True,
         description="the transition mode also offers the items most often seen with the user's last item's side "
-        'features (item={"category": ...}): the popular items of its category, weighing as much in all as '
-        "what went with the user's items",
+        'features (item={"category": ...}): the popular items of its category, weighing four times as much in '
+        "all as what went with the user's items",
     )
     popularity: bool = Field(
         True,

@@ -11,7 +11,7 @@ import torch
 from stream_rec import sampling
 from stream_rec.features import encode_histories
 from stream_rec.learner import Example, OnlineLearner
-from stream_rec.scoring import offered
+from stream_rec.scoring import CATEGORY_WEIGHT, offered
 from stream_rec.sequences import Step
 from stream_rec.settings import ModelSettings
 from stream_rec.transitions import GROUP
@@ -320,9 +320,9 @@ def test_the_transition_mode_offers_the_popular_items_of_the_last_items_category
         named = {learner.vocab.item(row): weight for row, weight in offers.items()}
         if groups:
             # Its category's items by count, but for the user's own (the repeat mode's), weighing one count in all
-            # (no item followed the user's): not the other category's.
+            # at the category's weight (no item followed the user's): not the other category's.
             assert list(named) == ["s0", "s1"] and abs(named["s0"] - 2 * named["s1"]) < 1e-9
-            assert abs(sum(named.values()) - 1.0) < 1e-9
+            assert abs(sum(named.values()) - CATEGORY_WEIGHT) < 1e-9
         else:
             assert named == {} and not any(key.startswith(GROUP) for key, *_ in learner.transitions.triples())
 
@@ -339,7 +339,7 @@ def test_an_items_side_features_share_the_category_offers_between_them() -> None
     assert FOLLOWERS // 2 < len(offers) <= FOLLOWERS, "three features, one feature's worth of items"
 
 
-def test_category_offers_weigh_as_much_in_all_as_the_items_that_went_with_the_users() -> None:
+def test_category_offers_weigh_category_weight_times_the_items_that_went_with_the_users() -> None:
     shoes = {"category": "shoes"}
     learner = OnlineLearner(small(transitions=True, transition_window=1))
     learner.learn([([], Step("s0", "view", T0, features=shoes))] * 4)
@@ -347,7 +347,7 @@ def test_category_offers_weigh_as_much_in_all_as_the_items_that_went_with_the_us
     history = [Step("s9", "view", T0, features=shoes), Step("a", "view", T0 + 1)]
     offers = offered(history, learner.vocab, learner.transitions, False, groups=True)
     named = {learner.vocab.item(row): weight for row, weight in offers.items()}
-    assert named == {"b": 3.0, "s0": 3.0}, "the newest step with side features gives the category"
+    assert named == {"b": 3.0, "s0": 3.0 * CATEGORY_WEIGHT}, "the newest step with side features gives the category"
 
 
 def test_a_groups_ranking_follows_its_counts_and_a_snapshot_keeps_its_own() -> None:
