@@ -50,6 +50,9 @@ SOURCES = 3  # ... of the user's last few distinct items
 # The category's items weigh this many times the followers in all: in the mode's top 10, a category's popular items
 # are surer than followers of one or two counts each (BENCHMARKS.md: 2, 4 and 8 beat 1 on Taobao and Diginetica).
 CATEGORY_WEIGHT = 4.0
+# ... and a follower seen in none of those groups weighs this much of its count: someone browsing shoes more likely
+# goes on to shoes, but a complement (socks) stays offered (BENCHMARKS.md).
+OUTSIDE_WEIGHT = 0.5
 GROUP_ITEMS = 200  # the transition memory keeps the counts of a group's most frequent items, this many (and 4x)
 MODES = ("own", "transitions", "explore")  # the mixture's modes, as the web view names them
 COSINE_SCALE = 10.0  # cosines live in [-1, 1]: a softmax over them needs a temperature
@@ -71,8 +74,9 @@ def offered(
 
     With ``groups``, also the items most often seen with the side features of the history's newest item that has
     any (its category's popular items), but for the history's own (the repeat mode's): scaled to weigh
-    ``CATEGORY_WEIGHT`` times the followers in all (at least one count), whatever the counts' scales. Its features
-    share ``FOLLOWERS`` items between them, so that items with many (a brand, a colour) cost no more."""
+    ``CATEGORY_WEIGHT`` times the followers in all (at least one count), whatever the counts' scales; a follower
+    seen with none of those features then weighs ``OUTSIDE_WEIGHT`` of its count. The features share ``FOLLOWERS``
+    items between them, so that items with many (a brand, a colour) cost no more."""
     sources: dict[str, None] = {}  # the last few distinct known items, newest first (walked back, not looked up)
     index = vocab.index
     for step in reversed(history):
@@ -100,6 +104,10 @@ def offered(
                     near[item] = near.get(item, 0.0) + weight * n
         if near:
             scale = CATEGORY_WEIGHT * max(sum(merged.values()), 1.0) / sum(near.values())
+            members = [transitions.get(key) or {} for key in keys]  # (a group's kept items: GROUP_ITEMS)
+            for item in merged:
+                if not any(item in m for m in members):
+                    merged[item] *= OUTSIDE_WEIGHT
             for item, share in near.items():
                 merged[item] = merged.get(item, 0.0) + scale * share
     out = {row: weight for row, weight in zip(vocab.rows_of(merged), merged.values(), strict=True) if row}

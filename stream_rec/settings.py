@@ -91,7 +91,7 @@ class ModelSettings(BaseModel):
         True,
         description="the transition mode also offers the items most often seen with the user's last item's side "
         'features (item={"category": ...}): the popular items of its category, weighing four times as much in '
-        "all as what went with the user's items",
+        "all as what went with the user's items, of which those never seen in that category count half",
     )
     popularity: bool = Field(
         True,

@@ -11,7 +11,7 @@ import torch
 from stream_rec import sampling
 from stream_rec.features import encode_histories
 from stream_rec.learner import Example, OnlineLearner
-from stream_rec.scoring import CATEGORY_WEIGHT, offered
+from stream_rec.scoring import CATEGORY_WEIGHT, OUTSIDE_WEIGHT, offered
 from stream_rec.sequences import Step
 from stream_rec.settings import ModelSettings
 from stream_rec.transitions import GROUP
@@ -344,10 +344,18 @@ def test_category_offers_weigh_category_weight_times_the_items_that_went_with_th
     learner = OnlineLearner(small(transitions=True, transition_window=1))
     learner.learn([([], Step("s0", "view", T0, features=shoes))] * 4)
     learner.learn([([Step("a", "view", T0)], Step("b", "view", T0 + 1))] * 3)
+    learner.learn([([Step("a", "view", T0)], Step("s1", "view", T0 + 1, features=shoes))])
     history = [Step("s9", "view", T0, features=shoes), Step("a", "view", T0 + 1)]
     offers = offered(history, learner.vocab, learner.transitions, False, groups=True)
     named = {learner.vocab.item(row): weight for row, weight in offers.items()}
-    assert named == {"b": 3.0, "s0": 3.0 * CATEGORY_WEIGHT}, "the newest step with side features gives the category"
+    # The followers weigh 4 counts, so the category's items 4 * CATEGORY_WEIGHT (s0 and s1, a shoe that followed
+    # a too); a follower that is not a shoe weighs OUTSIDE_WEIGHT of its count.
+    category = 4 * CATEGORY_WEIGHT
+    assert named == {
+        "b": 3 * OUTSIDE_WEIGHT,
+        "s0": category * 4 / 5,
+        "s1": 1 + category / 5,
+    }, "the newest step with side features gives the category"
 
 
 def test_a_groups_ranking_follows_its_counts_and_a_snapshot_keeps_its_own() -> None:
