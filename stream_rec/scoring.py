@@ -104,10 +104,12 @@ def offered(
                     near[item] = near.get(item, 0.0) + weight * n
         if near:
             scale = CATEGORY_WEIGHT * max(sum(merged.values()), 1.0) / sum(near.values())
-            members = [transitions.get(key) or {} for key in keys]  # (a group's kept items: GROUP_ITEMS)
-            for item in merged:
-                if not any(item in m for m in members):
-                    merged[item] *= OUTSIDE_WEIGHT
+            outside = list(merged)
+            for key in keys:  # (a group's kept items: GROUP_ITEMS)
+                members = transitions.get(key) or {}
+                outside = [item for item in outside if item not in members]
+            for item in outside:
+                merged[item] *= OUTSIDE_WEIGHT
             for item, share in near.items():
                 merged[item] = merged.get(item, 0.0) + scale * share
     out = {row: weight for row, weight in zip(vocab.rows_of(merged), merged.values(), strict=True) if row}
