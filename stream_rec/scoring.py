@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -106,7 +106,7 @@ def offered(
             scale = CATEGORY_WEIGHT * max(sum(merged.values()), 1.0) / sum(near.values())
             outside = list(merged)
             for key in keys:  # (a group's kept items: GROUP_ITEMS)
-                members = transitions.get(key) or {}
+                members: Container[str] = transitions.get(key) or ()
                 outside = [item for item in outside if item not in members]
             for item in outside:
                 merged[item] *= OUTSIDE_WEIGHT
