@@ -37,6 +37,7 @@ __all__ = [
     "CATEGORY_WEIGHT",
     "FOLLOWERS",
     "GROUP_ITEMS",
+    "OUTSIDE_WEIGHT",
     "SOURCES",
     "Recommendation",
     "Scorer",
