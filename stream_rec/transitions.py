@@ -10,8 +10,8 @@ followers of every item with the live counts, and the live side copies an item's
 changes them (copy on write), so a snapshot never sees a later count. With ``limit``, an item keeps at most
 ``4 * limit`` followers, then its ``limit`` most frequent: memory stays bounded per item. A group keeps
 ``group_limit`` likewise (``limit`` unless given): its counts are a popularity ranking, read deep, and a
-category has many more items than an item has followers. Pruned at 50, the items of a Taobao category lost
-their counts each time they fell out and came back at one, and category popularity ranked worse (BENCHMARKS.md).
+category has many more items than an item has followers; kept as few, its items would lose their counts each
+time they fell out of the kept ones, and come back at one (BENCHMARKS.md).
 
 >>> t = Transitions()
 >>> for prev, nxt in [("a", "b"), ("a", "b"), ("a", "c"), ("b", "c")]:
