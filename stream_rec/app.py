@@ -8,7 +8,9 @@ dead letters, reroutes, recommendations and embeddings. Only when every one of t
 changelog writes among them, is acknowledged by the broker are the batch's events acknowledged, and so become
 committable: an offset is committed only after its event's effects are durable. A send that fails stops the
 worker without committing (exit code 75), so its events are read again at restart; one read again from the
-very message it was first read from is answered again (``sequences.redelivered``), never appended twice.
+very message it was first read from is answered again (``sequences.redelivered``), never appended twice. After a
+restore from the changelog the stream partitions resume only once sought (``resume.py``): Faust's own order lost
+the records fetched in between.
 
 Beside the agent: a checkpoint task (at start, on a cadence, at shutdown), an expiry task that removes users
 inactive for ``user_ttl`` seconds, and the control commands (``stream-rec forget``) read with the events.
@@ -36,6 +38,7 @@ from .deadletter import envelope
 from .engine import Engine
 from .errors import InvalidEvent
 from .learning_process import LearningError
+from .resume import ResumingTableManager
 from .sequences import with_served
 from .settings import Settings
 from .web import add_views, worker_stats
@@ -113,6 +116,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=max(1.0, settings.session_timeout / 10),
         producer_linger=settings.linger,  # 0 sent a request per few messages: 253-297 -> 323 events/s
+        TableManager=ResumingTableManager,  # Faust's own loses records fetched as a recovery ends (resume.py)
     )
     engine = Engine(settings)
     app.engine = engine  # type: ignore[attr-defined]

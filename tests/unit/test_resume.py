@@ -1,0 +1,57 @@
+"""A recovery resumes the stream partitions only once they are sought and the queues are cleared (resume.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from faust.tables.recovery import Recovery
+from faust.types import TP
+
+from stream_rec.app import create_app
+from stream_rec.resume import ResumingRecovery
+from stream_rec.settings import Settings
+
+EVENTS, CHANGELOG = TP("events", 0), TP("app-user_sequences-changelog", 0)
+
+
+def test_the_partitions_resume_after_the_seek_and_the_clear_the_changelog_stays_paused() -> None:
+    calls: list[Any] = []
+
+    class Consumer:
+        def assignment(self) -> set[TP]:
+            return {EVENTS, CHANGELOG}
+
+        async def perform_seek(self) -> None:
+            await asyncio.sleep(0)  # a fetch in this moment would be cleared below
+            calls.append("seek")
+
+        def resume_partitions(self, tps: set[TP]) -> None:
+            calls.append(("resume", tps))
+
+    app = SimpleNamespace(
+        consumer=Consumer(),
+        flow_control=SimpleNamespace(resume=lambda: calls.append("clear")),
+        conf=SimpleNamespace(broker_request_timeout=1.0),
+    )
+    recovery = SimpleNamespace(
+        app=app,
+        log=logging.getLogger("test"),
+        _is_changelog_tp=lambda tp: tp.topic.endswith("-changelog"),
+        _wait=lambda coro, timeout: coro,
+    )
+    asyncio.run(ResumingRecovery.resume_streams_sought(recovery))  # type: ignore[arg-type]
+    assert calls == ["seek", "clear", ("resume", {EVENTS})]
+
+
+def test_the_worker_recovers_with_it_and_faust_calls_what_it_overrides(settings: Settings, tmp_path: Path) -> None:
+    app = create_app(settings)
+    assert type(app.tables.recovery) is ResumingRecovery
+    # The override replaces Faust's method of the same name: a Faust that no longer called it would bypass it.
+    assert "self.on_recovery_completed" in inspect.getsource(Recovery._restart_recovery.fun)
+    ours, theirs = (inspect.signature(c.on_recovery_completed).parameters for c in (ResumingRecovery, Recovery))
+    assert list(ours) == list(theirs)
