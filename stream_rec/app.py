@@ -38,7 +38,7 @@ from .deadletter import envelope
 from .engine import Engine
 from .errors import InvalidEvent
 from .learning_process import LearningError
-from .resume import ResumingTableManager
+from .resume import ResumingTableManager, ResumingTransport
 from .sequences import with_served
 from .settings import Settings
 from .web import add_views, worker_stats
@@ -118,6 +118,7 @@ def create_app(settings: Settings) -> faust.App:
         producer_linger=settings.linger,  # 0 sent a request per few messages: 253-297 -> 323 events/s
         TableManager=ResumingTableManager,  # Faust's own loses records fetched as a recovery ends (resume.py)
     )
+    app.transport = ResumingTransport(app.conf.broker_consumer, app)  # Faust's own loses records (resume.py)
     engine = Engine(settings)
     app.engine = engine  # type: ignore[attr-defined]
 

@@ -7,8 +7,15 @@ running, so records fetched in the moments between the resume and the clear are 
 consumer has marked them read, so their copies fetched again from the committed offset are dropped as
 duplicates: the events are never processed, the commits of their partition stall behind them, and only the
 next restart reads them again (faust-streaming issue #596). Here the partitions stay paused until they are
-sought and the queues are cleared, so every record fetched after the recovery reaches the agent. The test that
-exposed this is the delivery test killing a worker mid-stream (tests/integration/test_delivery.py).
+sought and the queues are cleared, so every record fetched after the recovery reaches the agent.
+
+The fetch has a second way to lose records. Faust's consumer thread asks aiokafka for the records of the active
+partitions as a live set, which the event loop's thread changes as partitions pause and resume; aiokafka reads
+an empty set as every partition, and so hands over what it prefetched for the paused stream partitions, which
+Faust then drops as not active, past their offsets. It does so as a recovery ends, when the changelog pauses
+before the streams resume. Here the consumer asks with a copy taken on the event loop, and asks for nothing
+when no partition is active. Both showed in the delivery test killing a worker mid-stream
+(tests/integration/test_delivery.py).
 """
 
 from __future__ import annotations
@@ -18,8 +25,10 @@ from typing import Any
 
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
+from faust.transport.drivers import aiokafka
+from faust.types import TP
 
-__all__ = ["ResumingRecovery", "ResumingTableManager"]
+__all__ = ["ResumingRecovery", "ResumingTableManager", "ResumingTransport"]
 
 
 class ResumingRecovery(Recovery):
@@ -72,3 +81,23 @@ class ResumingTableManager(TableManager):
         if self._recovery is None:
             self._recovery = ResumingRecovery(self.app, self, beacon=self.beacon, loop=self.loop)
         return self._recovery
+
+
+class _ConsumerThread(aiokafka.AIOKafkaConsumerThread):
+    async def getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
+        if active_partitions is not None and not active_partitions:
+            return {}  # aiokafka would read no partitions as all of them, paused ones included
+        frozen = None if active_partitions is None else frozenset(active_partitions)  # on this loop, not the thread's
+        return await super().getmany(frozen, timeout)  # type: ignore[arg-type]
+
+
+class _Consumer(aiokafka.Consumer):
+    def _new_consumer_thread(self) -> aiokafka.AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class ResumingTransport(aiokafka.Transport):
+    """Faust's aiokafka transport, asking for the records of a copy of the active partitions (the app's
+    ``transport``)."""
+
+    Consumer = _Consumer
