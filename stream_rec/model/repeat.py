@@ -12,12 +12,12 @@ distribution over items:
   user's last item's category (scoring.offered);
 - *explore*: the sequence model's softmax over the whole vocabulary, at a learned scale of its logits.
 
-The gates come from the user vector (a softmax over the modes available for the user), so the model learns how
-far to trust each mode on the data at hand; they start even. The head (gates, repeat scores, the explore scale)
-learns from new events only, the way it will be served: the explore mode also learns from replayed events, whose
-answers it has seen, and grows surer of itself than it is on new ones. The scale calibrates it (a temperature,
-as Guo et al., "On calibration of modern neural networks", ICML 2017, fit one on held-out data); without it the
-gates alone cannot say that the explore mode's top items are worth less than its mass.
+The gates come from the user vector's direction (a softmax over the modes available for the user), so the model
+learns how far to trust each mode on the data at hand; they start even. The head (gates, repeat scores, the
+explore scale) learns from new events only, the way it will be served: the explore mode also learns from
+replayed events, whose answers it has seen, and grows surer of itself than it is on new ones. The scale
+calibrates it (a temperature, as Guo et al., "On calibration of modern neural networks", ICML 2017, fit one on
+held-out data); without it the gates alone cannot say that the explore mode's top items are worth less than its mass.
 """
 
 from __future__ import annotations
@@ -92,5 +92,8 @@ class RepeatScore(nn.Module):
             + self.event[events]
             + self.count * torch.log(counts.float())
         )
-        gates = (self.gate(user) + self.gate_evidence(evidence)).masked_fill(~available, float("-inf"))  # [B, M]
+        # The direction only: Adagrad moves each weight by up to its rate whatever the gradient, and on user vectors of
+        # length 10-17 one step could swing a gate's logit by 10, every user's top 10 to one mode (BENCHMARKS.md).
+        direction = nn.functional.normalize(user, dim=-1)
+        gates = (self.gate(direction) + self.gate_evidence(evidence)).masked_fill(~available, float("-inf"))  # [B, M]
         return torch.log_softmax(gates, dim=-1), scores

@@ -264,6 +264,29 @@ def test_the_repeat_head_learns_which_own_item_users_come_back_to() -> None:
     assert scorer.vocab.item(int(scorer.scores(user, [probe]).argmax())) != "fav3"  # a next-new-item model misses it
 
 
+def test_one_step_of_the_gates_stays_small_whatever_the_user_vectors_length() -> None:
+    """Adagrad's step moves each weight by up to the learning rate whatever the gradient: on the user vector as it
+    is (lengths of 10-17 were measured), one step could swing a gate's logit by 10 and hand every user to one
+    mode until the next step. The gates read the vector's direction."""
+    from stream_rec.model.repeat import RepeatScore
+
+    torch.manual_seed(0)
+    head = RepeatScore(dim=64, max_len=50)
+    opt = torch.optim.Adagrad(head.parameters(), lr=0.1, initial_accumulator_value=3e-4)
+    user = 17.0 * torch.nn.functional.normalize(torch.randn(32, 64), dim=1)
+    available, evidence = torch.ones(32, 3, dtype=torch.bool), torch.zeros(32, 2)
+    empty = torch.zeros(0, dtype=torch.long)
+
+    def log_gates(u: torch.Tensor) -> torch.Tensor:
+        return head(u, available, evidence, empty, empty, torch.ones(0))[0]
+
+    assert torch.allclose(log_gates(user), log_gates(user / 17.0), atol=1e-6)  # the length does not count
+    before = log_gates(user).detach()
+    (-log_gates(user)[:, 2].mean()).backward()  # every user to the explore mode
+    opt.step()
+    assert (log_gates(user).detach() - before).abs().max() < 1.5
+
+
 def test_item_features_reach_the_model() -> None:
     """Two histories alike but for their items' category encode differently."""
     learner = OnlineLearner(small())
