@@ -85,7 +85,7 @@ class RepeatScore(nn.Module):
         """``(log gates [B, M], scores [N])``: each user's log gate per mode of :data:`MODES` (``available``
         ``[B, M]`` says which modes a user has; the others get none), and each history item's repeat score.
         ``evidence`` ``[B, EVIDENCE]`` is what the modes have to go on (log counts: the user's distinct items,
-        the transition counts behind the offered items): the gates weigh it beside the user vector."""
+        the transition counts behind the offered items): the gates weigh it beside the user vector's direction."""
         scores = (
             self.log_position * torch.log1p(positions.float())
             + self.position[positions]
