@@ -20,6 +20,14 @@ Formats (:data:`FORMATS`):
     CIKM Cup 2016 ``train-item-views.csv`` (or its sample) and ``train-purchases.csv``; ``user_id`` is the
     session (``"s<session>"``) and ``ts`` the event date at midnight UTC plus ``timeframe`` ms, since the
     data holds nothing finer. ``product-categories.csv`` beside it gives ``item={"category": ...}``.
+``sequences``
+    One user per line, ``user item_1 item_2 ... item_n`` separated by spaces, each user's items in order and no
+    times (the Amazon sets as the S3-Rec authors prepared them, e.g. ``Toys_and_Games.txt``). Each item is a
+    ``click``. Users are interleaved on one shared timeline: a user's n items sit at the fractions (2k+1)/(2n),
+    k = 0..n-1, of it, ordered by (fraction, user, k), so every user is active from the start to the end and each
+    user's last item comes near the end. The timeline is the year 2014 (``ts`` is synthetic: only the order means
+    anything). ``<name>_item2attributes.json`` beside the file (item id -> list of attribute ids) gives each item
+    ``item={"attr<id>": "1", ...}``, rarest attributes first, one side feature each.
 ``events``
     JSON lines in the wire format of DESIGN.md, validated by :func:`~stream_rec.events.event_from_dict`.
 
@@ -27,31 +35,34 @@ Readers build :class:`Event` directly rather than through the wire validator: ml
 the wire contract's earliest accepted time, and is still a valid dataset to replay.
 
 >>> FORMATS
-('movielens', 'taobao', 'diginetica', 'events')
+('movielens', 'taobao', 'diginetica', 'sequences', 'events')
 """
 
 from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
+from fractions import Fraction
 from itertools import islice
 from pathlib import Path
 
 import orjson
 
 from .errors import DatasetError, InvalidEvent
-from .events import Event, event_from_dict
+from .events import MAX_ID_CHARS, Event, event_from_dict
 
-__all__ = ["FORMATS", "default_dataset", "detect_format", "iter_events", "load"]
+__all__ = ["FORMATS", "default_dataset", "detect_format", "iter_events", "load", "without_item_features"]
 
-FORMATS: tuple[str, ...] = ("movielens", "taobao", "diginetica", "events")
+FORMATS: tuple[str, ...] = ("movielens", "taobao", "diginetica", "sequences", "events")
 
 _FORMAT_ALIASES = {
     "ml": "movielens", "ml-100k": "movielens", "ml100k": "movielens", "u.data": "movielens",
     "userbehavior": "taobao", "tianchi": "taobao",
-    "cikm16": "diginetica", "jsonl": "events", "ndjson": "events", "json": "events",
+    "cikm16": "diginetica", "s3rec": "sequences", "jsonl": "events", "ndjson": "events", "json": "events",
 }  # fmt: skip
 
 _TAOBAO_BEHAVIOURS = {"pv": "view", "cart": "add_to_cart", "fav": "favorite", "buy": "purchase"}
@@ -77,6 +88,15 @@ def load(path: str | Path, fmt: str = "auto", limit: int | None = None) -> list[
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0 or None, got {limit}")
     return list(islice(iter_events(path, fmt), limit))
+
+
+def without_item_features(events: Iterable[Event]) -> list[Event]:
+    """The events with their item side features dropped: a dataset as one without categories or attributes.
+
+    >>> without_item_features([Event("u", "i", "view", 1e9, "e1", item={"category": "c"})])[0].item
+    {}
+    """
+    return [replace(event, item={}) if event.item else event for event in events]
 
 
 def iter_events(path: str | Path, fmt: str = "auto") -> Iterator[Event]:
@@ -137,13 +157,14 @@ def _resolve_dir(folder: Path, name: str) -> tuple[Path, str]:
     candidates: list[tuple[str, Path]] = [("movielens", folder / f) for f in _ML_RATINGS]
     candidates += [("diginetica", folder / f) for f in _DIGINETICA_VIEWS]
     candidates += [("taobao", f) for f in sorted(folder.glob("UserBehavior*.csv"))]
+    candidates += [("sequences", f) for f in sorted(folder.glob("*.txt")) if _is_sequences(f)]
     for fmt, file in candidates:
         if file.is_file() and name in ("auto", fmt):
             return file, fmt
     raise DatasetError(
         f"{folder} is a folder without a known dataset file ({', '.join(_ML_RATINGS)}, "
         f"{' or '.join(_DIGINETICA_VIEWS)}, "
-        "UserBehavior*.csv); pass the data file itself, with fmt= if its name is unusual"
+        "UserBehavior*.csv, a sequences .txt); pass the data file itself, with fmt= if its name is unusual"
     )
 
 
@@ -170,6 +191,8 @@ def _sniff(path: Path) -> str:
     comma = first.split(",")
     if len(comma) == 5 and comma[3].strip() in _TAOBAO_BEHAVIOURS:
         return "taobao"
+    if _is_sequences(path):
+        return "sequences"
     raise DatasetError(
         f"cannot tell the format of {path} from its name or first line {first[:60]!r}; "
         f"pass fmt= one of {', '.join(FORMATS)}"
@@ -384,6 +407,68 @@ def _diginetica_categories(path: Path, wanted: set[str]) -> dict[str, str]:
     return out
 
 
+_SEQUENCES_START = 1_388_534_400.0  # 2014-01-01 UTC: the shared timeline of a sequences file ...
+_SEQUENCES_SPAN = 365 * 86_400.0  # ... one year long
+
+
+def _is_sequences(path: Path) -> bool:
+    """Whether a ``.txt`` file's first line looks like ``user item item ...`` (ids between single spaces)."""
+    if path.suffix.lower() != ".txt":
+        return False
+    try:
+        fields = _first_line(path).split(" ")
+    except DatasetError:  # empty or unreadable: not this format (reading it says why)
+        return False
+    return len(fields) >= 2 and all(fields) and not any(c in f for f in fields for c in ",;\t:|")
+
+
+def _read_sequences(path: Path) -> list[Event]:
+    features = _item_attributes(path)
+    placed: list[tuple[Fraction, tuple[int, str], int, str, str]] = []
+    users: set[str] = set()
+    for lineno, line in _lines(path):
+        user, *items = line.split()
+        if not items:
+            raise _bad(path, lineno, "expected 'user item_1 item_2 ...' with at least one item", line)
+        if user in users:
+            raise _bad(path, lineno, f"user {user!r} has a line already; each user's items go on one line", line)
+        if any(len(x) > MAX_ID_CHARS for x in (user, *items)):
+            raise _bad(path, lineno, f"ids are at most {MAX_ID_CHARS} characters", line)
+        users.add(user)
+        n = len(items)
+        # Ordered by fraction, then user (numerically where the ids are numbers), then place in the user's list.
+        order = (int(user), "") if user.isdigit() else (-1, user)
+        placed += [(Fraction(2 * k + 1, 2 * n), order, k, user, item) for k, item in enumerate(items)]
+    placed.sort(key=lambda p: p[:3])
+    return [
+        Event(user, item, "click", _SEQUENCES_START + float(f) * _SEQUENCES_SPAN, item=features.get(item, {}))
+        for f, _, _, user, item in placed
+    ]
+
+
+def _item_attributes(path: Path) -> dict[str, dict[str, str | float]]:
+    """item id -> side features from ``<stem>_item2attributes.json`` beside a sequences file (``{}`` where there
+    is none): one feature ``attr<id>`` per attribute, the rarest attributes first (the model reads the first few)."""
+    attributes = path.with_name(f"{path.stem}_item2attributes.json")
+    if not attributes.is_file():
+        return {}
+    try:
+        table = orjson.loads(attributes.read_bytes())
+    except OSError as exc:
+        raise DatasetError(f"cannot read {attributes}: {exc.strerror}") from None
+    except orjson.JSONDecodeError as exc:
+        raise DatasetError(f"{attributes}: not JSON: {exc}") from None
+    if not isinstance(table, dict) or not all(
+        isinstance(v, list) and all(isinstance(a, int | str) for a in v) for v in table.values()
+    ):
+        raise DatasetError(f"{attributes}: expected an object of item id -> list of attribute ids")
+    frequency = Counter(str(a) for values in table.values() for a in set(map(str, values)))
+    return {
+        str(item): {f"attr{a}": "1" for a in sorted(set(map(str, values)), key=lambda a: (frequency[a], a))}
+        for item, values in table.items()
+    }
+
+
 def _read_events(path: Path) -> list[Event]:
     events = []
     try:
@@ -414,5 +499,6 @@ _READERS: dict[str, Callable[[Path], list[Event]]] = {
     "movielens": _read_movielens,
     "taobao": _read_taobao,
     "diginetica": _read_diginetica,
+    "sequences": _read_sequences,
     "events": _read_events,
 }

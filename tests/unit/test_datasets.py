@@ -168,6 +168,48 @@ def test_diginetica_bad_date_names_its_line(tmp_path: Path) -> None:
         load(path)
 
 
+# --- sequences (one user per line, S3-Rec's Amazon files) ---------------------------------------------------
+
+
+def test_sequences_interleave_users_on_one_timeline(tmp_path: Path) -> None:
+    # User 2's 2 items at 1/4 and 3/4 of the timeline; user 10's 4 at 1/8, 3/8, 5/8, 7/8; user 1's 1 at 1/2.
+    path = write(tmp_path / "Toys.txt", "10 a b c d\n2 x y\n1 m\n")
+    events = load(path)
+    assert [(e.user_id, e.item_id) for e in events] == [
+        ("10", "a"), ("2", "x"), ("10", "b"), ("1", "m"), ("10", "c"), ("2", "y"), ("10", "d"),
+    ]  # fmt: skip
+    assert all(e.event == "click" and not e.item for e in events)
+    assert all(a.ts < b.ts for a, b in pairwise(events))
+    assert events[3].ts - events[0].ts == pytest.approx((1 / 2 - 1 / 8) * 365 * 86_400)
+    # Ties (the same fraction) go by user id as a number, then by place in the user's list.
+    tied = load(write(tmp_path / "tied.txt", "10 a b\n9 p q\n"))
+    assert [(e.user_id, e.item_id) for e in tied] == [("9", "p"), ("10", "a"), ("9", "q"), ("10", "b")]
+
+
+def test_sequences_take_attributes_as_side_features_rarest_first(tmp_path: Path) -> None:
+    path = write(tmp_path / "Toys_and_Games.txt", "1 4 5\n2 5 6\n")
+    (tmp_path / "Toys_and_Games_item2attributes.json").write_bytes(
+        orjson.dumps({"4": [1, 2], "5": [2, 3], "6": [2]})
+    )
+    events = {e.item_id: e.item for e in load(path)}
+    assert events["4"] == {"attr1": "1", "attr2": "1"} and list(events["5"]) == ["attr3", "attr2"]
+    assert events["6"] == {"attr2": "1"}
+    assert detect_format(path) == "sequences" and detect_format(tmp_path) == "sequences"
+    (tmp_path / "Toys_and_Games_item2attributes.json").write_text('{"4": "not a list"}')
+    with pytest.raises(DatasetError, match=r"item2attributes\.json: expected an object of item id -> list"):
+        load(path)
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [("1 2 3\n7\n", r"line 2: expected 'user item_1 item_2 \.\.\.'"), ("1 2\n1 3\n", r"line 2: user '1' has a line already")],
+)
+def test_sequences_bad_line_names_the_file_and_line(tmp_path: Path, text: str, reason: str) -> None:
+    path = write(tmp_path / "seq.txt", text)
+    with pytest.raises(DatasetError, match=rf"seq\.txt, {reason}"):
+        load(path, fmt="sequences")
+
+
 # --- events (JSON lines) -----------------------------------------------------------------------------------
 
 
@@ -236,7 +278,7 @@ def test_auto_detection(tmp_path: Path, name: str, text: str, fmt: str) -> None:
 def test_explicit_format_and_aliases(tmp_path: Path) -> None:
     path = write(tmp_path / "ratings.txt", U_DATA)
     assert load(path, fmt="movielens") == load(path, fmt="ml-100k") == load(path)
-    assert set(FORMATS) == {"movielens", "taobao", "diginetica", "events"}
+    assert set(FORMATS) == {"movielens", "taobao", "diginetica", "sequences", "events"}
     with pytest.raises(DatasetError, match="unknown dataset format 'parquet'"):
         load(path, fmt="parquet")
 
@@ -251,7 +293,7 @@ def test_missing_and_undetectable_files_say_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=r"dataset not found: .*nope\.csv does not exist"):
         load(tmp_path / "nope.csv")
     with pytest.raises(DatasetError, match=r"cannot tell the format .* pass fmt="):
-        load(write(tmp_path / "mystery.txt", "hello world\n"))
+        load(write(tmp_path / "mystery.txt", "hello, world\n"))
     with pytest.raises(DatasetError, match="is empty"):
         load(write(tmp_path / "empty.txt", "\n"))
     with pytest.raises(DatasetError, match="folder without a known dataset file"):
@@ -307,6 +349,17 @@ def test_real_taobao(shared_data: Path) -> None:
     assert len({e.user_id for e in events}) == 58_732 and len({e.item_id for e in events}) == 75_384
     assert (events[0].ts, events[-1].ts) == (1511658000.0, 1511664909.0)
     assert load(path, limit=10) == events[:10]
+
+
+@pytest.mark.data
+def test_real_amazon_toys(shared_data: Path) -> None:
+    events = load(_require(shared_data / "amazon-toys-s3rec" / "Toys_and_Games.txt"))
+    assert len(events) == 167_597  # PROVENANCE: 19,412 users, 167,597 interactions, 11,924 items
+    assert len({e.user_id for e in events}) == 19_412 and len({e.item_id for e in events}) == 11_924
+    assert all(a.ts <= b.ts for a, b in pairwise(events))
+    assert sum(bool(e.item) for e in events) == len(events), "every item has attributes"
+    last = {e.user_id: n for n, e in enumerate(events)}
+    assert min(last.values()) > len(events) // 2, "each user's last item comes in the second half of the stream"
 
 
 @pytest.mark.data
