@@ -67,18 +67,36 @@ def test_rankings_come_from_the_state_before_the_chunk() -> None:
     assert whole["scored"] == 9 and whole["models"]["markov"]["HR@1"] == 0.0  # nothing learned before scoring
     rec = Recording()
     evaluate(stream, {"r": rec}, batch=5)
-    # 12 events in chunks of 5, 5, 2; only users' second and later events are ranked (3 users, first 3 events).
-    assert rec.calls == ["rank2", "learn5", "rank5", "learn5", "rank2", "learn2"]
+    # 12 events in chunks of 5, 5, 2; only users' second and later events are ranked (3 users, first 3 events),
+    # and each user's last event again, its own items masked (the last-event view: u0's in the second chunk).
+    assert rec.calls == ["rank2", "learn5", "rank5", "rank1", "learn5", "rank2", "rank2", "learn2"]
 
 
 def test_histories_are_each_users_events_before_the_event_truncated() -> None:
     stream = events(("u1", "a"), ("u2", "x"), ("u1", "b"), ("u1", "c"), ("u1", "d"), ("u2", "y"))
     rec = Recording()
     evaluate(stream, {"r": rec}, batch=4, max_history=2)
-    assert [[s.item for s in h] for h in rec.ranked] == [["a"], ["a", "b"], ["b", "c"], ["x"]]
+    # (the last two: each user's last event again, for the last-event view)
+    assert [[s.item for s in h] for h in rec.ranked] == [["a"], ["a", "b"], ["b", "c"], ["x"], ["b", "c"], ["x"]]
     assert [([s.item for s in h], e.item) for h, e in rec.learned] == [
         ([], "a"), ([], "x"), (["a"], "b"), (["a", "b"], "c"), (["b", "c"], "d"), (["x"], "y"),
     ]  # fmt: skip
+
+
+def test_the_last_event_view_scores_each_users_last_event_with_earlier_items_masked() -> None:
+    # u1 comes back to a (its own item: masked, so a miss in that view); u2 goes on to c, ranked after a, which
+    # is u2's own and masked: first there. u3 has one event: nothing to score.
+    stream = events(("u3", "c"), ("u1", "a"), ("u2", "a"), ("u1", "b"), ("u2", "c"), ("u1", "a"))
+    ranking = [("a", 3.0), ("c", 2.0), ("b", 1.0)]
+    report = evaluate(stream, {"r": Recording(ranking)}, ks=(1, 2), batch=1)
+    figures = report["models"]["r"]
+    assert figures["last_n"] == 2
+    assert figures["last_HR@1"] == 0.5 and figures["last_HR@2"] == 0.5, "u2's c first; u1's a masked"
+    assert figures["last_NDCG@1"] == 0.5
+    # The prequential figures do not mask: u1's return to a is a hit there.
+    assert figures["HR@1"] == 1 / 3
+    masked = evaluate(stream, {"r": Recording(ranking)}, ks=(1,), batch=1, exclude_seen=True)["models"]["r"]
+    assert masked["last_HR@1"] == figures["last_HR@1"], "with exclude_seen, the same view from the same rankings"
 
 
 def test_a_first_seen_item_is_a_miss_whatever_was_ranked() -> None:
