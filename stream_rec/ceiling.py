@@ -50,5 +50,5 @@ def create_ceiling_app(settings: Settings) -> faust.App:
 if __name__ == "__main__":
     from faust.worker import Worker
 
-    settings = Settings()
+    settings = Settings.load()
     Worker(create_ceiling_app(settings), loglevel=settings.log_level, quiet=True).execute_from_commandline()

@@ -26,7 +26,6 @@ import re
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import orjson
 import torch
@@ -43,10 +42,10 @@ __all__ = ["FORMAT", "Snapshot", "candidates", "latest", "load", "load_newest", 
 log = logging.getLogger(__name__)
 
 # 2: the popularity prior; 3: item feature tokens, the repeat slope; 4: digest; 5: transition counts as JSON;
-# 6: the explore scale, and the mixture head's own learning rate
-FORMAT = "stream-rec-checkpoint/6"
-_READS = {FORMAT, "stream-rec-checkpoint/5", "stream-rec-checkpoint/4"}
-_BEFORE_EXPLORE_SCALE = {"stream-rec-checkpoint/5", "stream-rec-checkpoint/4"}
+# 6: the explore scale, and the mixture head's own learning rate; 7: the head of two modes and the evidence of
+# counting (model/head.py, evidence.py), whose weights and counts earlier formats do not have
+FORMAT = "stream-rec-checkpoint/7"
+_READS = {FORMAT}
 _PREFIX, _SUFFIX = "checkpoint-", ".safetensors"
 _NAME = re.compile(r"checkpoint-(\d{1,18})\.safetensors")
 DAMAGED = ".damaged"  # a damaged checkpoint is renamed to <name>.damaged, kept for a look but never read again
@@ -126,13 +125,8 @@ def load(path: str | Path, settings: ModelSettings | None = None) -> tuple[Onlin
         replay = ReplayBuffer.from_tensors(tensors, learner.settings.replay_size, path)
         window = tensors.pop("drift.adwin", None)
         vocab = json.loads(metadata["vocab"])
-        if found == "stream-rec-checkpoint/4":
-            counts = _counts_of_rows(tensors.pop("transitions"), vocab["ids"])
-        else:
-            counts = bytes(tensors.pop("transitions.json").numpy())
+        counts = bytes(tensors.pop("transitions.json").numpy())
         optimizers = json.loads(metadata["optimizers"])
-        if found in _BEFORE_EXPLORE_SCALE:
-            _add_explore_scale(tensors, optimizers, learner)
         state = {
             "tensors": tensors, "optimizers": optimizers, "vocab": vocab,
             "counters": json.loads(metadata["learner"]), "drift": None if window is None else bytes(window.numpy()),
@@ -146,41 +140,6 @@ def load(path: str | Path, settings: ModelSettings | None = None) -> tuple[Onlin
         # The digest matched, so the file is as written: a file of another model or a bug, not damage.
         raise CheckpointError(f"{path} cannot be restored: {exc}") from None
     return learner, offsets
-
-
-def _add_explore_scale(
-    tensors: dict[str, torch.Tensor], optimizers: list[dict[str, Any]], learner: OnlineLearner
-) -> None:
-    """Bring the state of a checkpoint from before the explore scale (format 4 or 5) up to this format: the scale
-    starts at 1, and the head's weights move to a parameter group of their own in the dense optimizer. They are
-    its last weights, the scale after them (model/repeat.py registers it last), so no other index changes."""
-    tensors.setdefault("model.repeat.log_explore_scale", torch.zeros(1))
-    dense = optimizers[1]
-    (group,) = dense["param_groups"]
-    scale = len(group["params"])  # the scale's index: after every saved weight
-    first_of_head = scale - (len(list(learner.model.repeat.parameters())) - 1)
-    dense["param_groups"] = [
-        {**group, "params": group["params"][:first_of_head]},
-        {**group, "params": [*group["params"][first_of_head:], scale], "lr": learner.settings.head_lr},
-    ]
-    for key, value in learner.optimizers[1].state_dict()["state"].get(scale, {}).items():  # as a new one starts
-        if torch.is_tensor(value):
-            tensors[f"opt1.{scale}.{key}"] = value.clone()
-        else:
-            dense["scalars"].setdefault(str(scale), {})[key] = value
-
-
-def _counts_of_rows(rows: torch.Tensor, ids: list[str | None]) -> bytes:
-    """Format 4's transition counts, rows ``[P, 3]`` of (prev, next, count) by vocabulary row, as format 5's JSON
-    (:meth:`~stream_rec.transitions.Transitions.to_json`)."""
-    followers: dict[str, dict[str, int]] = {}
-    for prev_row, next_row, n in rows.tolist():
-        prev, nxt = ids[prev_row], ids[next_row]
-        if prev is None or nxt is None:
-            raise ValueError("a transition refers to an item the vocabulary does not hold")
-        after = followers.setdefault(prev, {})
-        after[nxt] = after.get(nxt, 0) + n
-    return orjson.dumps(followers)
 
 
 def _digest(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:

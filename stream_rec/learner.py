@@ -1,12 +1,13 @@
 """The online learner: the step, its guards and the model's state; a serving snapshot is what inference reads.
 
 A step takes a micro-batch of (history, next event) examples, mixes in replayed ones (replay.py), computes a
-softmax loss over the items (full while the vocabulary is small, else sampled: sampling.py), skips and counts a
-step whose loss is not finite, clips the gradient and updates. Item tables are sparse, so a step costs in
-proportion to its batch, not to the vocabulary; items.py keeps them in step with the vocabulary. River's ADWIN
-watches the running loss: when it rises (the stream changed), the learning rate is raised for ``drift_steps``
-steps. Where users come back to their own items, the loss is the repeat / transition / explore mixture's
-(scoring.py builds the head's inputs; transitions.py counts what followed what).
+softmax loss over the items (full while the vocabulary is small, else sampled: sampling.py, with every item the
+evidence offers in the set), skips and counts a step whose loss is not finite, clips the gradient and updates.
+Item tables are sparse, so a step costs in proportion to its batch, not to the vocabulary; items.py keeps them in
+step with the vocabulary. River's ADWIN watches the running loss: when it rises (the stream changed), the
+learning rate is raised for ``drift_steps`` steps. The loss is that of the new mode (the sequence model's logits
+plus the evidence of counting, model/head.py), and where users come back to their own items of the repeat / new
+mixture (scoring.py builds the head's inputs; evidence.py counts what followed and went with what).
 
 An event whose item is seen for the first time is counted but is no target: no ranking could have held it.
 Item counts (taken after each call's steps, so an example never sees its own) feed the popularity prior.
@@ -31,14 +32,14 @@ import torch.nn.functional as F
 from river import drift
 from torch import nn
 
-from . import sampling
-from .features import Batch, Repeats, encode_histories, encode_repeats, repeats_of
+from . import evidence, sampling
+from .features import Batch, encode_histories, repeats_of
 from .items import ItemTables
 from .model import SequenceModel
-from .model.repeat import segment_log_softmax
+from .model.head import segment_log_softmax
 from .optim import SparseAdagrad
 from .replay import ReplayBuffer
-from .scoring import COSINE_SCALE, FOLLOWERS, GROUP_ITEMS, SOURCES, Scorer, modes, offered, seen_rows
+from .scoring import COSINE_SCALE, Scorer, evidence_of, modes, seen_rows
 from .sequences import Example
 from .settings import ModelSettings
 from .transitions import Transitions, groups_of
@@ -107,9 +108,8 @@ class OnlineLearner:
             self.model = SequenceModel(
                 min(_INITIAL_ROWS, s.capacity + 1), s.dim, s.encoder, s.fusion, s.max_len, s.bptt
             )
-        self.repeats = s.repeat and not s.exclude_seen  # with seen items never ranked, repeats cannot be scored
-        self.follows = s.transitions is True or (s.transitions == "auto" and self.repeats)  # the transition mode
-        self.transitions = Transitions(FOLLOWERS, GROUP_ITEMS)  # what followed what (a Markov memory), by item
+        self.repeats = s.repeats
+        self.transitions = Transitions(evidence.LIMIT, evidence.GROUP_ITEMS)  # the counts behind the evidence
         self._dense = [p for p in self.model.parameters() if all(p is not q for q in self._sparse)]
         self.optimizers = self._make_optimizers()
         self._base_lr = [[group["lr"] for group in opt.param_groups] for opt in self.optimizers]
@@ -145,43 +145,24 @@ class OnlineLearner:
             mixed = fresh + self.replay.sample(n_replay, self._rng) if n_replay else fresh
             self._step(mixed, len(fresh))
             self.replay.add(fresh, self._rng)
-        if self.follows:
-            self._count_transitions(examples)  # after the steps: an example never sees its own transition
+        if self.settings.evidence:
+            self._count(examples)  # after the steps: an example never sees its own counts
         self.model.item_count.index_add_(0, torch.tensor(rows, dtype=torch.long), torch.ones(len(rows)))
         self.model.item_count[0] = 0.0
         self.examples += len(examples)
 
-    def _count_transitions(self, examples: Sequence[Example]) -> None:
-        """Count what the transition mode offers (``transition_window``): with a window of 1, the event after the
-        last item; wider, the event with each of the last few distinct items before it, both ways round; with
-        ``groups``, also the event's item under each of its side-feature groups (its category)."""
-        vocab, window, add = self.vocab, self.settings.transition_window, self.transitions.add
+    def _count(self, examples: Sequence[Example]) -> None:
+        """Count what the evidence reads (evidence.py): each event after the steps of its history, with the items
+        near it, and under its side-feature groups (its category)."""
+        vocab, window, groups = self.vocab, self.settings.evidence_window, self.settings.groups
         for history, event in examples:
             row = vocab.index(event.item)
             if not row:
                 continue
             item: str = vocab.item(row)  # type: ignore[assignment]  # the vocabulary's own strings: counts share them
-            if self.settings.groups:
-                for key in groups_of(event):
-                    add(key, item)  # the items seen with each of its side features (transitions.py)
-            if not history:
-                continue
-            if window == 1:
-                prev = vocab.index(history[-1].item)
-                if prev:
-                    add(vocab.item(prev), item)  # type: ignore[arg-type]
-                continue
-            together: dict[str, None] = {}
-            for step in reversed(history):
-                if len(together) == window:
-                    break
-                if step.item != item:
-                    together[step.item] = None
-            for other in together:
-                prev = vocab.index(other)
-                if prev:
-                    add(vocab.item(prev), item)  # type: ignore[arg-type]
-                    add(item, vocab.item(prev))  # type: ignore[arg-type]
+            # Only items with rows are counted (a key never outlives its row), as the vocabulary's own strings.
+            before = [vocab.item(vocab.index(step.item)) for step in history[-window:]]
+            evidence.record(self.transitions, before, item, groups_of(event) if groups else [], window)
 
     def _observe(self, examples: Sequence[Example]) -> None:
         steps = [step for history, event in examples for step in (*history[-1:], event)]
@@ -189,45 +170,57 @@ class OnlineLearner:
 
     def _step(self, examples: Sequence[Example], n_fresh: int) -> None:
         """One gradient step; the examples after the first ``n_fresh`` are replayed (already learned once)."""
-        batch = encode_histories([h for h, _ in examples], self.vocab, self.settings.max_len)
+        s = self.settings
+        histories = [h for h, _ in examples]
+        batch = encode_histories(histories, self.vocab, s.max_len)
         targets = torch.tensor([self.vocab.index(e.item) for _, e in examples])  # [B]
         self.model.train()
         user, _ = self.model(batch)  # [B, D]
-        repeats = repeats_of(batch) if self.repeats else None
-        mixing = self.repeats or self.follows
-        s = self.settings
+        # A replayed example's own counts are in the evidence now: they are left out, or the evidence would look
+        # sure of every replayed target.
+        offered = evidence_of(
+            s, histories, self.vocab, self.transitions, [None] * n_fresh + [e for _, e in examples[n_fresh:]]
+        )
+        offered_rows = torch.from_numpy(offered.rows)
         candidates, labels, log_q = sampling.candidates(  # [C], [B], [C]
-            self.vocab, targets, s.negatives, s.full_softmax_below, self._gen
+            self.vocab, targets, s.negatives, s.full_softmax_below, self._gen, offered_rows
         )
         emb = self.model.item_vectors(candidates)  # [C, D]
         bias = F.embedding(candidates, self.model.item_bias.weight, sparse=True).squeeze(-1)  # [C]
-        if self.settings.popularity:
+        if s.popularity:
             bias = bias + self.model.item_prior(candidates)
-        logits = sampling.corrected(self._affinity(user, emb, bias), log_q, labels)  # [B, C]
-        if self.settings.exclude_seen:
-            logits = logits.masked_fill(self._seen_mask(examples, batch, candidates, labels), float("-inf"))
-        rows = torch.arange(len(examples))
-        log_p = F.log_softmax(logits, dim=1)[rows, labels]  # [B]: the explore mode's
-        if mixing:
-            # ... and as the head weighs it (at its learned scale), on the new examples only: model/repeat.py.
-            fresh = slice(0, n_fresh)
-            scaled = logits[fresh].detach() * self.model.repeat.explore_scale()
-            log_p_scaled = F.log_softmax(scaled, dim=1)[rows[fresh], labels[fresh]]  # [n_fresh]
-            explore, head = self._mixture(user, examples, repeats, targets, log_p, log_p_scaled)
-        if self.settings.scoring == "sigmoid":
+        logits = self._affinity(user, emb, bias)  # [B, C]: the sequence model's
+        head = self.model.head
+        scale = head.explore_scale()
+        owner = torch.from_numpy(offered.batch)
+        at = (owner, torch.searchsorted(candidates, offered_rows))  # each offered item's place: [N], [N]
+        add = head.evidence_scores(user, owner, torch.from_numpy(offered.values))  # [N]
+        mask = self._seen_mask(examples, batch, candidates, labels) if s.exclude_seen else None
+
+        def new_mode(neural: torch.Tensor, added: torch.Tensor) -> torch.Tensor:  # [B, C] logits
+            scores = sampling.corrected(neural.index_put(at, added, accumulate=True), log_q, labels, at)
+            if mask is not None:
+                scores = scores.masked_fill(mask, float("-inf"))  # never recommended, so nothing to learn there
+            return scores
+
+        rows, fresh = torch.arange(len(examples)), slice(0, n_fresh)
+        # The sequence model learns from every example with the head held fixed; the head from the new ones, the
+        # way it will be served (model/head.py).
+        learn_model = new_mode(logits * scale.detach(), add.detach())
+        log_p = F.log_softmax(learn_model, dim=1)[rows, labels]  # [B]
+        head_logits = new_mode(logits.detach() * scale, add)[fresh]
+        log_p_head = F.log_softmax(head_logits, dim=1)[rows[fresh], labels[fresh]]  # [n_fresh]
+        if self.repeats:
+            log_p, log_p_head = self._mixture(user, batch, offered, targets, log_p, log_p_head)
+        if s.scoring == "sigmoid":
             # A binary loss per item: the target against every other candidate (masked ones left out).
-            truth = torch.zeros_like(logits)
+            truth = torch.zeros_like(learn_model)
             truth[rows, labels] = 1.0
-            weight = torch.isfinite(logits).float()
-            loss = F.binary_cross_entropy_with_logits(logits.nan_to_num(0.0, neginf=0.0), truth, weight=weight)
-            if mixing:  # the mixture head still learns, with the explore mode held fixed
-                loss = loss - head.sum() / len(examples)
-        elif mixing:
-            # The explore mode learns from every example through the mixture (its share of each target), with the
-            # head held fixed; the head learns from the new ones.
-            loss = -(explore.sum() + head.sum()) / len(examples)
+            weight = torch.isfinite(learn_model).float()
+            scores = learn_model.nan_to_num(0.0, neginf=0.0)
+            loss = F.binary_cross_entropy_with_logits(scores, truth, weight=weight) - log_p_head.sum() / len(examples)
         else:
-            loss = -log_p.mean()
+            loss = -(log_p.sum() + log_p_head.sum()) / len(examples)
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
         if not torch.isfinite(loss):
@@ -259,47 +252,28 @@ class OnlineLearner:
     def _mixture(
         self,
         user: torch.Tensor,
-        examples: Sequence[Example],
-        repeats: Repeats | None,
+        batch: Batch,
+        offered: evidence.Evidence,
         targets: torch.Tensor,
-        log_p_explore: torch.Tensor,
-        log_p_scaled: torch.Tensor,
+        log_p_new: torch.Tensor,
+        log_p_head: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Log-probabilities of each target under the repeat/transition/explore mixture (model/repeat.py): ``[B]``
-        with the head held fixed, from ``log_p_explore`` (for the explore mode to learn from), and ``[n_fresh]``
-        with the head learning, from the explore mode at the head's scale, ``log_p_scaled`` (for the head). The
-        examples after the first ``n_fresh`` are replayed ones, whose own transitions are counted already."""
-        b, n_fresh = len(targets), len(log_p_scaled)
-        histories = [h for h, _ in examples]
-        if repeats is None:
-            repeats = encode_repeats([[] for _ in histories], self.vocab, self.settings.max_len)
-        if self.follows:
-            # A replayed example's own transition is in the counts: left in, the transition mode would look sure
-            # of every replayed target, and the gates would learn to trust it far more than it earns on new events.
-            left_out = [None] * n_fresh + [e.item for _, e in examples[n_fresh:]]
-            exclude, vocab, transitions = self.settings.exclude_seen, self.vocab, self.transitions
-            # ... from every source it was counted with (each of the last few items, with a window over one).
-            every = SOURCES if self.settings.transition_window > 1 else 1
-            groups = self.settings.groups
-            offers = [
-                offered(h, vocab, transitions, exclude, out, every, groups)
-                for h, out in zip(histories, left_out, strict=True)
-            ]
-        else:
-            offers = [{} for _ in histories]
-        log_gates, scores = modes(self.model, user, repeats, offers)
+        """Log-probabilities of each target under the repeat / new mixture (model/head.py): ``[B]`` with the head
+        held fixed, from the new mode's ``log_p_new`` (for the sequence model to learn from), and ``[n_fresh]``
+        with the head learning, from ``log_p_head`` (the new mode's with the head's weights)."""
+        b, n_fresh = len(targets), len(log_p_head)
+        repeats = repeats_of(batch)
+        log_gates, scores = modes(self.model, user, repeats, offered)
         log_p_repeat = torch.full((b,), -math.inf)
         if len(scores):
             log_choice = segment_log_softmax(scores, repeats.batch, b)  # [N]
             is_target = repeats.rows == targets[repeats.batch]  # [N]: at most one per history
             log_p_repeat = log_p_repeat.index_put((repeats.batch[is_target],), log_choice[is_target])
-        pairs = zip(offers, targets.tolist(), strict=True)
-        log_p_transition = torch.tensor([math.log(o[t] / sum(o.values())) if t in o else -math.inf for o, t in pairs])
-        # Unavailable modes have gate -inf: nothing added.
-        explore = torch.stack([log_p_repeat.detach(), log_p_transition, log_p_explore], dim=1)  # [B, 3]
-        head = torch.stack([log_p_repeat[:n_fresh], log_p_transition[:n_fresh], log_p_scaled], dim=1)
+        # An unavailable mode has gate -inf: nothing added.
+        model = torch.stack([log_p_repeat.detach(), log_p_new], dim=1)  # [B, 2]
+        head = torch.stack([log_p_repeat[:n_fresh], log_p_head], dim=1)  # [n_fresh, 2]
         return (
-            torch.logsumexp(log_gates.detach() + explore, dim=1),
+            torch.logsumexp(log_gates.detach() + model, dim=1),
             torch.logsumexp(log_gates[:n_fresh] + head, dim=1),
         )
 
@@ -381,7 +355,7 @@ class OnlineLearner:
                 opt_state.setdefault(int(index), {}).update(scalars)
             opt.load_state_dict({"state": opt_state, "param_groups": saved["param_groups"]})
         self._gen.set_state(tensors["rng.torch"])
-        self.transitions = Transitions.from_json(state["transitions"], self.vocab, FOLLOWERS, GROUP_ITEMS)
+        self.transitions = Transitions.from_json(state["transitions"], self.vocab, evidence.LIMIT, evidence.GROUP_ITEMS)
         counters = state["counters"]
         self.steps, self.skipped_steps = counters["steps"], counters["skipped_steps"]
         self.examples = counters["examples"]
@@ -415,7 +389,7 @@ class OnlineLearner:
 
     def _make_optimizers(self) -> list[torch.optim.Optimizer]:
         s = self.settings
-        head = list(self.model.repeat.parameters())  # the last dense parameters (checkpoint.py counts on it)
+        head = list(self.model.head.parameters())
         dense: list[dict[str, Any]] = [
             {"params": [p for p in self._dense if all(p is not q for q in head)]},
             {"params": head, "lr": s.head_lr},

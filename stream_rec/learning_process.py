@@ -41,11 +41,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from .evidence import GROUP_ITEMS, LIMIT
 from .learning import Learning, Status
 from .live import Window
 from .logs import configure_logging
 from .model import SequenceModel
-from .scoring import FOLLOWERS, GROUP_ITEMS, Scorer
+from .scoring import Scorer
 from .settings import ModelSettings, Settings
 from .trainer import Queued
 from .transitions import Transitions
@@ -282,7 +283,7 @@ class _Unpacker:
 
     def __init__(self) -> None:
         self.vocab = Vocabulary()
-        self.transitions = Transitions(FOLLOWERS, GROUP_ITEMS)
+        self.transitions = Transitions(LIMIT, GROUP_ITEMS)
         self.settings: ModelSettings | None = None  # the learner's, as its snapshots say
         self._settings_seen: dict[str, Any] | None = None
         self._skeleton: SequenceModel | None = None  # the model's modules, on the meta device

@@ -1,4 +1,5 @@
-"""Pure: exact top-k of ``user · item + bias`` over a large vocabulary, optionally as mixture log-probabilities.
+"""Pure: exact top-k of ``user · item + bias`` (plus a few per-user terms) over a large vocabulary, optionally as
+mixture log-probabilities.
 
 The naive way materialises the ``[B, rows]`` score matrix, then runs a log-sum-exp and a top-k over it: several
 passes over tens of megabytes of freshly allocated memory per batch, slower than the matrix product itself. Here
@@ -11,10 +12,10 @@ The ``n`` best items of a row lie in the slices with the ``n`` largest maxima (e
 least as good as the ``n``-th best), so those few slices are rescored exactly and ranked: the result is the
 exact top-k, at the cost of one matrix product plus ``O(B * n * sub)`` work.
 
-Items given a ``boost`` (in the mixture: a user's own items, which also carry a repeat share) score
-``logaddexp(score, boost)``; ``exclude``\\ d items never appear. Both are few per row: they are left out of the
-slice maxima (so the slices picked hold the ``k`` best of the other items) and the boosted ones are scored on their
-own.
+Items with ``extra`` terms (the evidence that counting offers for a user, which adds to the item's score, and in
+the mixture the user's own items, which also carry a repeat share) score ``logaddexp(score + add, share)``;
+``exclude``\\ d items never appear. Both are few per row: they are left out of the slice maxima (so the slices
+picked hold the ``k`` best of the other items) and the extra ones are scored on their own.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def top_k(
     k: int,
     *,
     log_explore: np.ndarray | None = None,
-    boost: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    extra: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
     exclude: tuple[np.ndarray, np.ndarray] | None = None,
     block: int | None = None,
     sub: int = 8,
@@ -44,10 +45,11 @@ def top_k(
     """The ``k`` best rows of ``weight`` for each user, scored ``s = user @ weight.T + bias``.
 
     - ``user`` ``[B, D]``, ``weight`` ``[R, D]``, ``bias`` ``[R]`` (``-inf`` marks a row never to rank).
-    - ``log_explore`` ``[B]``: score ``log_explore[b] + log_softmax(s[b])`` instead of ``s`` (a mixture's
-      explore share).
-    - ``boost`` ``(batch [N], rows [N], log_share [N])``: add probability mass ``exp(log_share)`` to those
-      ``(b, row)`` pairs (each pair at most once; ``score = logaddexp(score, log_share)``).
+    - ``extra`` ``(batch [N], rows [N], add [N], log_share [N])``: add ``add`` to the score of those ``(b, row)``
+      pairs (each pair at most once), then probability mass ``exp(log_share)`` (``-inf``: none), so that
+      ``score = logaddexp(s + add, log_share)``.
+    - ``log_explore`` ``[B]``: rank by ``log_explore[b] + log_softmax(s[b] + add[b])`` instead (a mixture's share
+      of the mode whose logits these are), before the ``log_share``.
     - ``exclude`` ``(batch [M], rows [M])``: never rank those pairs.
 
     Returns rows ``[B, k]`` and scores ``[B, k]``, best first; where a row has fewer than ``k`` rankable items
@@ -57,11 +59,12 @@ def top_k(
     if block is None:
         block = max(MIN_BLOCK, BLOCK_FLOATS // max(b_size, 1))
     block -= block % sub
-    special_batch, special_rows = _special(boost, exclude)
+    special_batch, special_rows, special_add = _special(extra, exclude)
     # Special pairs by row, so that each block finds its own: they are masked out of its slice maxima.
     by_row = np.argsort(special_rows, kind="stable")
     sorted_rows = special_rows[by_row]
     masked_rows, masked_batch = torch.from_numpy(sorted_rows), torch.from_numpy(special_batch[by_row])
+    masked_add = torch.from_numpy(special_add[by_row])
     wanted = min(k, r_size)
     n_sub = -(-r_size // sub)
     # Items x users: the slice maxima then reduce a middle axis over contiguous users (vectorised), where
@@ -80,7 +83,7 @@ def top_k(
         width = scores.shape[0]
         lo, hi = np.searchsorted(sorted_rows, (start, start + width))
         mask = (masked_rows[lo:hi] - start, masked_batch[lo:hi])
-        kept = scores[mask]
+        kept = scores[mask] + masked_add[lo:hi]
         scores[mask] = -math.inf
         whole = width - width % sub
         first = start // sub
@@ -88,7 +91,7 @@ def top_k(
         if whole < width:
             slice_max[first + whole // sub] = scores[whole:].amax(dim=0)
         if normalise:
-            scores[mask] = kept  # (every item is in the normaliser)
+            scores[mask] = kept  # (every item is in the normaliser, with its added terms)
             total += scores.mul_(_LOG2E).exp2_().sum(dim=0)  # torch's exp2 is twice as fast as its exp here
             kept_scores.append(kept)
             kept_batch.append(mask[1])
@@ -110,8 +113,8 @@ def top_k(
         # Special pairs leave the candidate lists, then come back (boosted) as columns of their own.
         keys = (np.arange(b_size)[:, None] * r_size + rows).ravel()
         cand.ravel()[_member(keys, special_batch * r_size + special_rows)] = -np.inf
-        if boost is not None and len(boost[0]):
-            rows, cand = _with_boosts(user, weight, bias, boost, exclude, offset if normalise else None, rows, cand)
+        if extra is not None and len(extra[0]):
+            rows, cand = _with_extra(user, weight, bias, extra, exclude, offset if normalise else None, rows, cand)
     k = min(k, r_size, cand.shape[1])
     best = np.argpartition(-cand, k - 1, axis=1)[:, :k] if k < cand.shape[1] else np.argsort(-cand, axis=1)
     values = np.take_along_axis(cand, best, axis=1)
@@ -157,44 +160,51 @@ def _log_normaliser(
 
 
 def _special(
-    boost: tuple[np.ndarray, ...] | None, exclude: tuple[np.ndarray, ...] | None
-) -> tuple[np.ndarray, np.ndarray]:
-    parts = [(np.asarray(p[0], dtype=np.int64), np.asarray(p[1], dtype=np.int64)) for p in (boost, exclude) if p]
+    extra: tuple[np.ndarray, ...] | None, exclude: tuple[np.ndarray, ...] | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every special pair, ``(batch, rows, what adds to its score)``: the extra ones, then the excluded ones."""
+    parts = [
+        (np.asarray(p[0], dtype=np.int64), np.asarray(p[1], dtype=np.int64), np.asarray(add, dtype=np.float32))
+        for p, add in ((extra, extra[2] if extra else None), (exclude, np.zeros(len(exclude[0])) if exclude else None))
+        if p
+    ]
     if not parts:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
 
 
-def _with_boosts(
+def _with_extra(
     user: np.ndarray,
     weight: np.ndarray,
     bias: np.ndarray,
-    boost: tuple[np.ndarray, np.ndarray, np.ndarray],
+    extra: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     exclude: tuple[np.ndarray, np.ndarray] | None,
     offset: np.ndarray | None,
     rows: np.ndarray,
     cand: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Append each row's boosted items, scored ``logaddexp(own score, boost)``, as extra columns."""
-    batch, items, share = (np.asarray(x) for x in boost)
-    own = np.einsum("nd,nd->n", user[batch], weight[items]) + bias[items]
+    """Append each row's extra items, scored ``logaddexp(own score + add, share)``, as extra columns."""
+    batch, items, add, share = (np.asarray(x) for x in extra)
+    own = np.einsum("nd,nd->n", user[batch], weight[items]) + bias[items] + add
     if offset is not None:
         own = own + offset[batch]
-    scores = np.logaddexp(own, share).astype(np.float32)
+    with np.errstate(invalid="ignore"):  # a row never to rank (bias -inf) with no share: -inf, as it should be
+        scores = np.logaddexp(own, share).astype(np.float32)
+    scores[np.isnan(scores)] = -np.inf
     if exclude is not None and len(exclude[0]):
         r_size = weight.shape[0]
         scores[_member(batch * r_size + items, np.asarray(exclude[0]) * r_size + np.asarray(exclude[1]))] = -np.inf
-    # Column j of row b holds the row's j-th boost.
+    # Column j of row b holds the row's j-th extra item.
     order = np.argsort(batch, kind="stable")
     batch, items, scores = batch[order], items[order], scores[order]
     starts = np.searchsorted(batch, np.arange(len(rows)))
     column = np.arange(len(batch)) - starts[batch]
     width = int(column.max()) + 1
     extra_rows = np.zeros((len(rows), width), dtype=rows.dtype)
-    extra = np.full((len(rows), width), -np.inf, dtype=np.float32)
+    extra_scores = np.full((len(rows), width), -np.inf, dtype=np.float32)
     extra_rows[batch, column] = items
-    extra[batch, column] = scores
-    return np.concatenate([rows, extra_rows], axis=1), np.concatenate([cand, extra], axis=1)
+    extra_scores[batch, column] = scores
+    return np.concatenate([rows, extra_rows], axis=1), np.concatenate([cand, extra_scores], axis=1)
 
 
 def _member(keys: np.ndarray, among: np.ndarray) -> np.ndarray:

@@ -4,12 +4,14 @@ The learner learns on its own tables; :meth:`OnlineLearner.snapshot` copies the 
 vocabulary into a :class:`Scorer` at one moment, so every ranking of a scorer comes from one version of the
 weights whatever the learner does meanwhile. A scorer gives rows of its own to the items of the histories it
 ranks that its vocabulary does not hold yet (a user's newest items: they can be recommended back before the
-learner has learned from them), on its own copy; the transition counts are a frozen view too (transitions.py).
+learner has learned from them), on its own copy; the counts behind the evidence are a frozen view too
+(transitions.py).
 
-Ranking is exact over every item: ``ranking.top_k`` scores the catalogue a block at a time. Where users come
-back to their own items the scores are the log-probabilities of the repeat / transition / explore mixture
-(model/repeat.py); the functions :func:`offered` and :func:`modes` build that head's inputs for the learner's
-training too.
+Ranking is exact over every item: ``ranking.top_k`` scores the catalogue a block at a time. An item's score is
+the new mode's logit (model/head.py: the sequence model's, at the head's scale, plus what the evidence of
+counting adds for the items it offers, evidence.py); where users come back to their own items, it is the
+log-probability of the repeat / new mixture instead. The functions :func:`evidence_of` and :func:`modes` build
+the head's inputs for the learner's training too.
 """
 
 from __future__ import annotations
@@ -17,128 +19,61 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Container, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from . import ranking
+from . import evidence, ranking
 from .features import Batch, Repeats, encode_histories, encode_repeats, repeats_of
 from .items import ItemTables
 from .model import SequenceModel
-from .model.repeat import segment_log_softmax
+from .model.head import segment_log_softmax
 from .sequences import Step
 from .settings import ModelSettings
-from .transitions import Transitions, newest_groups
+from .transitions import Transitions
 from .vocab import Vocabulary
 
-__all__ = [
-    "CATEGORY_WEIGHT",
-    "FOLLOWERS",
-    "GROUP_ITEMS",
-    "OUTSIDE_WEIGHT",
-    "SOURCES",
-    "Recommendation",
-    "Scorer",
-    "modes",
-    "offered",
-    "seen_rows",
-]
+__all__ = ["COSINE_SCALE", "MODES", "Recommendation", "Scorer", "evidence_of", "modes", "seen_rows"]
 
-FOLLOWERS = 50  # the transition mode offers an item's most frequent followers, at most this many
-SOURCES = 3  # ... of the user's last few distinct items
-# The category's items weigh this many times the followers in all: in the mode's top 10, a category's popular items
-# are surer than followers of one or two counts each (BENCHMARKS.md: 2, 4 and 8 beat 1 on Taobao and Diginetica).
-CATEGORY_WEIGHT = 4.0
-# ... and a follower seen in none of those groups weighs this much of its count: someone browsing shoes more likely
-# goes on to shoes, but a complement (socks) stays offered (BENCHMARKS.md).
-OUTSIDE_WEIGHT = 0.5
-GROUP_ITEMS = 200  # the transition memory keeps the counts of a group's most frequent items, this many (and 4x)
-MODES = ("own", "transitions", "explore")  # the mixture's modes, as the web view names them
+MODES = ("own", "transitions", "explore")  # the parts of an item's probability, as the web view names them
 COSINE_SCALE = 10.0  # cosines live in [-1, 1]: a softmax over them needs a temperature
 
 
-def offered(
-    history: Sequence[Step],
+def evidence_of(
+    settings: ModelSettings,
+    histories: Sequence[Sequence[Step]],
     vocab: Vocabulary,
-    transitions: Transitions,
-    exclude_seen: bool,
-    left_out: str | None = None,
-    left_out_sources: int = 1,
-    groups: bool = False,
-) -> dict[int, float]:
-    """The transition mode's items for a history, as ``vocab``'s rows: what followed its last few distinct known
-    items elsewhere in the stream (:meth:`Transitions.merged`), known ones only; the history's own items left out
-    where seen items are never ranked. One count of ``left_out`` is left out after each of the first
-    ``left_out_sources`` sources (a replayed example's own counts).
-
-    With ``groups``, also the items most often seen with the side features of the history's newest item that has
-    any (its category's popular items), but for the history's own (the repeat mode's): scaled to weigh
-    ``CATEGORY_WEIGHT`` times the followers in all (at least one count), whatever the counts' scales; a follower
-    seen with none of those features then weighs ``OUTSIDE_WEIGHT`` of its count. The features share ``FOLLOWERS``
-    items between them, so that items with many (a brand, a colour) cost no more."""
-    sources: dict[str, None] = {}  # the last few distinct known items, newest first (walked back, not looked up)
-    index = vocab.index
-    for step in reversed(history):
-        if index(step.item):
-            sources[step.item] = None
-            if len(sources) == SOURCES:
-                break
-    merged = transitions.merged(list(sources), FOLLOWERS, left_out, left_out_sources)
-    keys = newest_groups(history) if groups else []
-    if keys:
-        own = {step.item for step in history}
-        near: dict[str, float] = {}
-        each = max(1, FOLLOWERS // len(keys))
-        for j, key in enumerate(keys):  # newest first, each half as much as the one before (as merged weighs)
-            taken, weight = 0, 0.5**j
-            for item, n in transitions.ranked(key):
-                if taken == each:
-                    break
-                if item in own:
-                    continue
-                taken += 1
-                if item == left_out:
-                    n -= 1
-                if n > 0:
-                    near[item] = near.get(item, 0.0) + weight * n
-        if near:
-            scale = CATEGORY_WEIGHT * max(sum(merged.values()), 1.0) / sum(near.values())
-            outside = list(merged)
-            for key in keys:  # (a group's kept items: GROUP_ITEMS)
-                members: Container[str] = transitions.get(key) or ()
-                outside = [item for item in outside if item not in members]
-            for item in outside:
-                merged[item] *= OUTSIDE_WEIGHT
-            for item, share in near.items():
-                merged[item] = merged.get(item, 0.0) + scale * share
-    out = {row: weight for row, weight in zip(vocab.rows_of(merged), merged.values(), strict=True) if row}
-    if exclude_seen:
-        for row in vocab.rows_of([s.item for s in history]):
-            out.pop(row, None)
-    return out
+    memory: Transitions,
+    left_out: Sequence[Step | None] | None = None,
+) -> evidence.Evidence:
+    """The evidence counting offers for ``histories`` (evidence.py), as ``settings`` say (none where it is off)."""
+    if not settings.evidence:
+        histories = [[] for _ in histories]
+    return evidence.gather(
+        histories, vocab, memory, groups=settings.groups, left_out=left_out, window=settings.evidence_window
+    )
 
 
 def modes(
-    model: SequenceModel, user: torch.Tensor, repeats: Repeats, offers: Sequence[dict[int, float]]
+    model: SequenceModel, user: torch.Tensor, repeats: Repeats, offered: evidence.Evidence
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The mixture head on a batch: log gates ``[B, 3]`` (repeat, transition, explore) and the own items' repeat
-    scores ``[N]``; a mode without items has gate -inf."""
-    n = len(offers)
-    available = torch.ones(n, 3, dtype=torch.bool)
+    """The mixture's gates on a batch: log gates ``[B, 2]`` (repeat, new) and the own items' repeat scores ``[N]``;
+    a user without own items has repeat gate -inf."""
+    n = len(user)
+    available = torch.ones(n, 2, dtype=torch.bool)
     available[:, 0] = False
     available[repeats.batch, 0] = True
-    available[:, 1] = torch.tensor([bool(o) for o in offers])
-    # How much each mode has to go on: the user's distinct items, and the transition counts behind its items.
-    evidence = torch.stack(
+    # How much each mode has to go on: the user's distinct items, and the items counting offers.
+    counts = torch.stack(
         [
-            torch.log1p(torch.bincount(repeats.batch, minlength=n).float()),
-            torch.log1p(torch.tensor([float(sum(o.values())) for o in offers])),
+            torch.bincount(repeats.batch, minlength=n).float(),
+            torch.bincount(torch.from_numpy(offered.batch), minlength=n).float(),
         ],
         dim=1,
     )
-    return model.repeat(user, available, evidence, repeats.positions, repeats.events, repeats.counts)
+    return model.head(user, available, torch.log1p(counts), repeats.positions, repeats.events, repeats.counts)
 
 
 class Recommendation(NamedTuple):
@@ -166,11 +101,10 @@ class Scorer:
     ) -> None:
         self.settings, self.model, self.vocab, self.transitions = settings, model, vocab, transitions
         self.steps, self.ts = steps, time.time() if ts is None else ts
-        self.repeats = settings.repeat and not settings.exclude_seen  # with seen items never ranked, no repeats
-        self.follows = settings.transitions is True or (settings.transitions == "auto" and self.repeats)
-        # Where the explore mode is one of the mixture's, its logits at the head's scale (model/repeat.py): baked
-        # into the item tables' biases, and applied to the user vectors.
-        self.explore_scale = float(model.repeat.explore_scale().detach()) if self.repeats or self.follows else 1.0
+        self.repeats = settings.repeats
+        # The sequence model's logits at the head's scale (model/head.py): baked into the item tables' biases, and
+        # applied to the user vectors.
+        self.explore_scale = float(model.head.explore_scale().detach())
         generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + steps)
         self.tables = ItemTables(model, vocab, settings.capacity, generator)
         self.lock = threading.Lock()  # one ranking at a time: giving rows to new items changes the copy
@@ -264,17 +198,21 @@ class Scorer:
     def scores(self, user: torch.Tensor, histories: Sequence[Sequence[Step]] | None = None) -> torch.Tensor:
         """Scores ``[B, rows]`` of every row for each user vector; rows holding no item score -inf.
 
-        With ``histories`` (the ones ``user`` encodes) and the mixture on, the scores are the log-probabilities of
-        the repeat/transition/explore mixture: the history items get their repeat-mode share. This is the plain
-        reference for :meth:`top_k`, which ranks the same without the whole ``[B, rows]`` matrix.
+        With ``histories`` (the ones ``user`` encodes), the new mode's logits with the evidence's additions, and
+        with the mixture on the log-probabilities of the repeat / new mixture: the history items get their
+        repeat-mode share. This is the plain reference for :meth:`top_k`, which ranks the same without the whole
+        ``[B, rows]`` matrix.
         """
         u, weight, bias = self._score_tables(user)
         scores = torch.from_numpy(u @ weight.T + bias)  # [B, rows]
-        if histories is None or not (self.repeats or self.follows):
+        if histories is None:
             return scores
-        log_explore, (batch, rows, share) = self._mixture_shares(user, histories)
-        scores += torch.from_numpy(log_explore[:, None]) - torch.logsumexp(scores, dim=1, keepdim=True)
+        log_new, (batch, rows, add, share) = self._extra(user, histories)
         index = (torch.from_numpy(batch), torch.from_numpy(rows))
+        scores[index] += torch.from_numpy(add)
+        if log_new is None:
+            return scores
+        scores += torch.from_numpy(log_new[:, None]) - torch.logsumexp(scores, dim=1, keepdim=True)
         scores[index] = torch.logaddexp(scores[index], torch.from_numpy(share))
         return scores
 
@@ -296,10 +234,8 @@ class Scorer:
             owner, rows = self.seen_rows(histories, batch)
             pairs = np.unique(owner * self.vocab.rows + rows)  # each (b, row) once
             exclude = (pairs // self.vocab.rows, pairs % self.vocab.rows)
-        if not (self.repeats or self.follows):
-            return ranking.top_k(u, weight, bias, k, exclude=exclude)
-        log_explore, boost = self._mixture_shares(user, histories, batch)
-        return ranking.top_k(u, weight, bias, k, log_explore=log_explore, boost=boost, exclude=exclude)
+        log_new, extra = self._extra(user, histories, batch)
+        return ranking.top_k(u, weight, bias, k, log_explore=log_new, extra=extra, exclude=exclude)
 
     def seen_rows(self, histories: Sequence[Sequence[Step]], batch: Batch | None) -> tuple[np.ndarray, np.ndarray]:
         """The known rows of every step of ``histories``, with each one's history: ``(owner [N], rows [N])``. Read
@@ -339,44 +275,38 @@ class Scorer:
             bias_t += self.model.item_prior(rows).detach()
         return weight, (bias_t * self.explore_scale).numpy()
 
-    def _mixture_shares(
+    def _extra(
         self, user: torch.Tensor, histories: Sequence[Sequence[Step]], encoded: Batch | None = None
-    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """The mixture's parts for ranking: each user's log explore gate ``[B]``, and the other modes' shares
-        ``(batch [N], rows [N], log share [N])`` of their items, one entry per ``(b, row)``."""
+    ) -> tuple[np.ndarray | None, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """What ranking adds to the sequence model's scores: with the mixture on, each user's log gate of the new
+        mode ``[B]`` (else None); and the special items ``(batch [N], rows [N], add [N], log share [N])``, one
+        entry per ``(b, row)``: what the evidence adds to an offered item's logit, and an own item's repeat share
+        (``-inf`` for none)."""
         n = len(histories)
-        if self.repeats and encoded is not None:
-            r = repeats_of(encoded)
-        else:
-            r = encode_repeats(
-                histories if self.repeats else [[] for _ in histories], self.vocab, self.settings.max_len
-            )
-        offers = [self.offered(h) for h in histories] if self.follows else [{} for _ in histories]
-        log_gates, choice = modes(self.model, user, r, offers)  # [B, 3], [N]
-        batch, rows = [r.batch], [r.rows]
-        shares = [log_gates[r.batch, 0] + segment_log_softmax(choice, r.batch, n)]  # the repeat share
-        flat = [b for b, o in enumerate(offers) for _ in o]
-        if flat:  # the transition share on the followers of the user's last items
-            totals = [sum(o.values()) for o in offers]
-            fractions = torch.tensor([count / totals[b] for b, o in enumerate(offers) for count in o.values()])
-            batch.append(torch.tensor(flat))
-            rows.append(torch.tensor([row for o in offers for row in o]))
-            shares.append(log_gates[batch[-1], 1] + fractions.log())
-        keys = torch.cat(batch) * self.vocab.rows + torch.cat(rows)
-        unique, inverse = torch.unique(keys, return_inverse=True)  # an item in both modes gets both shares
-        values = torch.cat(shares)
-        top = torch.full((len(unique),), -math.inf).scatter_reduce(0, inverse, values, "amax")
-        shift = torch.where(top.isfinite(), top, 0.0)
-        log_share = shift + torch.zeros(len(unique)).index_add(0, inverse, (values - shift[inverse]).exp()).log()
-        return (
-            log_gates[:, 2].numpy(),
-            ((unique // self.vocab.rows).numpy(), (unique % self.vocab.rows).numpy(), log_share.numpy()),
+        offered = self.evidence(histories)
+        add = self.model.head.evidence_scores(user, torch.from_numpy(offered.batch), torch.from_numpy(offered.values))
+        if not self.repeats:
+            return None, (offered.batch, offered.rows, add.numpy(), np.full(len(add), -np.inf, dtype=np.float32))
+        r = repeats_of(encoded) if encoded is not None else encode_repeats(histories, self.vocab, self.settings.max_len)
+        log_gates, choice = modes(self.model, user, r, offered)  # [B, 2], [N]
+        share = log_gates[r.batch, 0] + segment_log_softmax(choice, r.batch, n)
+        keys = torch.cat([torch.from_numpy(offered.batch), r.batch]) * self.vocab.rows
+        keys += torch.cat([torch.from_numpy(offered.rows), r.rows])
+        unique, inverse = torch.unique(keys, return_inverse=True)  # an own item offered too gets both
+        adds = torch.zeros(len(unique)).index_add(0, inverse[: len(add)], add)
+        shares = torch.full((len(unique),), -math.inf).scatter_reduce(0, inverse[len(add) :], share, "amax")
+        return log_gates[:, 1].numpy(), (
+            (unique // self.vocab.rows).numpy(),
+            (unique % self.vocab.rows).numpy(),
+            adds.numpy(),
+            shares.numpy(),
         )
 
     def mode_shares(self, history: Sequence[Step], items: Sequence[str]) -> dict[str, dict[str, float]]:
         """For each of ``items`` this copy knows, the share of each mode of the mixture in its probability for
-        ``history``: ``own`` (a return to the user's own items), ``transitions`` (what followed the user's last
-        items elsewhere), ``explore`` (the whole catalogue); all ``explore`` where the mixture is off."""
+        ``history``: ``own`` (a return to the user's own items), ``transitions`` (what the evidence of counting
+        brings: what followed or went with the user's last items elsewhere, the category's popular items),
+        ``explore`` (the sequence model's own scores over the whole catalogue) (:meth:`mode_probabilities`)."""
         rows = {item: self.vocab.index(item) for item in items if self.vocab.index(item)}
         if not history or not rows:
             return {}
@@ -390,28 +320,32 @@ class Scorer:
 
     @torch.no_grad()
     def mode_probabilities(self, history: Sequence[Step]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Each mode's part ``[rows]`` of every row's probability for a non-empty ``history`` (own items,
-        transitions, explore; float64): they sum to what :meth:`scores` ranks by, ``exp`` of it with the mixture on,
-        and softmax of it without."""
+        """Each part ``[rows]`` of every row's probability for a non-empty ``history`` (float64): the repeat mode's
+        (own items); and the new mode's, split into what the evidence of counting brings (an offered item's
+        probability times ``1 - exp(-add)`` for what its evidence adds) and the rest. They sum to the softmax of
+        what :meth:`scores` ranks by without the mixture, and to ``exp`` of it with the mixture on."""
         with self.lock:
             batch, user, _ = self.encode_batch([history])
             u, weight, bias = self._score_tables(user)
             base = torch.from_numpy(u @ weight.T + bias)[0].double()  # [rows]
-            if not (self.repeats or self.follows):
-                zero = torch.zeros_like(base)
-                return zero, zero.clone(), torch.softmax(base, dim=0)
-            r = repeats_of(batch) if self.repeats else encode_repeats([[]], self.vocab, self.settings.max_len)
-            offer = self.offered(history) if self.follows else {}
-            log_gates, choice = modes(self.model, user, r, [offer])
+            offered = self.evidence([history])
+            add = self.model.head.evidence_scores(
+                user, torch.from_numpy(offered.batch), torch.from_numpy(offered.values)
+            ).double()
+            base[torch.from_numpy(offered.rows)] += add
+            new = torch.softmax(base, dim=0)
+            follow = torch.zeros_like(base)
+            rows = torch.from_numpy(offered.rows)
+            follow[rows] = new[rows] * -torch.expm1(-add.clamp(min=0.0))
+            own = torch.zeros_like(base)
+            if not self.repeats:
+                return own, follow, new - follow
+            r = repeats_of(batch)
+            log_gates, choice = modes(self.model, user, r, offered)
         gates = log_gates[0].double().exp()
-        own = torch.zeros_like(base)
         if len(r.rows):
             own.index_add_(0, r.rows, gates[0] * segment_log_softmax(choice, r.batch, 1).double().exp())
-        follow = torch.zeros_like(base)
-        total = sum(offer.values())
-        for row, count in offer.items():
-            follow[row] += gates[1] * count / total
-        return own, follow, gates[2] * torch.softmax(base, dim=0)
+        return own, gates[1] * follow, gates[1] * (new - follow)
 
     @torch.no_grad()
     def similar(self, item: str, n: int = 10) -> list[tuple[str, float]]:
@@ -431,8 +365,9 @@ class Scorer:
             for i, v in zip(top.indices, top.values, strict=True)
         ]
 
-    def offered(self, history: Sequence[Step]) -> dict[int, float]:
-        return offered(history, self.vocab, self.transitions, self.settings.exclude_seen, groups=self.settings.groups)
+    def evidence(self, histories: Sequence[Sequence[Step]]) -> evidence.Evidence:
+        """The evidence counting offers for ``histories`` (evidence.py), from this copy's frozen counts."""
+        return evidence_of(self.settings, histories, self.vocab, self.transitions)
 
 
 def seen_rows(

@@ -1,17 +1,20 @@
 """One frozen settings object; every option has a default that works on a laptop and an environment variable.
 
 Nothing else in stream-rec reads ``os.environ``. Each field is read from ``STREAM_REC_<NAME>`` (upper case), and
-model fields from ``STREAM_REC_MODEL__<NAME>``, e.g. ``STREAM_REC_MODEL__DIM=128``.
+model fields from ``STREAM_REC_MODEL__<NAME>``, e.g. ``STREAM_REC_MODEL__DIM=128``; the same lines in a settings
+file (:meth:`Settings.load`) count where the environment says nothing.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import StreamRecError
 
 __all__ = ["DEFAULT_BROKER", "ModelSettings", "Settings"]
 
@@ -70,28 +73,26 @@ class ModelSettings(BaseModel):
     drift_steps: int = Field(100, ge=1, description="steps the boosted learning rate lasts")
     repeat: bool = Field(
         True,
-        description="score the user's own recent items with a learned repeat-consumption bonus, started near "
-        "'recent items first' (inactive with exclude_seen)",
+        description="the repeat mode: the user's own recent items, scored from their recency, event type and count, "
+        "with a gate that learns from the data how often users come back (inactive with exclude_seen)",
     )
-    transitions: bool | Literal["auto"] = Field(
-        "auto",
-        description="a transition mode in the mixture: what followed the user's last few items elsewhere in the "
-        "stream, by count, with a learned gate; auto = on where the user's own items are ranked too (repeat "
-        "consumption, as in e-commerce sessions), off with exclude_seen (there it cut MovieLens's HR@10 by a third)",
+    evidence: bool = Field(
+        True,
+        description="the new mode weighs the evidence of counting beside the sequence model's scores: what followed "
+        "the user's last items within a window anywhere in the stream, what went with the user's last few items, "
+        "and the popular items of the category of the user's newest item, each at a learned weight",
     )
-    transition_window: int = Field(
-        3,
+    evidence_window: int = Field(
+        10,
         ge=1,
         le=200,
-        description="what the transition mode counts: each event as following each of the user's last N distinct "
-        "items before it, and each of those as following it (items that go together, as session-kNN finds them); "
-        "1 = only what came right after the last item (first-order Markov)",
+        description="how far apart two events of a user may be to count as one following (or going with) the other "
+        "in the evidence: that many steps (weighted 1/gap), and that many distinct items",
     )
     groups: bool = Field(
         True,
-        description="the transition mode also offers the items most often seen with the user's last item's side "
-        'features (item={"category": ...}): the popular items of its category, weighing four times as much in '
-        "all as what went with the user's items, of which those never seen in that category count half",
+        description="the evidence includes the items most often seen with the side features of the user's newest "
+        'item that has any (item={"category": ...}): the popular items of its category',
     )
     popularity: bool = Field(
         True,
@@ -106,6 +107,11 @@ class ModelSettings(BaseModel):
         "whose serving and trainer run side by side (one each on 2 cores: p99 latency 122-163 ms at 200 events/s, "
         "against 188-190 ms with two each)",
     )
+
+    @property
+    def repeats(self) -> bool:
+        """Whether the repeat mode is on: asked for, and the user's own items can be ranked at all."""
+        return self.repeat and not self.exclude_seen
 
     def torch_threads(self, *, beside: int = 1) -> int:
         """The torch threads to use: ``threads``, or where it is 0 the cores shared among ``beside`` threads of
@@ -225,6 +231,16 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("info", description="worker log level")
     model: ModelSettings = Field(default_factory=ModelSettings)
+
+    @classmethod
+    def load(cls, file: str | Path | None = None, **overrides: Any) -> Settings:
+        """The settings: ``overrides``, over ``STREAM_REC_*`` variables, over a settings file of such lines
+        (``file``, else the one ``STREAM_REC_SETTINGS_FILE`` names, e.g. what ``stream-rec tune`` wrote), over the
+        defaults."""
+        file = file or os.environ.get("STREAM_REC_SETTINGS_FILE") or None
+        if file is not None and not Path(file).is_file():
+            raise StreamRecError(f"settings file not found: {file}; pass the file `stream-rec tune --out` wrote")
+        return cls(_env_file=file, **overrides)
 
     @property
     def bootstrap(self) -> str:

@@ -1,17 +1,20 @@
-"""Counts of what followed what in the stream: the first-order Markov memory of the baselines and of the model's
-transition mode, one piece of code for both.
+"""Counts of what followed what in the stream: the Markov memory of the baselines and the model's evidence
+(evidence.py), one piece of code for both.
 
 Keys are item ids, not vocabulary rows, so that a serving snapshot of the model (with a vocabulary of its own)
 reads them alike. A key can also be a side-feature group (:func:`groups_of`: ``"\x1dcategory=shoes"``), whose
-counts are the items seen with that value: the model's transition mode offers the popular items of the user's
-last item's category from them, and they go wherever the counts go (snapshots, the learning process's pipe,
-checkpoints). :meth:`Transitions.snapshot` is a frozen view for serving, cheap to take: it shares the
-followers of every item with the live counts, and the live side copies an item's followers before it next
-changes them (copy on write), so a snapshot never sees a later count. With ``limit``, an item keeps at most
-``4 * limit`` followers, then its ``limit`` most frequent: memory stays bounded per item. A group keeps
-``group_limit`` likewise (``limit`` unless given): its counts are a popularity ranking, read deep, and a
-category has many more items than an item has followers; kept as few, its items would lose their counts each
-time they fell out of the kept ones, and come back at one (BENCHMARKS.md).
+counts are the items seen with that value, or an item's key under another relation (:func:`together`: the items
+seen near it in users' histories, either way round). They go wherever the counts go (snapshots, the learning
+process's pipe, checkpoints). Counts are positive numbers: whole ones for the baselines, weights such as
+``1/gap`` for the model's evidence.
+
+:meth:`Transitions.snapshot` is a frozen view for serving, cheap to take: it shares the followers of every item
+with the live counts, and the live side copies an item's followers before it next changes them (copy on write),
+so a snapshot never sees a later count. With ``limit``, an item keeps at most ``4 * limit`` followers, then its
+``limit`` heaviest: memory stays bounded per item. A group keeps ``group_limit`` likewise (``limit`` unless
+given): its counts are a popularity ranking, read deep, and a category has many more items than an item has
+followers; kept as few, its items would lose their counts each time they fell out of the kept ones, and come
+back at one.
 
 >>> t = Transitions()
 >>> for prev, nxt in [("a", "b"), ("a", "b"), ("a", "c"), ("b", "c")]:
@@ -20,20 +23,30 @@ time they fell out of the kept ones, and come back at one (BENCHMARKS.md).
 >>> t.add("a", "c"); t.add("a", "c")
 >>> t.merged(["a"], limit=5), frozen.merged(["a"], limit=5), frozen.merged(["b", "a"], limit=5)
 ({'c': 3.0, 'b': 2.0}, {'b': 2.0, 'c': 1.0}, {'c': 1.5, 'b': 1.0})
+>>> frozen.top("a", 1)
+(['b'], array([2.]))
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import heapq
+import math
 from collections.abc import Container, Iterable, Iterator, Sequence
 
+import numpy as np
 import orjson
 
 from .sequences import Step
 
-__all__ = ["GROUP", "Transitions", "groups_of", "newest_groups"]
+__all__ = ["GROUP", "TOGETHER", "Transitions", "groups_of", "newest_groups", "together"]
 
 GROUP = "\x1d"  # how a group's key starts (ASCII's group separator): no item id an event carries starts so
+TOGETHER = "\x1e"  # ... and an item's key for the items seen near it (ASCII's record separator)
+
+
+def together(item: str) -> str:
+    """The key of the items seen near ``item`` (either way round), beside its followers' key (the item id)."""
+    return TOGETHER + item
 
 
 def groups_of(step: Step) -> list[str]:
@@ -50,69 +63,76 @@ def newest_groups(history: Sequence[Step]) -> list[str]:
 
 
 class Transitions:
-    """item -> counts of the items that followed it."""
+    """key -> the weights of the items that followed it (or went with it: see the module's docstring)."""
 
     def __init__(self, limit: int | None = None, group_limit: int | None = None) -> None:
         self.limit = limit
         self.group_limit = limit if group_limit is None else group_limit
-        self._followers: dict[str, Counter[str]] = {}
+        self._followers: dict[str, dict[str, float]] = {}
         self._shared = False  # whether a snapshot shares some followers: then they are copied before a change
         self._owned: set[str] = set()  # items whose followers no snapshot shares
         self._frozen = False
-        # Groups' items, most frequent first (:meth:`ranked`): a group is read for many users between two of its
-        # changes, and sorting its hundreds of items for each cost as much as the rest of the transition mode.
-        self._sorted: dict[str, list[tuple[str, int]]] = {}
+        # Keys' heaviest followers as of their last sort, and the changes to each since (:meth:`top`): a key is
+        # read for many users between two sorts, and sorting its hundreds of items each time it changed cost more
+        # than the rest of the evidence on dense data. Never changed once made, so a snapshot shares them.
+        self._sorted: dict[str, tuple[list[str], np.ndarray]] = {}
+        self._changes: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._followers)
 
-    def add(self, prev: str, nxt: str, n: int = 1) -> None:
+    def add(self, prev: str, nxt: str, n: float = 1) -> None:
         followers = self._writable(prev)
-        followers[nxt] += n
+        followers[nxt] = followers.get(nxt, 0) + n
         limit = self.group_limit if prev.startswith(GROUP) else self.limit
         if limit is not None and len(followers) > 4 * limit:
-            self._followers[prev] = Counter(dict(followers.most_common(limit)))
+            self._followers[prev] = dict(heapq.nlargest(limit, followers.items(), key=_weight))
+            self._sorted.pop(prev, None)
 
-    def get(self, prev: str) -> Counter[str] | None:
+    def get(self, prev: str) -> dict[str, float] | None:
         """The followers of ``prev`` (do not change them)."""
         return self._followers.get(prev)
 
     def forget(self, items: Iterable[str]) -> None:
-        """Drop ``items`` as keys and as followers: an item that takes an evicted one's row inherits nothing."""
+        """Drop ``items`` as keys (under every relation) and as followers: an item that takes an evicted one's row
+        inherits nothing."""
         gone = set(items)
         if not gone:
             return
         for item in gone:
-            self._followers.pop(item, None)
-            self._owned.discard(item)
-            self._sorted.pop(item, None)
+            for key in (item, together(item)):
+                self._followers.pop(key, None)
+                self._owned.discard(key)
+                self._sorted.pop(key, None)
         for prev in [prev for prev, followers in self._followers.items() if not gone.isdisjoint(followers)]:
             followers = self._writable(prev)
             for item in gone.intersection(followers):
                 del followers[item]
+            self._sorted.pop(prev, None)  # (its sort holds a gone item)
 
     def snapshot(self) -> Transitions:
         """A frozen view of the counts now (copies one dict of references, not the counts)."""
         view = Transitions(self.limit, self.group_limit)
         view._followers, view._frozen = dict(self._followers), True
+        view._sorted, view._changes = dict(self._sorted), dict(self._changes)
         self._shared = True
         self._owned.clear()
         return view
 
-    def changes_since(self, older: Transitions | None) -> dict[str, dict[str, int] | None]:
+    def changes_since(self, older: Transitions | None) -> dict[str, dict[str, float] | None]:
         """What changed from ``older``, an earlier snapshot of the same counts, to this one: each changed item's
         followers, None for an item dropped; every item where ``older`` is None. Cheap: an item whose followers did
         not change between the two shares them (copy on write), so it is passed over without a look inside."""
         if older is None:
             return {prev: dict(followers) for prev, followers in self._followers.items()}
         before = older._followers
-        out: dict[str, dict[str, int] | None] = {
+        out: dict[str, dict[str, float] | None] = {
             prev: dict(followers) for prev, followers in self._followers.items() if before.get(prev) is not followers
         }
         out.update(dict.fromkeys(before.keys() - self._followers.keys()))
         return out
 
-    def apply(self, changes: dict[str, dict[str, int] | None]) -> None:
+    def apply(self, changes: dict[str, dict[str, float] | None]) -> None:
         """Take on ``changes`` (:meth:`changes_since` of another's snapshots): counts kept in step with counts kept
         elsewhere. Snapshots taken before keep what they saw: a changed item gets new followers."""
         if self._frozen:
@@ -121,48 +141,58 @@ class Transitions:
             if followers is None:
                 self._followers.pop(prev, None)
             else:
-                self._followers[prev] = Counter(followers)
+                self._followers[prev] = dict(followers)
             self._owned.discard(prev)
             self._sorted.pop(prev, None)
 
-    def merged(
-        self, sources: list[str], limit: int, left_out: str | None = None, left_out_sources: int = 1
-    ) -> dict[str, float]:
-        """The followers of ``sources`` (an item history's last few, newest first): the newest one's count fully,
-        each older one's half as much as the one after it (as session-based kNN weighs a session's items); each
-        source's ``limit`` most frequent, the ``limit`` best in all. One count of ``left_out`` after each of the
-        ``left_out_sources`` newest sources is left out (what a replayed example taught when it was new)."""
+    def merged(self, sources: list[str], limit: int) -> dict[str, float]:
+        """The followers of ``sources`` (newest first): the newest one's counts fully, each older one's half as
+        much as the one after it (as session-based kNN weighs a session's items); each source's ``limit``
+        heaviest, the ``limit`` best in all."""
         merged: dict[str, float] = {}
         for j, source in enumerate(sources):
-            followers = self._followers.get(source)
-            if not followers:
-                continue
             weight = 0.5**j
-            for follower, n in followers.most_common(limit):
-                if j < left_out_sources and follower == left_out:
-                    n -= 1
-                if n > 0:
-                    merged[follower] = merged.get(follower, 0.0) + weight * n
+            names, weights = self.top(source, limit)
+            for follower, n in zip(names, weights.tolist(), strict=True):
+                merged[follower] = merged.get(follower, 0.0) + weight * n
         if len(merged) > limit:
-            merged = dict(sorted(merged.items(), key=lambda kv: -kv[1])[:limit])
+            merged = dict(heapq.nlargest(limit, merged.items(), key=_weight))
         return merged
 
-    def ranked(self, group: str) -> list[tuple[str, int]]:
-        """A group's items with their counts, most frequent first (do not change them)."""
-        ranked = self._sorted.get(group)
-        if ranked is None:
-            followers = self._followers.get(group)
-            ranked = self._sorted[group] = followers.most_common() if followers else []
-        return ranked
+    def top(self, key: str, n: int) -> tuple[list[str], np.ndarray]:
+        """The ``n`` heaviest followers of ``key`` (all, where there are no more), heaviest first, and their weights
+        ``[n]``, as of the key's last sort: made again once a tenth of its followers (and two) have changed since.
+        So a weight may lag a tenth behind, and a follower that has just risen among the heaviest may wait a few
+        changes to be read."""
+        followers = self._followers.get(key)
+        if not followers:
+            return [], _NO_WEIGHTS
+        cached = self._sorted.get(key)
+        if cached is None or self._changes.get(key, 0) > len(followers) // 10 + 2 or len(cached[0]) < n:
+            cached = self._sort(key, followers, n)
+        names, weights = cached
+        return (names, weights) if len(names) <= n else (names[:n], weights[:n])
 
-    def triples(self) -> Iterator[tuple[str, str, int]]:
-        """Every (item, follower, count), for a checkpoint."""
+    def ranked(self, key: str) -> list[tuple[str, float]]:
+        """A key's followers with their counts now, heaviest first."""
+        followers = self._followers.get(key)
+        return sorted(followers.items(), key=_weight, reverse=True) if followers else []
+
+    def _sort(self, key: str, followers: dict[str, float], n: int) -> tuple[list[str], np.ndarray]:
+        # Four times what was asked for, at least 50: a reader of fewer finds them in the same sort.
+        top = heapq.nlargest(max(4 * n, 50), followers.items(), key=_weight)
+        cached = self._sorted[key] = [item for item, _ in top], np.fromiter((w for _, w in top), np.float64, len(top))
+        self._changes[key] = 0
+        return cached
+
+    def triples(self) -> Iterator[tuple[str, str, float]]:
+        """Every (key, follower, count), for a checkpoint."""
         for prev, followers in self._followers.items():
             for nxt, n in followers.items():
                 yield prev, nxt, n
 
     def to_json(self) -> bytes:
-        """The counts as JSON, ``{item: {follower: count}}``, for a checkpoint: one call of orjson's, tens of
+        """The counts as JSON, ``{key: {follower: count}}``, for a checkpoint: one call of orjson's, tens of
         milliseconds for 600,000 pairs, where a Python loop over the pairs would hold the interpreter's lock, and
         keep serving from it, for most of a second."""
         return orjson.dumps(self._followers)
@@ -172,7 +202,7 @@ class Transitions:
         cls, data: bytes, known: Container[str], limit: int | None = None, group_limit: int | None = None
     ) -> Transitions:
         """The counts :meth:`to_json` wrote; ``ValueError`` unless every item (every key but groups', every
-        counted item) is in ``known`` and every count a positive integer."""
+        counted item) is in ``known`` and every count a positive finite number."""
         try:
             followers = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
@@ -181,24 +211,31 @@ class Transitions:
             raise ValueError("the transition counts are not an object")
         out = cls(limit, group_limit)
         for prev, after in followers.items():
-            if not isinstance(after, dict) or (prev not in known and not prev.startswith(GROUP)):
+            if not isinstance(after, dict) or (prev.removeprefix(TOGETHER) not in known and not prev.startswith(GROUP)):
                 raise ValueError("a transition refers to an item the vocabulary does not hold")
             for nxt, n in after.items():
-                if nxt not in known or type(n) is not int or n <= 0:
+                if nxt not in known or type(n) not in (int, float) or not 0 < n < math.inf:
                     raise ValueError("a transition count is not a positive count of known items")
-            out._followers[prev] = Counter(after)
+            out._followers[prev] = after
         return out
 
-    def _writable(self, prev: str) -> Counter[str]:
+    def _writable(self, prev: str) -> dict[str, float]:
         if self._frozen:
             raise RuntimeError("a snapshot of the transition counts is read-only")
-        if self._sorted:
-            self._sorted.pop(prev, None)
+        if prev in self._sorted:
+            self._changes[prev] = self._changes.get(prev, 0) + 1
         followers = self._followers.get(prev)
         if followers is None:
-            followers = self._followers[prev] = Counter()
+            followers = self._followers[prev] = {}
         elif self._shared and prev not in self._owned:
-            followers = self._followers[prev] = Counter(followers)  # a snapshot reads the old one
+            followers = self._followers[prev] = dict(followers)  # a snapshot reads the old one
         if self._shared:
             self._owned.add(prev)
         return followers
+
+
+def _weight(pair: tuple[str, float]) -> float:
+    return pair[1]
+
+
+_NO_WEIGHTS = np.zeros(0)

@@ -1,4 +1,4 @@
-from .repeat import RepeatScore
+from .head import Head
 from .sequence import Encoder, Fusion, SequenceModel
 
-__all__ = ["Encoder", "Fusion", "RepeatScore", "SequenceModel"]
+__all__ = ["Encoder", "Fusion", "Head", "SequenceModel"]

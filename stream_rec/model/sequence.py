@@ -13,7 +13,7 @@ from torch import nn
 from ..events import EVENT_TYPES
 from ..features import CONTEXT_BUCKETS, MAX_ITEM_TOKENS, Batch
 from .encoders import Encoder, make_encoder
-from .repeat import RepeatScore
+from .head import Head
 
 __all__ = ["Encoder", "Fusion", "SequenceModel"]
 
@@ -63,7 +63,7 @@ class SequenceModel(nn.Module):
         else:
             self.query = nn.Linear(2 * dim, dim)
             self.fuse = nn.Linear(2 * dim, dim)
-        self.repeat = RepeatScore(dim, max_len)  # the repeat-consumption head: the learner's scores use it
+        self.head = Head(dim, max_len)  # the modes and their evidence: the learner's scores use it
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

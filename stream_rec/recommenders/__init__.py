@@ -6,6 +6,7 @@ from .markov import Markov, RecentMarkov
 from .own import OwnFirst
 from .popularity import Popularity
 from .river_mf import RiverMF
+from .rule import EvidenceRule
 from .sequence import SequenceRecommender
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "VSKNN",
     "CategoryPopularity",
     "DecayedPopularity",
+    "EvidenceRule",
     "Markov",
     "OwnFirst",
     "Popularity",

@@ -1,7 +1,7 @@
 """Category popularity: the most frequent items of the category (or other side feature) of the user's newest
 item that has one, then the most frequent items overall. With the user's own items first (``recent-category``)
 it is the strongest simple rule on e-commerce sessions that the project has measured (BENCHMARKS.md); it is
-what the model's transition mode offers beside the followers (scoring.offered), on its own.
+what the model's evidence offers beside the followers (evidence.py), on its own.
 
 The groups are those of :func:`~stream_rec.transitions.groups_of`: one per string-valued side feature an event
 carries for its item (``item={"category": "shoes"}``), counted in a :class:`~stream_rec.transitions.Transitions`

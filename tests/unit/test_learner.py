@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
 import torch
 
-from stream_rec import sampling
+from stream_rec import evidence, sampling
 from stream_rec.features import encode_histories
 from stream_rec.learner import Example, OnlineLearner
-from stream_rec.scoring import CATEGORY_WEIGHT, OUTSIDE_WEIGHT, offered
 from stream_rec.sequences import Step
 from stream_rec.settings import ModelSettings
-from stream_rec.transitions import GROUP
+from stream_rec.transitions import GROUP, TOGETHER, together
 from tests.unit.streams import planted
 
 T0 = 1.6e9
@@ -157,7 +157,7 @@ def test_sampled_softmax_is_used_above_the_threshold() -> None:
 
 @pytest.mark.parametrize("scoring", ["dot", "cosine", "sigmoid"])
 def test_sampled_softmax_learns_a_planted_transition(scoring: str) -> None:
-    learner = OnlineLearner(small(batch=32, full_softmax_below=5, negatives=8, scoring=scoring, transitions=False))
+    learner = OnlineLearner(small(batch=32, full_softmax_below=5, negatives=8, scoring=scoring, evidence=False))
     data = planted()
     for _ in range(10):
         learner.learn(data)
@@ -257,7 +257,7 @@ def test_the_repeat_head_learns_which_own_item_users_come_back_to() -> None:
     scorer = learner.snapshot()
     user, _ = scorer.encode([probe])
     assert scorer.vocab.item(int(scorer.scores(user, [probe]).argmax())) == "fav3"
-    off = OnlineLearner(small(batch=16, replay=0.0, repeat=False, transitions=False))
+    off = OnlineLearner(small(batch=16, replay=0.0, repeat=False, evidence=False))
     off.learn(examples)
     scorer = off.snapshot()
     user, _ = scorer.encode([probe])
@@ -268,21 +268,21 @@ def test_one_step_of_the_gates_stays_small_whatever_the_user_vectors_length() ->
     """Adagrad's step moves each weight by up to the learning rate whatever the gradient: on the user vector as it
     is (lengths of 10-17 were measured), one step could swing a gate's logit by 10 and hand every user to one
     mode until the next step. The gates read the vector's direction."""
-    from stream_rec.model.repeat import RepeatScore
+    from stream_rec.model.head import Head
 
     torch.manual_seed(0)
-    head = RepeatScore(dim=64, max_len=50)
+    head = Head(dim=64, max_len=50)
     opt = torch.optim.Adagrad(head.parameters(), lr=0.1, initial_accumulator_value=3e-4)
     user = 17.0 * torch.nn.functional.normalize(torch.randn(32, 64), dim=1)
-    available, evidence = torch.ones(32, 3, dtype=torch.bool), torch.zeros(32, 2)
+    available, amounts = torch.ones(32, 2, dtype=torch.bool), torch.zeros(32, 2)
     empty = torch.zeros(0, dtype=torch.long)
 
     def log_gates(u: torch.Tensor) -> torch.Tensor:
-        return head(u, available, evidence, empty, empty, torch.ones(0))[0]
+        return head(u, available, amounts, empty, empty, torch.ones(0))[0]
 
     assert torch.allclose(log_gates(user), log_gates(user / 17.0), atol=1e-6)  # the length does not count
     before = log_gates(user).detach()
-    (-log_gates(user)[:, 2].mean()).backward()  # every user to the explore mode
+    (-log_gates(user)[:, 1].mean()).backward()  # every user to the new mode
     opt.step()
     assert (log_gates(user).detach() - before).abs().max() < 1.5
 
@@ -319,17 +319,23 @@ def test_a_rise_of_the_loss_raises_the_learning_rate_for_a_while() -> None:
     assert learner.optimizers[0].param_groups[0]["lr"] == pytest.approx(base)
 
 
-def test_the_transition_mode_offers_what_followed_the_last_item() -> None:
-    learner = OnlineLearner(small(batch=16, transitions=True))
+def test_the_evidence_offers_what_followed_the_last_item() -> None:
+    learner = OnlineLearner(small(batch=16, evidence=True))
     learner.learn(planted(seed=3))
-    assert len(learner.transitions), "the learner keeps transition counts"
+    assert len(learner.transitions), "the learner keeps the counts behind the evidence"
     scorer = learner.snapshot()
     user, _ = scorer.encode([[Step("a", "view", T0)]])
     top = scorer.scores(user, [[Step("a", "view", T0)]]).topk(2).indices[0].tolist()
     assert scorer.vocab.index("b") in top  # "a" is always followed by "b"
 
 
-def test_the_transition_mode_offers_the_popular_items_of_the_last_items_category() -> None:
+def offered(learner: OnlineLearner, history: list[Step], **kw: Any) -> dict[str, list[float]]:
+    """The learner's evidence for one history: item -> its features."""
+    found = evidence.gather([history], learner.vocab, learner.transitions, **kw)
+    return {learner.vocab.item(r) or "": v for r, v in zip(found.rows.tolist(), found.values.tolist(), strict=True)}
+
+
+def test_the_evidence_offers_the_popular_items_of_the_last_items_category() -> None:
     shoes, hats = {"category": "shoes"}, {"category": "hats", "price": 12.5}  # (a number makes no group)
     bought = ["s0"] * 6 + ["s1"] * 3 + ["s2", "h0"] * 8
     examples = [
@@ -337,48 +343,45 @@ def test_the_transition_mode_offers_the_popular_items_of_the_last_items_category
     ]
     history = [Step("h0", "view", T0), Step("s2", "view", T0 + 1, features=shoes)]
     for groups in (True, False):
-        learner = OnlineLearner(small(transitions=True, groups=groups))
+        learner = OnlineLearner(small(evidence=True, groups=groups))
         learner.learn(examples)
-        offers = offered(history, learner.vocab, learner.transitions, False, groups=groups)
-        named = {learner.vocab.item(row): weight for row, weight in offers.items()}
+        named = offered(learner, history, groups=groups)
         if groups:
-            # Its category's items by count, but for the user's own (the repeat mode's), weighing one count in all
-            # at the category's weight (no item followed the user's): not the other category's.
-            assert list(named) == ["s0", "s1"] and abs(named["s0"] - 2 * named["s1"]) < 1e-9
-            assert abs(sum(named.values()) - CATEGORY_WEIGHT) < 1e-9
+            # Its category's items (its own too) by count, as log1p(count) and a 1: not the other category's.
+            group = evidence.FEATURES.index("group")
+            got = {item: [round(x, 5) for x in v[group : group + 2]] for item, v in named.items()}
+            want = {"s0": math.log1p(6), "s1": math.log1p(3), "s2": math.log1p(8)}
+            assert got == {item: [round(x, 5), 1.0] for item, x in want.items()}
         else:
             assert named == {} and not any(key.startswith(GROUP) for key, *_ in learner.transitions.triples())
 
 
 def test_an_items_side_features_share_the_category_offers_between_them() -> None:
-    from stream_rec.scoring import FOLLOWERS
-
     features = {"category": "shoes", "brand": "acme", "colour": "red"}
-    learner = OnlineLearner(small(transitions=True))
+    learner = OnlineLearner(small(evidence=True))
     for name, value in features.items():  # each feature's own items
-        learner.learn([([], Step(f"{name}{k}", "view", T0 + k, features={name: value})) for k in range(FOLLOWERS)])
+        learner.learn(
+            [([], Step(f"{name}{k}", "view", T0 + k, features={name: value})) for k in range(evidence.FOLLOWERS)]
+        )
     history = [Step("new", "view", T0, features=features)]
-    offers = offered(history, learner.vocab, learner.transitions, False, groups=True)
-    assert FOLLOWERS // 2 < len(offers) <= FOLLOWERS, "three features, one feature's worth of items"
+    assert evidence.FOLLOWERS // 2 < len(offered(learner, history, groups=True)) <= evidence.FOLLOWERS
 
 
-def test_category_offers_weigh_category_weight_times_the_items_that_went_with_the_users() -> None:
-    shoes = {"category": "shoes"}
-    learner = OnlineLearner(small(transitions=True, transition_window=1))
-    learner.learn([([], Step("s0", "view", T0, features=shoes))] * 4)
-    learner.learn([([Step("a", "view", T0)], Step("b", "view", T0 + 1))] * 3)
-    learner.learn([([Step("a", "view", T0)], Step("s1", "view", T0 + 1, features=shoes))])
-    history = [Step("s9", "view", T0, features=shoes), Step("a", "view", T0 + 1)]
-    offers = offered(history, learner.vocab, learner.transitions, False, groups=True)
-    named = {learner.vocab.item(row): weight for row, weight in offers.items()}
-    # The followers weigh 4 counts, so the category's items 4 * CATEGORY_WEIGHT (s0 and s1, a shoe that followed
-    # a too); a follower that is not a shoe weighs OUTSIDE_WEIGHT of its count.
-    category = 4 * CATEGORY_WEIGHT
-    assert named == {
-        "b": 3 * OUTSIDE_WEIGHT,
-        "s0": category * 4 / 5,
-        "s1": 1 + category / 5,
-    }, "the newest step with side features gives the category"
+def test_each_source_offers_log1p_of_its_weight_and_a_one() -> None:
+    """Hand-counted: a then b then c, by one user; a then c by another. From [a, b]: c followed b at gap 1 (next),
+    a at gap 2 and gap 1 (next2: 1/2 + 1); b went with a at distance 1 and with c at distance 1 (together, b's
+    weight 1), a with b at 1 and with c at 2 and 1 (together, a's weight 4/5)."""
+    learner = OnlineLearner(small(evidence=True, groups=False))
+    a, b, c = (Step(x, "view", T0 + n) for n, x in enumerate("abc"))
+    learner.learn([([], a), ([a], b), ([a, b], c), ([], a), ([a], c)])
+    got = offered(learner, [a, b], groups=False)
+    q = evidence.QUERY
+    want_c = [1.0, 1.0, 1.5, 1.0, 1.0 + (q - 1) / q * 1.5, 1.0, 0.0, 0.0]  # raw weights, then log1p below
+    want_a = [0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0]  # a went with b (distance 1): b's neighbour
+    want_b = [0.0, 0.0, 1.0, 1.0, (q - 1) / q * 1.0, 1.0, 0.0, 0.0]  # b followed a (next2), went with a
+    for item, raw in (("c", want_c), ("a", want_a), ("b", want_b)):
+        expected = [math.log1p(v) if j % 2 == 0 else v for j, v in enumerate(raw)]
+        assert got[item] == pytest.approx(expected, abs=1e-6), item
 
 
 def test_a_groups_ranking_follows_its_counts_and_a_snapshot_keeps_its_own() -> None:
@@ -444,7 +447,7 @@ def test_the_popularity_prior_counts_targets_and_learns_a_positive_weight() -> N
 
 
 def test_an_evicted_item_leaves_no_transition_counts_for_its_rows_next_item() -> None:
-    learner = OnlineLearner(small(batch=16, capacity=40, transitions=True))
+    learner = OnlineLearner(small(batch=16, capacity=40, evidence=True))
     stream = [([Step("a", "view", T0)], Step("b", "view", T0 + 1))] * 3
     for k, example in enumerate(chain("z", 60)):  # past capacity: stale rows (b's) are taken by z items
         stream += [example, ([Step("a", "view", T0 + k)], Step("a", "view", T0 + k))]  # a stays fresh
@@ -453,7 +456,7 @@ def test_an_evicted_item_leaves_no_transition_counts_for_its_rows_next_item() ->
     assert "b" not in learner.vocab and learner.vocab.evicted > 0
     occurred = {(h[-1].item, e.item) for h, e in stream}
     occurred |= {(nxt, prev) for prev, nxt in occurred}  # items that went together are counted both ways round
-    counted = {(prev, nxt) for prev, nxt, _ in learner.transitions.triples()}
+    counted = {(prev.removeprefix(TOGETHER), nxt) for prev, nxt, _ in learner.transitions.triples()}
     assert counted and counted <= occurred  # no count moved to a pair that never happened
     assert all(prev in learner.vocab and nxt in learner.vocab for prev, nxt in counted), "none of evicted items"
 
@@ -480,28 +483,35 @@ def test_a_learner_that_has_learned_nothing_yet_recommends_the_users_own_items()
     assert rec.rank_many([history], k=10, exclude_seen=True) == [[]], "with them excluded there is nothing yet"
 
 
-def test_a_replayed_example_does_not_find_its_own_transition() -> None:
-    learner = OnlineLearner(small(transitions=True))
-    learner.learn([([Step("a", "view", T0)], Step("b", "view", T0 + 1))])
-    b = learner.vocab.index("b")
-    history = [Step("a", "view", T0)]
-    assert offered(history, learner.vocab, learner.transitions, False) == {b: 1.0}
-    assert offered(history, learner.vocab, learner.transitions, False, left_out="b") == {}  # its own count
+def test_a_replayed_example_does_not_find_its_own_counts() -> None:
+    learner = OnlineLearner(small(evidence=True))
+    shoes = {"category": "shoes"}
+    history = [Step("x", "view", T0, features=shoes), Step("a", "view", T0 + 1)]
+    event = Step("b", "view", T0 + 2, features=shoes)
+    learner.learn([([], history[0]), ([history[0]], history[1])])
+    learner.learn([(history, event)])
+    assert set(offered(learner, history, groups=True)) >= {"b"}
+    left = offered(learner, history, groups=True, left_out=[event])
+    assert "b" not in left, "every count b has came from this example: none is left"
+    learner.learn([([Step("a", "view", T0)], Step("b", "view", T0 + 1))])  # one more of a -> b, elsewhere
+    left = offered(learner, history, groups=True, left_out=[event])
+    assert left["b"][:2] == pytest.approx([math.log1p(1.0), 1.0]), "the other example's count stays"
 
 
-def test_only_new_examples_teach_the_mixture_head_and_replayed_ones_teach_the_explore_mode() -> None:
-    learner = OnlineLearner(small(batch=64, transitions=True))
+def test_only_new_examples_teach_the_head_and_replayed_ones_teach_the_sequence_model() -> None:
+    learner = OnlineLearner(small(batch=64, evidence=True))
     examples = planted(seed=5)[:200]
     learner.learn(examples)
     usable = [(h, e) for h, e in examples if h][:64]
-    head = {n: p.detach().clone() for n, p in learner.model.repeat.named_parameters()}
+    head = {n: p.detach().clone() for n, p in learner.model.head.named_parameters()}
     encoder = {n: p.detach().clone() for n, p in learner.model.encoder.named_parameters()}
     learner._step(usable, n_fresh=0)  # all replayed
-    assert all(torch.equal(p, head[n]) for n, p in learner.model.repeat.named_parameters())
+    assert all(torch.equal(p, head[n]) for n, p in learner.model.head.named_parameters())
     assert not all(torch.equal(p, encoder[n]) for n, p in learner.model.encoder.named_parameters())
     learner._step(usable, n_fresh=len(usable))
-    assert not all(torch.equal(p, head[n]) for n, p in learner.model.repeat.named_parameters())
-    assert learner.model.repeat.log_explore_scale.item() != 0.0, "the explore scale learns"
+    assert not all(torch.equal(p, head[n]) for n, p in learner.model.head.named_parameters())
+    assert learner.model.head.log_explore_scale.item() != 0.0, "the scale learns"
+    assert not torch.equal(learner.model.head.evidence, head["evidence"]), "the evidence weights learn"
 
 
 def test_a_new_item_inherits_what_its_category_learned() -> None:
@@ -513,7 +523,7 @@ def test_a_new_item_inherits_what_its_category_learned() -> None:
         hat = Step(f"hat{rng.randrange(150)}", "view", T0 + k, features={"category": "hats"})
         examples.append(([Step("a", "view", T0 + k)], shoe))
         examples.append(([Step("b", "view", T0 + k)], hat if k % 3 else shoe))
-    learner = OnlineLearner(small(batch=32, transitions=False, popularity=False))
+    learner = OnlineLearner(small(batch=32, evidence=False, popularity=False))
     for start in range(0, len(examples), 100):
         learner.learn(examples[start : start + 100])
     fresh = [([Step("z", "view", T0)], Step(item, "view", T0, features={"category": c}))
@@ -571,14 +581,19 @@ def test_a_learner_with_replay_leaves_survivors_out_of_full_collections_but_recl
     assert dead() is None, "a cycle that died frozen is reclaimed"
 
 
-def test_the_transition_window_counts_items_that_went_together_both_ways_round() -> None:
+def test_the_evidence_window_counts_what_followed_and_what_went_together_both_ways_round() -> None:
     history = [Step(x, "view", T0 + n) for n, x in enumerate("abcb")]
     known = [([], step) for step in history]  # the items get rows first (no history: nothing counted)
-    wide = OnlineLearner(small(transition_window=2))
+    wide = OnlineLearner(small(evidence_window=2))
     wide.learn(known)
     wide.learn([(history, Step("d", "view", T0 + 9))])
-    assert sorted((p, n) for p, n, _ in wide.transitions.triples()) == [("b", "d"), ("c", "d"), ("d", "b"), ("d", "c")]
-    first_order = OnlineLearner(small(transition_window=1))
+    assert sorted(wide.transitions.triples()) == sorted([
+        ("b", "d", 1.0), ("c", "d", 0.5),  # d followed b (gap 1) and c (gap 2)
+        (together("b"), "d", 1.0), (together("d"), "b", 1.0), (together("c"), "d", 0.5), (together("d"), "c", 0.5),
+    ])  # fmt: skip
+    first_order = OnlineLearner(small(evidence_window=1))
     first_order.learn(known)
     first_order.learn([(history, Step("d", "view", T0 + 9))])
-    assert [(p, n) for p, n, _ in first_order.transitions.triples()] == [("b", "d")]
+    assert sorted(first_order.transitions.triples()) == sorted(
+        [("b", "d", 1.0), (together("b"), "d", 1.0), (together("d"), "b", 1.0)]
+    )

@@ -32,7 +32,7 @@ def crossed(packer: _Packer, unpacker: _Unpacker, learner: OnlineLearner):  # ty
 
 
 def test_a_snapshot_over_the_pipe_ranks_as_the_one_it_was_made_from() -> None:
-    settings = ModelSettings(dim=16, batch=16, transitions=True, capacity=40)
+    settings = ModelSettings(dim=16, batch=16, evidence=True, capacity=40)
     learner = OnlineLearner(settings)
     packer, unpacker = _Packer(), _Unpacker()
     histories = [

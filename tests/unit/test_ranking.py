@@ -18,10 +18,12 @@ from tests.unit.streams import planted
 def plain(user: np.ndarray, weight: np.ndarray, bias: np.ndarray, k: int, **kw: Any) -> tuple[np.ndarray, np.ndarray]:
     """The whole score matrix, then a sort: what top_k must agree with."""
     s = (user @ weight.T + bias).astype(np.float64)
+    if kw.get("extra") is not None:
+        batch, rows, add, share = kw["extra"]
+        s[batch, rows] += add
     if kw.get("log_explore") is not None:
         s = kw["log_explore"][:, None] + s - torch.logsumexp(torch.from_numpy(s), dim=1, keepdim=True).numpy()
-    if kw.get("boost") is not None:
-        batch, rows, share = kw["boost"]
+    if kw.get("extra") is not None:
         s[batch, rows] = np.logaddexp(s[batch, rows], share)
     if kw.get("exclude") is not None:
         s[kw["exclude"]] = -np.inf
@@ -30,7 +32,9 @@ def plain(user: np.ndarray, weight: np.ndarray, bias: np.ndarray, k: int, **kw: 
 
 
 @pytest.mark.parametrize("rows", [3, 37, 1000, 9000])
-@pytest.mark.parametrize("variant", ["plain", "normalised", "boosted", "boosted+excluded", "excluded"])
+@pytest.mark.parametrize(
+    "variant", ["plain", "normalised", "boosted", "boosted+excluded", "excluded", "added", "added+normalised"]
+)
 def test_top_k_is_exact(rows: int, variant: str) -> None:
     rng = np.random.default_rng(rows)
     b, d, k = 6, 16, 10
@@ -40,12 +44,17 @@ def test_top_k_is_exact(rows: int, variant: str) -> None:
     bias[rng.choice(rows, rows // 5, replace=False)] = -np.inf  # rows holding no item
     n = min(rows, 5)
     kw: dict[str, Any] = {}
-    if variant != "plain" and variant != "excluded":
+    if variant not in ("plain", "excluded", "added"):
         kw["log_explore"] = np.log(rng.uniform(0.1, 1.0, size=b)).astype(np.float32)
-    if variant.startswith("boosted"):
+    if variant.startswith(("boosted", "added")):
         batch = np.repeat(np.arange(b), n)
-        boosted = np.concatenate([rng.choice(rows, n, replace=False) for _ in range(b)])
-        kw["boost"] = (batch, boosted, rng.normal(size=len(batch)) - 1.0)
+        special = np.concatenate([rng.choice(rows, n, replace=False) for _ in range(b)])
+        add = rng.normal(size=len(batch)) * 3 if variant.startswith("added") else np.zeros(len(batch))
+        # Added terms only; or shares too, some none (-inf), as an offered item that is not the user's own has.
+        share = rng.normal(size=len(batch)) - 1.0
+        if variant.startswith("added"):
+            share[::2] = -np.inf
+        kw["extra"] = (batch, special, add.astype(np.float32), share.astype(np.float32))
     if variant.endswith("excluded"):
         kw["exclude"] = (np.arange(b), rng.integers(0, rows, size=b))
     got_rows, got = top_k(user, weight, bias, k, block=64, **kw)  # small blocks: many of them
@@ -80,7 +89,9 @@ def test_top_k_is_exact_where_the_special_items_are_each_rows_best(rows: int, va
         kw["exclude"] = (batch, best.ravel())
     if variant in ("boosted", "both"):
         half = best[:, : best.shape[1] // 2]
-        kw["boost"] = (np.repeat(np.arange(b), half.shape[1]), half.ravel(), np.full(half.size, -30.0))
+        kw["extra"] = (
+            np.repeat(np.arange(b), half.shape[1]), half.ravel(), np.zeros(half.size), np.full(half.size, -30.0)
+        )
     got_rows, got = top_k(user, weight, bias, k, block=64, **kw)
     check(user, weight, bias, k, b, rows, got_rows, got, **kw)
 
@@ -103,16 +114,18 @@ def test_the_normaliser_is_exact_for_extreme_scores(rows: int) -> None:
     best = scores.argmax(axis=1)
     kw: dict[str, Any] = {
         "log_explore": np.log(rng.uniform(0.1, 1.0, size=b)).astype(np.float32),
-        "boost": (np.array([4, 5]), best[4:], np.array([-2.0, -3.0])),
+        "extra": (np.array([4, 5]), best[4:], np.zeros(2), np.array([-2.0, -3.0])),
     }
     got_rows, got = top_k(user, weight, bias, k, block=64, **kw)
     assert np.isfinite(got).all()
     check(user, weight, bias, k, b, rows, got_rows, got, atol=1e-3, **kw)  # scores in the hundreds: float32
 
 
-def test_the_learners_top_k_ranks_as_its_scores_do() -> None:
-    learner = OnlineLearner(ModelSettings(dim=16, batch=16, transitions=True))
+@pytest.mark.parametrize("repeat", [True, False])
+def test_the_learners_top_k_ranks_as_its_scores_do(repeat: bool) -> None:
+    learner = OnlineLearner(ModelSettings(dim=16, batch=16, evidence=True, repeat=repeat))
     learner.learn(planted(seed=3))
+    assert len(learner.transitions) > 0, "the evidence has counts to offer"
     histories = [[Step("a", "view", 1.6e9)], [Step("b", "purchase", 1.6e9), Step("c", "view", 1.6e9 + 5)]]
     scorer = learner.snapshot()
     user, _ = scorer.encode(histories)

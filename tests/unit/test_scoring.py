@@ -1,8 +1,10 @@
-"""What the web view's inspector reads from a serving snapshot: the mixture's modes behind each item, which add
-up to the probability the ranking is by, and an item's nearest neighbours."""
+"""What a serving snapshot ranks by, and what the web view's inspector reads from it: the parts behind each item
+(the repeat mode, the evidence, the sequence model), which add up to the probability the ranking is by, and an
+item's nearest neighbours."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from stream_rec.learner import OnlineLearner
@@ -11,58 +13,78 @@ from stream_rec.settings import ModelSettings
 from tests.unit.streams import T0, planted
 
 
-def learned(**kw: object) -> OnlineLearner:
+def learned(items: int = 20, **kw: object) -> OnlineLearner:
     learner = OnlineLearner(ModelSettings(dim=16, batch=16, **kw))  # type: ignore[arg-type]
-    learner.learn(planted(users=30, seed=1))
+    learner.learn(planted(users=30, items=items, seed=1))
     return learner
 
 
-def test_the_modes_parts_add_up_to_the_probability_the_ranking_is_by() -> None:
-    snapshot = learned(transitions=True).snapshot()
+@pytest.mark.parametrize("repeat", [True, False])
+def test_the_modes_parts_add_up_to_the_probability_the_ranking_is_by(repeat: bool) -> None:
+    snapshot = learned(repeat=repeat).snapshot()
     history = [Step("i3", "view", T0), Step("a", "view", T0 + 60)]
     own, follow, explore = snapshot.mode_probabilities(history)
     user, _ = snapshot.encode([history])
-    want = snapshot.scores(user, [history])[0].double().exp()
+    scores = snapshot.scores(user, [history])[0].double()
+    want = scores.exp() if repeat else torch.softmax(scores, dim=0)
     assert torch.allclose(own + follow + explore, want, atol=1e-6)
     assert abs(float((own + follow + explore).sum()) - 1.0) < 1e-6
-    assert own[snapshot.vocab.index("i3")] > 0 and follow[snapshot.vocab.index("b")] > 0, "own items, a follower"
+    assert follow[snapshot.vocab.index("b")] > 0, "b followed a: the evidence brings it"
+    assert (own[snapshot.vocab.index("i3")] > 0) == repeat, "own items have a repeat part where the mode is on"
 
 
-def test_the_explore_mode_is_ranked_at_the_heads_scale() -> None:
-    learner = learned(transitions=True)
+def test_the_sequence_model_is_ranked_at_the_heads_scale_plus_the_evidence() -> None:
+    learner = learned(evidence=True)
     history = [Step("i3", "view", T0), Step("a", "view", T0 + 60)]
     with torch.no_grad():
-        learner.model.repeat.log_explore_scale.zero_()
+        learner.model.head.log_explore_scale.zero_()
     user, _ = learner.snapshot().encode([history])
-    raw = learner.snapshot().scores(user)[0].double()  # the explore mode's logits, unscaled
+    raw = learner.snapshot().scores(user)[0].double()  # the sequence model's logits, unscaled
     with torch.no_grad():
-        learner.model.repeat.log_explore_scale.fill_(-1.0)
+        learner.model.head.log_explore_scale.fill_(-1.0)
     snapshot = learner.snapshot()
-    _, _, explore = snapshot.mode_probabilities(history)
-    gate = explore.sum()  # the explore mode's gate: its part sums to it
-    assert torch.allclose(explore, gate * torch.softmax(raw * torch.e**-1.0, dim=0), atol=1e-6)
-    assert not torch.allclose(explore, gate * torch.softmax(raw, dim=0), atol=1e-4)
-    rows, _ = snapshot.top_k(user, [history], 5)  # the ranking is by the same scaled mixture
+    offered = snapshot.evidence([history])
+    add = snapshot.model.head.evidence_scores(user, torch.from_numpy(offered.batch), torch.from_numpy(offered.values))
+    logits = raw * torch.e**-1.0
+    logits[torch.from_numpy(offered.rows)] += add.double()
+    own, follow, explore = snapshot.mode_probabilities(history)
+    gate = (follow + explore).sum()  # the new mode's gate: its parts sum to it
+    assert torch.allclose(follow + explore, gate * torch.softmax(logits, dim=0), atol=1e-6)
+    rows, _ = snapshot.top_k(user, [history], 5)  # the ranking is by the same mixture
     assert rows[0].tolist() == snapshot.scores(user, [history])[0].topk(5).indices.tolist()
 
 
+def test_evidence_weights_move_an_offered_items_score_and_no_other() -> None:
+    learner = learned(repeat=False)
+    history = [Step("a", "view", T0)]
+    snapshot = learner.snapshot()
+    user, _ = snapshot.encode([history])
+    before = snapshot.scores(user, [history])[0]
+    offered = set(snapshot.evidence([history]).rows.tolist())
+    with torch.no_grad():
+        learner.model.head.evidence += 1.0
+    after = learner.snapshot().scores(user, [history])[0]
+    moved = set((after != before).nonzero()[:, 0].tolist())
+    assert offered and moved == offered
+
+
 def test_shares_name_the_mode_behind_each_item() -> None:
-    snapshot = learned(transitions=True, transition_window=1).snapshot()  # first-order: some items unrelated
-    history = [Step("i3", "view", T0), Step("a", "view", T0 + 60)]
-    unrelated = next(
-        item for item in (f"i{k}" for k in range(20)) if item not in snapshot.transitions.merged(["a", "i3"], 50)
-        and item != "i3"
-    )  # fmt: skip
-    shares = snapshot.mode_shares(history, ["i3", "b", unrelated, "never-seen"])
-    assert set(shares) == {"i3", "b", unrelated}, "an item the snapshot does not know has no shares"
+    snapshot = learned(items=300).snapshot()  # a catalogue the evidence does not cover
+    known = [snapshot.vocab.item(row) or "" for row in snapshot.vocab.active_rows().tolist()]
+    mine = next(item for item in known if item not in ("a", "b"))
+    history = [Step(mine, "view", T0), Step("a", "view", T0 + 60)]
+    offered = {snapshot.vocab.item(row) for row in snapshot.evidence([history]).rows.tolist()}
+    unrelated = next(item for item in known if item not in offered and item != mine)
+    shares = snapshot.mode_shares(history, [mine, "b", unrelated, "never-seen"])
+    assert set(shares) == {mine, "b", unrelated}, "an item the snapshot does not know has no shares"
     for parts in shares.values():
         assert abs(sum(parts.values()) - 1.0) < 1e-3
-    assert shares["i3"]["own"] > 0 and shares["b"]["transitions"] > 0
+    assert shares[mine]["own"] > 0 and shares["b"]["transitions"] > 0
     assert shares[unrelated] == {"own": 0.0, "transitions": 0.0, "explore": 1.0}
 
 
-def test_without_the_mixture_every_item_is_explore() -> None:
-    snapshot = learned(repeat=False, transitions=False).snapshot()
+def test_without_the_repeat_mode_and_the_evidence_every_item_is_explore() -> None:
+    snapshot = learned(repeat=False, evidence=False).snapshot()
     shares = snapshot.mode_shares([Step("a", "view", T0)], ["a", "b"])
     assert shares == {item: {"own": 0.0, "transitions": 0.0, "explore": 1.0} for item in ("a", "b")}
 

@@ -25,7 +25,7 @@ def learned(**kw: object) -> OnlineLearner:
 
 
 def test_a_snapshot_ranks_alike_while_the_learner_steps_beside_it() -> None:
-    learner = learned(transitions=True)
+    learner = learned(evidence=True)
     snapshot = learner.snapshot()
     histories = [[Step("a", "view", T0)], [Step("i3", "view", T0), Step("i5", "click", T0 + 60)]]
     first = snapshot.recommend(histories, k=5)
@@ -114,7 +114,7 @@ def test_snapshot_weights_are_copies() -> None:
 
 
 def test_a_snapshots_cached_item_tables_rank_as_tables_made_afresh() -> None:
-    learner = learned(transitions=True)
+    learner = learned(evidence=True)
     cached, fresh = learner.snapshot(), learner.snapshot()
     shoe, hat = {"category": "shoes"}, {"category": "hats"}  # side features change a new row's vector
     rounds = [
