@@ -8,8 +8,10 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
+from pydantic import ValidationError
 
 from . import __version__
 from .errors import BrokerUnreachable, StreamRecError
@@ -29,6 +31,8 @@ EPILOG = """examples:
   stream-rec produce --synthetic 5000
   stream-rec consume --limit 5 --from-beginning
   stream-rec evaluate ../shared/data/ml-100k/u.data --exclude-seen --models popularity,markov,lstm
+  stream-rec tune ../shared/data/ml-100k/u.data@exclude-seen --trials 10 --out tuned.env
+  stream-rec --settings tuned.env worker               # the worker with the tuned settings
   stream-rec bench --limit 5000 --json bench.json  # end-to-end events/s, latency, ratio to a bare-Faust ceiling
   stream-rec forget 42                              # remove user 42's history everywhere the workers keep it
 exit codes: 0 done; 2 an error it names (bad input, a missing file, a worker already on the data folder); 3 no
@@ -164,12 +168,15 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from .evaluate import evaluate, make_recommender
 
     events = datasets.load(args.dataset, args.format, limit=args.limit)
-    ks = tuple(int(k) for k in str(args.k).split(","))
+    if args.no_item_features:
+        events = datasets.without_item_features(events)
+    ks = tuple(int(k) for k in str(args.k or settings.k).split(","))
     import torch
 
     torch.set_num_threads(settings.model.torch_threads())
     exclude_seen = args.exclude_seen or settings.model.exclude_seen
-    model_settings = settings.model.model_copy(update={"seed": args.seed, "exclude_seen": exclude_seen})
+    seed = settings.model.seed if args.seed is None else args.seed
+    model_settings = settings.model.model_copy(update={"seed": seed, "exclude_seen": exclude_seen})
     models = {name: make_recommender(name, model_settings, refresh_events=args.refresh_events)
               for name in args.models.split(",")}  # fmt: skip
     with Progress(transient=True) as progress:
@@ -178,16 +185,25 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
             events, models, ks=ks, exclude_seen=exclude_seen, dataset=str(args.dataset), max_history=settings.seq_len,
             progress=lambda done, total: progress.update(task, completed=done),
         )  # fmt: skip
+    console = Console()
     table = Table(title=f"{args.dataset}: {report['events']} events, {report['scored']} scored (prequential)")
     table.add_column("model")
-    for k in ks:
-        for metric in ("HR", "NDCG", "MRR"):
-            table.add_column(f"{metric}@{k}", justify="right")
+    columns = [f"{metric}@{k}" for k in ks for metric in ("HR", "NDCG", "MRR")]
+    for column in columns:
+        table.add_column(column, justify="right")
     table.add_column("events/s", justify="right")
     for name, m in report["models"].items():
-        cells = [f"{m[f'{metric}@{k}']:.4f}" for k in ks for metric in ("HR", "NDCG", "MRR")]
-        table.add_row(name, *cells, f"{m['events_per_s']:.0f}")
-    Console().print(table)
+        table.add_row(name, *(f"{m[c]:.4f}" for c in columns), f"{m['events_per_s']:.0f}")
+    console.print(table)
+    n_last = min((m["last_n"] for m in report["models"].values()), default=0)
+    table = Table(title=f"last-event view: each user's last event ({n_last}), the user's earlier items masked")
+    table.add_column("model")
+    columns = [f"last_{metric}@{k}" for k in ks for metric in ("HR", "NDCG")]
+    for column in columns:
+        table.add_column(column, justify="right")
+    for name, m in report["models"].items():
+        table.add_row(name, *(f"{m[c]:.4f}" for c in columns))
+    console.print(table)
     if args.json:
         Path(args.json).write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
     if args.plot:
@@ -255,6 +271,50 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _tune_dataset(spec: str, fmt: str, limit: int | None, exclude_all: bool, no_features: bool) -> Any:
+    """A ``stream-rec tune`` dataset from ``PATH`` or ``PATH@exclude-seen``."""
+    from . import datasets
+    from .tune import Dataset
+
+    path, _, flag = spec.partition("@")
+    if flag not in ("", "exclude-seen"):
+        raise StreamRecError(f"unknown dataset option @{flag} in {spec!r}; the one there is: @exclude-seen")
+    events = datasets.load(path, fmt, limit=limit)
+    if no_features:
+        events = datasets.without_item_features(events)
+    return Dataset(Path(path).name, events, exclude_seen=exclude_all or flag == "exclude-seen")
+
+
+def cmd_tune(args: argparse.Namespace, settings: Settings) -> int:
+    import torch
+
+    from .tune import parse_space, tune, write_settings
+
+    torch.set_num_threads(settings.model.torch_threads())
+    space = parse_space(args.params)
+    data = [_tune_dataset(spec, args.format, args.limit, args.exclude_seen, args.no_item_features)
+            for spec in args.datasets]  # fmt: skip
+    print(f"tuning {', '.join(space)} on {', '.join(f'{d.name} ({len(d.events)} events)' for d in data)}: "
+          f"{args.trials} trials on the first {args.prefix:.0%} of each, then {args.finalists} finalists and the "
+          f"defaults on the rest with {args.seeds} seeds", flush=True)  # fmt: skip
+    result = tune(
+        data, settings.model, trials=args.trials, prefix=args.prefix, seeds=args.seeds, finalists=args.finalists,
+        space=space, k=args.k or settings.k, max_history=settings.seq_len, log=lambda line: print(line, flush=True),
+    )  # fmt: skip
+    if not result.best:
+        print("the defaults did best on the held-out parts: nothing to change")
+    specs = " ".join(args.datasets)
+    comment = (
+        f"stream-rec tune {specs}: {result.trials} trials ({result.pruned} pruned) on the first {args.prefix:.0%} of "
+        f"each stream,\nthe best {args.finalists} and the defaults scored on the rest with {args.seeds} seeds; "
+        "the winner's settings.\nRead by every command: stream-rec --settings THIS_FILE ..., or "
+        "STREAM_REC_SETTINGS_FILE=THIS_FILE"
+    )
+    written = write_settings(args.out, result.best, comment)
+    print(f"settings written to {written}: stream-rec --settings {written} worker")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from .demo import run_demo
 
@@ -270,6 +330,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"stream-rec {__version__}")
     parser.add_argument("--broker", help="Kafka bootstrap servers (STREAM_REC_BROKER; default 127.0.0.1:9092)")
+    parser.add_argument(
+        "--settings",
+        help="a settings file of STREAM_REC_*=value lines (STREAM_REC_SETTINGS_FILE), e.g. what `tune` wrote; "
+        "the environment's STREAM_REC_* variables count over it",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("kafka", help="install, start, stop or check the local Kafka broker")
@@ -322,22 +387,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_forget)
 
     p = sub.add_parser("evaluate", help="prequential (test-then-train) replay of a dataset through the models")
-    p.add_argument("dataset", help="dataset file or folder (MovieLens u.data, Taobao CSV, JSON lines)")
-    p.add_argument("--format", default="auto", help="movielens | taobao | diginetica | events | auto")
+    p.add_argument("dataset", help="dataset file or folder (MovieLens u.data, Taobao CSV, JSON lines, ...)")
+    p.add_argument("--format", default="auto", help="movielens | taobao | diginetica | sequences | events | auto")
+    p.add_argument(
+        "--no-item-features",
+        action="store_true",
+        help="drop the events' item side features (categories, attributes): the data as a set without them",
+    )
     p.add_argument(
         "--models",
         default="popularity,decayed-popularity,markov,recent-markov,lstm",
         help="comma-separated: popularity, decayed-popularity, markov, recent-markov, sknn, vsknn, sr, "
         "recent-sknn, recent-vsknn, recent-sr, river-biasedmf, river-funkmf, lstm, gru, transformer, graph",
     )
-    p.add_argument("--k", default="10", help="list length(s), e.g. 10 or 5,10,20")
+    p.add_argument("--k", help="list length(s), e.g. 10 or 5,10,20 (default STREAM_REC_K, 10)")
     p.add_argument(
         "--exclude-seen",
         action="store_true",
         help="never rank a user's seen items (data without repeats; STREAM_REC_MODEL__EXCLUDE_SEEN)",
     )
     p.add_argument("--limit", type=int, help="only the first N events in time order")
-    p.add_argument("--seed", type=int, default=0, help="seed of the models")
+    p.add_argument("--seed", type=int, help="seed of the models (default STREAM_REC_MODEL__SEED, 0)")
     p.add_argument(
         "--refresh-events",
         type=int,
@@ -348,6 +418,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write every figure to this JSON file")
     p.add_argument("--plot", help="draw each model's rolling hit rate over the stream to this PNG (or SVG, PDF)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "tune",
+        help="search the model's settings by replay: on the start of each stream, chosen by the rest",
+        description="Optuna's TPE search over the model's settings: each trial replays the first --prefix of "
+        "every dataset (prequential, as evaluate) and scores the geometric mean of its HR@k relative to the "
+        "defaults'; the best --finalists trials and the defaults are then scored on the rest of each stream (the "
+        "first part learned, not scored) with --seeds seeds, and the best mean wins. It is written to --out as a "
+        "settings file every command reads (--settings FILE, or STREAM_REC_SETTINGS_FILE). Other settings "
+        "(STREAM_REC_MODEL__*) are the starting point.",
+    )
+    p.add_argument(
+        "datasets",
+        nargs="+",
+        metavar="DATASET",
+        help="dataset files or folders; PATH@exclude-seen excludes seen items on that one (data without repeats)",
+    )
+    p.add_argument("--format", default="auto", help="movielens | taobao | diginetica | sequences | events | auto")
+    p.add_argument("--exclude-seen", action="store_true", help="exclude seen items on every dataset")
+    p.add_argument("--no-item-features", action="store_true", help="drop the events' item side features")
+    p.add_argument("--limit", type=int, help="only the first N events of each dataset, in time order")
+    p.add_argument("--trials", type=int, default=20, help="settings tried on the search parts (default 20)")
+    p.add_argument("--prefix", type=float, default=0.5, help="the fraction of each stream searched on (default 0.5)")
+    p.add_argument("--finalists", type=int, default=3, help="best trials scored on the rest (default 3)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds each finalist is scored with (default 3)")
+    p.add_argument(
+        "--params",
+        help="comma-separated settings to search (default lr,head_lr,replay,batch,evidence_window; also dim, encoder)",
+    )
+    p.add_argument("--k", type=int, help="the list length scored (default STREAM_REC_K, 10)")
+    p.add_argument("--out", default="tuned.env", help="the settings file to write (default tuned.env)")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser(
         "bench",
@@ -377,6 +479,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _first_error(exc: ValidationError) -> str:
+    """A pydantic error in one line: which setting, and what is wrong with it."""
+    error = exc.errors()[0]
+    where = "STREAM_REC_" + "__".join(str(part).upper() for part in error["loc"]) if error["loc"] else "settings"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {error['msg']}{more}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     overrides = {}
@@ -385,7 +495,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             overrides[name] = getattr(args, name)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        settings = Settings(**overrides)
+        try:
+            settings = Settings.load(args.settings, **overrides)
+        except ValidationError as exc:
+            raise StreamRecError(f"invalid settings: {_first_error(exc)}") from None
         return int(args.func(args, settings))
     except BrokerUnreachable as exc:
         print(f"stream-rec: error: {exc}", file=sys.stderr)
