@@ -66,7 +66,7 @@ def test_an_older_format_is_a_clear_error(tmp_path: Path, format: str) -> None:
     path = checkpoint.save(OnlineLearner(ModelSettings(dim=8)), tmp_path / "checkpoint-000000000001.safetensors")
     tensors, metadata = parts(path)
     resign(tensors, path, {**metadata, "format": f"stream-rec-checkpoint/{format}"})
-    with pytest.raises(StreamRecError, match="older checkpoint.*move it away"):
+    with pytest.raises(StreamRecError, match=r"older checkpoint.*move it away"):
         checkpoint.load(path)
 
 
@@ -128,8 +128,8 @@ def test_the_evidence_counts_come_back_as_they_were(tmp_path: Path) -> None:
     assert sorted(restored.transitions.triples()) == counts
     # Counts of an item the vocabulary does not hold, weights that are no positive number, or no counts: refused.
     tensors, metadata = parts(path)
-    damages = (b'{"nowhere": {"i1": 2}}', b'{"\\u001enowhere": {"i1": 2}}', b'{"i1": {"i2": 0}}', b'{"i1": {"i2": "1"}}',
-               b"[1, 2]", b"{")  # fmt: skip
+    damages = (b'{"nowhere": {"i1": 2}}', b'{"\\u001enowhere": {"i1": 2}}', b'{"i1": {"i2": 0}}',
+               b'{"i1": {"i2": "1"}}', b"[1, 2]", b"{")  # fmt: skip
     for damaged in damages:
         tensors["transitions.json"] = torch.frombuffer(bytearray(damaged), dtype=torch.uint8)
         resign(tensors, tmp_path / "bad.safetensors", metadata)

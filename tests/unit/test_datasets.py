@@ -188,9 +188,7 @@ def test_sequences_interleave_users_on_one_timeline(tmp_path: Path) -> None:
 
 def test_sequences_take_attributes_as_side_features_rarest_first(tmp_path: Path) -> None:
     path = write(tmp_path / "Toys_and_Games.txt", "1 4 5\n2 5 6\n")
-    (tmp_path / "Toys_and_Games_item2attributes.json").write_bytes(
-        orjson.dumps({"4": [1, 2], "5": [2, 3], "6": [2]})
-    )
+    (tmp_path / "Toys_and_Games_item2attributes.json").write_bytes(orjson.dumps({"4": [1, 2], "5": [2, 3], "6": [2]}))
     events = {e.item_id: e.item for e in load(path)}
     assert events["4"] == {"attr1": "1", "attr2": "1"} and list(events["5"]) == ["attr3", "attr2"]
     assert events["6"] == {"attr2": "1"}
@@ -202,7 +200,10 @@ def test_sequences_take_attributes_as_side_features_rarest_first(tmp_path: Path)
 
 @pytest.mark.parametrize(
     "text, reason",
-    [("1 2 3\n7\n", r"line 2: expected 'user item_1 item_2 \.\.\.'"), ("1 2\n1 3\n", r"line 2: user '1' has a line already")],
+    [
+        ("1 2 3\n7\n", r"line 2: expected 'user item_1 item_2 \.\.\.'"),
+        ("1 2\n1 3\n", r"line 2: user '1' has a line already"),
+    ],
 )
 def test_sequences_bad_line_names_the_file_and_line(tmp_path: Path, text: str, reason: str) -> None:
     path = write(tmp_path / "seq.txt", text)

@@ -90,7 +90,10 @@ def test_top_k_is_exact_where_the_special_items_are_each_rows_best(rows: int, va
     if variant in ("boosted", "both"):
         half = best[:, : best.shape[1] // 2]
         kw["extra"] = (
-            np.repeat(np.arange(b), half.shape[1]), half.ravel(), np.zeros(half.size), np.full(half.size, -30.0)
+            np.repeat(np.arange(b), half.shape[1]),
+            half.ravel(),
+            np.zeros(half.size),
+            np.full(half.size, -30.0),
         )
     got_rows, got = top_k(user, weight, bias, k, block=64, **kw)
     check(user, weight, bias, k, b, rows, got_rows, got, **kw)

@@ -47,7 +47,7 @@ def test_the_sequence_model_is_ranked_at_the_heads_scale_plus_the_evidence() -> 
     add = snapshot.model.head.evidence_scores(user, torch.from_numpy(offered.batch), torch.from_numpy(offered.values))
     logits = raw * torch.e**-1.0
     logits[torch.from_numpy(offered.rows)] += add.double()
-    own, follow, explore = snapshot.mode_probabilities(history)
+    _own, follow, explore = snapshot.mode_probabilities(history)
     gate = (follow + explore).sum()  # the new mode's gate: its parts sum to it
     assert torch.allclose(follow + explore, gate * torch.softmax(logits, dim=0), atol=1e-6)
     rows, _ = snapshot.top_k(user, [history], 5)  # the ranking is by the same mixture
