@@ -398,7 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--models",
         default="popularity,decayed-popularity,markov,recent-markov,lstm",
         help="comma-separated: popularity, decayed-popularity, markov, recent-markov, sknn, vsknn, sr, "
-        "recent-sknn, recent-vsknn, recent-sr, river-biasedmf, river-funkmf, lstm, gru, transformer, graph",
+        "recent-sknn, recent-vsknn, recent-sr, category, recent-category, rule (the fixed rule of the model's "
+        "modes), river-biasedmf, river-funkmf, lstm, gru, transformer, graph",
     )
     p.add_argument("--k", help="list length(s), e.g. 10 or 5,10,20 (default STREAM_REC_K, 10)")
     p.add_argument(
