@@ -353,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def source(p: argparse.ArgumentParser, rate: float, limit: int | None) -> None:
         p.add_argument("dataset", nargs="?", help="dataset file or folder (MovieLens u.data, Taobao CSV, JSON lines)")
-        p.add_argument("--format", default="auto", help="movielens | taobao | diginetica | events | auto")
+        p.add_argument("--format", default="auto", help="movielens | taobao | diginetica | sequences | events | auto")
         p.add_argument("--rate", type=float, default=rate, help=f"events per second, 0 = max (default {rate:g})")
         p.add_argument("--limit", type=int, default=limit, help="at most this many events")
         p.add_argument("--synthetic", type=int, help="without a dataset: this many synthetic events")
