@@ -272,17 +272,25 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _tune_dataset(spec: str, fmt: str, limit: int | None, exclude_all: bool, no_features: bool) -> Any:
-    """A ``stream-rec tune`` dataset from ``PATH`` or ``PATH@exclude-seen``."""
+    """A ``stream-rec tune`` dataset from ``PATH``, with options after it: ``PATH@exclude-seen``,
+    ``PATH@no-item-features``, or both (``PATH@exclude-seen@no-item-features``)."""
     from . import datasets
     from .tune import Dataset
 
-    path, _, flag = spec.partition("@")
-    if flag not in ("", "exclude-seen"):
-        raise StreamRecError(f"unknown dataset option @{flag} in {spec!r}; the one there is: @exclude-seen")
+    path, *flags = spec.split("@")
+    for flag in flags:
+        if flag not in _TUNE_OPTIONS:
+            raise StreamRecError(
+                f"unknown dataset option @{flag} in {spec!r}; the ones there are: @{', @'.join(_TUNE_OPTIONS)}"
+            )
     events = datasets.load(path, fmt, limit=limit)
-    if no_features:
+    if no_features or "no-item-features" in flags:
         events = datasets.without_item_features(events)
-    return Dataset(Path(path).name, events, exclude_seen=exclude_all or flag == "exclude-seen")
+    name = Path(path).name + "".join(f"@{flag}" for flag in flags if flag == "no-item-features")
+    return Dataset(name, events, exclude_seen=exclude_all or "exclude-seen" in flags)
+
+
+_TUNE_OPTIONS = ("exclude-seen", "no-item-features")
 
 
 def cmd_tune(args: argparse.Namespace, settings: Settings) -> int:
@@ -295,7 +303,7 @@ def cmd_tune(args: argparse.Namespace, settings: Settings) -> int:
     data = [_tune_dataset(spec, args.format, args.limit, args.exclude_seen, args.no_item_features)
             for spec in args.datasets]  # fmt: skip
     print(f"tuning {', '.join(space)} on {', '.join(f'{d.name} ({len(d.events)} events)' for d in data)}: "
-          f"{args.trials} trials on the first {args.prefix:.0%} of each, then {args.finalists} finalists and the "
+          f"{args.trials} trials on the first {args.prefix:.0%} of each, then the best {args.finalists} and the "
           f"defaults on the rest with {args.seeds} seeds", flush=True)  # fmt: skip
     result = tune(
         data, settings.model, trials=args.trials, prefix=args.prefix, seeds=args.seeds, finalists=args.finalists,
@@ -434,7 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
         "datasets",
         nargs="+",
         metavar="DATASET",
-        help="dataset files or folders; PATH@exclude-seen excludes seen items on that one (data without repeats)",
+        help="dataset files or folders; PATH@exclude-seen excludes seen items on that one (data without repeats), "
+        "PATH@no-item-features drops its item side features (both: PATH@exclude-seen@no-item-features)",
     )
     p.add_argument("--format", default="auto", help="movielens | taobao | diginetica | sequences | events | auto")
     p.add_argument("--exclude-seen", action="store_true", help="exclude seen items on every dataset")

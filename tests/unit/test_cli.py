@@ -76,3 +76,13 @@ def test_broker_before_or_after_the_command() -> None:
     assert build_parser().parse_args(["--broker", "a:1", "produce"]).broker == "a:1"
     assert build_parser().parse_args(["produce", "--broker", "b:2"]).broker == "b:2"
     assert build_parser().parse_args(["produce"]).broker is None
+
+
+def test_evaluate_reads_k_from_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _events_file(tmp_path / "events.jsonl")
+    out = tmp_path / "report.json"
+    monkeypatch.setenv("STREAM_REC_K", "3")
+    assert main(["evaluate", str(data), "--models", "popularity", "--json", str(out)]) == 0
+    assert orjson.loads(out.read_bytes())["ks"] == [3]
+    assert main(["evaluate", str(data), "--models", "popularity", "--k", "2", "--json", str(out)]) == 0
+    assert orjson.loads(out.read_bytes())["ks"] == [2], "the flag counts over the variable"
