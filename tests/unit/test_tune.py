@@ -49,9 +49,7 @@ def test_tune_scores_the_finalists_on_the_held_out_part_only() -> None:
     data = Dataset("synthetic", events)
     lines: list[str] = []
     base = ModelSettings(dim=8, batch=32, replay=0.0)
-    result = tune(
-        [data], base, trials=2, prefix=0.5, seeds=2, finalists=1, space=parse_space("lr"), log=lines.append
-    )
+    result = tune([data], base, trials=2, prefix=0.5, seeds=2, finalists=1, space=parse_space("lr"), log=lines.append)
     assert result.trials == 2 and result.pruned == 0
     assert result.held_out[0][0] == {}, "the defaults are scored too"
     assert len(result.held_out) == 2 and set(result.held_out[1][0]) == {"lr"}
