@@ -17,7 +17,7 @@ with it, and the next start resumes from the newest checkpoint as ever.
 
 It is not the default: on two cores shared with the broker, a trainer free of the lock takes a core that serving
 and the broker need, and at 100,000 items each snapshot's 55 MB of arrays cross the pipe under the worker's lock;
-both cost more than the lock did (BENCHMARKS.md, "A trainer process").
+both cost more than the lock did (docs/benchmarks/history.md, "A trainer process").
 """
 
 from __future__ import annotations

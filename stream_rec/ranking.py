@@ -124,7 +124,7 @@ def top_k(
 
 # A block's scores, [block, B] floats, stay within the CPU's cache at this size, and small batches (the worker's)
 # get few wide blocks: each block costs a dozen tensor operations, and each of those gives up the interpreter's
-# lock and must win it back, which beside a busy event loop costs more than the arithmetic (BENCHMARKS.md).
+# lock and must win it back, which beside a busy event loop costs more than the arithmetic (docs/benchmarks/history.md).
 BLOCK_FLOATS = 1 << 19
 MIN_BLOCK = 4096
 

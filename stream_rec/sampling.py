@@ -69,6 +69,8 @@ def corrected(
     ...           torch.tensor([0, 1]))).tolist()
     [[0.0, 0.0, 3.0]]
     """
+    if not bool(log_q.any()):
+        return logits  # a full softmax: nothing to correct, and three [B, C] copies (and their gradients) saved
     rows = torch.arange(len(labels))
     out = (logits - log_q).index_put((rows, labels), log_q[labels], accumulate=True)
     if certain is not None and len(certain[0]):

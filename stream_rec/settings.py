@@ -214,7 +214,7 @@ class Settings(BaseSettings):
     learn_in: Literal["thread", "process"] = Field(
         "thread",
         description="where the trainer learns: a thread of the worker's process, or a process of its own, which "
-        "leaves the interpreter's lock to serving but needs a core of its own to gain (BENCHMARKS.md)",
+        "leaves the interpreter's lock to serving but needs a core of its own to gain (docs/benchmarks/history.md)",
     )
     learn_nice: int = Field(
         10,

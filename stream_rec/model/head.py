@@ -113,7 +113,8 @@ class Head(nn.Module):
             + self.count * torch.log(counts.float())
         )
         # The direction only: Adagrad moves each weight by up to its rate whatever the gradient, and on user vectors of
-        # length 10-17 one step could swing a gate's logit by 10, every user's top 10 to one mode (BENCHMARKS.md).
+        # length 10-17 one step could swing a gate's logit by 10, every user's top 10 to one mode
+        # (docs/benchmarks/history.md).
         direction = nn.functional.normalize(user, dim=-1)
         gates = (self.gate(direction) + self.gate_evidence(evidence)).masked_fill(~available, float("-inf"))  # [B, M]
         return torch.log_softmax(gates, dim=-1), scores
