@@ -174,6 +174,7 @@ def _own_share(history: Sequence[Step], event: Step, recent: list[str], window: 
     return [
         after.get(history[-1].item, 0.0),
         after.get(recent[1], 0.0) if len(recent) > 1 else 0.0,
-        sum((QUERY - p) / QUERY / distance[q] for p, q in enumerate(recent[:QUERY]) if q != item),
+        # (an item further back than the window's distinct items was never counted with it)
+        sum((QUERY - p) / QUERY / distance[q] for p, q in enumerate(recent[:QUERY]) if q != item and q in distance),
         sum(0.5**j for j, key in enumerate(newest_groups(history)[:GROUP_KEYS]) if key in mine),
     ]

@@ -498,6 +498,19 @@ def test_a_replayed_example_does_not_find_its_own_counts() -> None:
     assert left["b"][:2] == pytest.approx([math.log1p(1.0), 1.0]), "the other example's count stays"
 
 
+@pytest.mark.parametrize("window", [1, 2, 10])
+def test_a_replayed_example_finds_none_of_its_counts_whatever_the_window(window: int) -> None:
+    # A window shorter than the items the evidence reads together (evidence.QUERY): what was never counted is
+    # not taken out either.
+    learner = OnlineLearner(small(evidence=True, evidence_window=window))
+    history = [Step(x, "view", T0 + k) for k, x in enumerate("abcdefg")]
+    event = Step("z", "view", T0 + 10)
+    learner.learn([(history[:k], step) for k, step in enumerate(history)])
+    learner.learn([(history, event)])
+    assert "z" in offered(learner, history, groups=False, window=window)
+    assert "z" not in offered(learner, history, groups=False, left_out=[event], window=window)
+
+
 def test_only_new_examples_teach_the_head_and_replayed_ones_teach_the_sequence_model() -> None:
     learner = OnlineLearner(small(batch=64, evidence=True))
     examples = planted(seed=5)[:200]
