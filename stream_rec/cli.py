@@ -311,7 +311,7 @@ def cmd_tune(args: argparse.Namespace, settings: Settings) -> int:
     )  # fmt: skip
     if not result.best:
         print("the defaults did best on the held-out parts: nothing to change")
-    specs = " ".join(args.datasets)
+    specs = " ".join(args.datasets) + (f" --limit {args.limit}" if args.limit else "")
     comment = (
         f"stream-rec tune {specs}: {result.trials} trials ({result.pruned} pruned) on the first {args.prefix:.0%} of "
         f"each stream,\nthe best {args.finalists} and the defaults scored on the rest with {args.seeds} seeds; "
