@@ -52,10 +52,11 @@ def need_broker(settings: Settings) -> None:
 
 
 def _events(args: argparse.Namespace) -> Iterable[Event]:
-    from . import datasets, synthetic
+    from . import datasets
+    from .datasets import synthetic
 
     if args.dataset:
-        return datasets.load(args.dataset, args.format, limit=args.limit)
+        return datasets.load(args.dataset, args.format, limit=args.limit, columns=args.columns)
     n = args.synthetic or args.limit or 10_000
     return synthetic.synthetic_events(n, users=args.users, items=args.items, seed=args.seed)
 
@@ -167,7 +168,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from . import datasets
     from .evaluate import evaluate, make_recommender
 
-    events = datasets.load(args.dataset, args.format, limit=args.limit)
+    events = datasets.load(args.dataset, args.format, limit=args.limit, columns=args.columns)
     if args.no_item_features:
         events = datasets.without_item_features(events)
     ks = tuple(int(k) for k in str(args.k or settings.k).split(","))
@@ -217,14 +218,15 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from . import datasets, kafka_local, synthetic
+    from . import datasets, kafka_local
     from .bench import run_bench
+    from .datasets import synthetic
 
     console = Console()
     timed = args.synthetic or args.limit or 10_000
     path = Path(args.dataset) if args.dataset else None if args.synthetic else datasets.default_dataset()
     if path is not None:
-        events = datasets.load(path, args.format, limit=timed + args.warmup)
+        events = datasets.load(path, args.format, limit=timed + args.warmup, columns=args.columns)
     else:
         events = list(synthetic.synthetic_events(timed + args.warmup, users=args.users, items=args.items,
                                                  seed=args.seed))  # fmt: skip
@@ -271,7 +273,9 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _tune_dataset(spec: str, fmt: str, limit: int | None, exclude_all: bool, no_features: bool) -> Any:
+def _tune_dataset(
+    spec: str, fmt: str, columns: dict[str, str] | None, limit: int | None, exclude_all: bool, no_features: bool
+) -> Any:
     """A ``stream-rec tune`` dataset from ``PATH``, with options after it: ``PATH@exclude-seen``,
     ``PATH@no-item-features``, or both (``PATH@exclude-seen@no-item-features``)."""
     from . import datasets
@@ -283,7 +287,7 @@ def _tune_dataset(spec: str, fmt: str, limit: int | None, exclude_all: bool, no_
             raise StreamRecError(
                 f"unknown dataset option @{flag} in {spec!r}; the ones there are: @{', @'.join(_TUNE_OPTIONS)}"
             )
-    events = datasets.load(path, fmt, limit=limit)
+    events = datasets.load(path, fmt, limit=limit, columns=columns)
     if no_features or "no-item-features" in flags:
         events = datasets.without_item_features(events)
     name = Path(path).name + "".join(f"@{flag}" for flag in flags if flag == "no-item-features")
@@ -300,7 +304,7 @@ def cmd_tune(args: argparse.Namespace, settings: Settings) -> int:
 
     torch.set_num_threads(settings.model.torch_threads())
     space = parse_space(args.params)
-    data = [_tune_dataset(spec, args.format, args.limit, args.exclude_seen, args.no_item_features)
+    data = [_tune_dataset(spec, args.format, args.columns, args.limit, args.exclude_seen, args.no_item_features)
             for spec in args.datasets]  # fmt: skip
     print(f"tuning {', '.join(space)} on {', '.join(f'{d.name} ({len(d.events)} events)' for d in data)}: "
           f"{args.trials} trials on the first {args.prefix:.0%} of each, then the best {args.finalists} and the "
@@ -326,7 +330,33 @@ def cmd_tune(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from .demo import run_demo
 
-    return run_demo(settings, dataset=args.dataset, fmt=args.format, rate=args.rate, limit=args.limit)
+    return run_demo(
+        settings, dataset=args.dataset, fmt=args.format, columns=args.columns, rate=args.rate, limit=args.limit
+    )
+
+
+def _columns(text: str) -> dict[str, str]:
+    from .datasets.delimited import parse_columns
+
+    try:
+        return parse_columns(text)
+    except StreamRecError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--columns: ")) from None
+
+
+def _format_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--format",
+        default="auto",
+        help="movielens | taobao | diginetica | sequences | events | csv | auto (default: from the file's name and "
+        "first line)",
+    )
+    p.add_argument(
+        "--columns",
+        type=_columns,
+        help="a csv file's columns by role, where the header does not use the usual names: "
+        "user=NAME,item=NAME,ts=NAME and optionally event=NAME,category=NAME",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -361,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def source(p: argparse.ArgumentParser, rate: float, limit: int | None) -> None:
         p.add_argument("dataset", nargs="?", help="dataset file or folder (MovieLens u.data, Taobao CSV, JSON lines)")
-        p.add_argument("--format", default="auto", help="movielens | taobao | diginetica | sequences | events | auto")
+        _format_flags(p)
         p.add_argument("--rate", type=float, default=rate, help=f"events per second, 0 = max (default {rate:g})")
         p.add_argument("--limit", type=int, default=limit, help="at most this many events")
         p.add_argument("--synthetic", type=int, help="without a dataset: this many synthetic events")
@@ -396,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="prequential (test-then-train) replay of a dataset through the models")
     p.add_argument("dataset", help="dataset file or folder (MovieLens u.data, Taobao CSV, JSON lines, ...)")
-    p.add_argument("--format", default="auto", help="movielens | taobao | diginetica | sequences | events | auto")
+    _format_flags(p)
     p.add_argument(
         "--no-item-features",
         action="store_true",
@@ -445,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="dataset files or folders; PATH@exclude-seen excludes seen items on that one (data without repeats), "
         "PATH@no-item-features drops its item side features (both: PATH@exclude-seen@no-item-features)",
     )
-    p.add_argument("--format", default="auto", help="movielens | taobao | diginetica | sequences | events | auto")
+    _format_flags(p)
     p.add_argument("--exclude-seen", action="store_true", help="exclude seen items on every dataset")
     p.add_argument("--no-item-features", action="store_true", help="drop the events' item side features")
     p.add_argument("--limit", type=int, help="only the first N events of each dataset, in time order")

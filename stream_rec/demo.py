@@ -29,8 +29,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import datasets, kafka_local, synthetic
+from . import datasets, kafka_local
 from .clients import open_consumer, produce
+from .datasets import synthetic
 from .events import Event
 from .processes import isolated, start, stop_process
 from .recommenders import Popularity, RecentMarkov, Recommender
@@ -97,7 +98,10 @@ class Phases:
         return time.monotonic() - self.t0
 
 
-def run_demo(settings: Settings, *, dataset: str | None, fmt: str, rate: float, limit: int | None) -> int:
+def run_demo(
+    settings: Settings, *, dataset: str | None, fmt: str, rate: float, limit: int | None,
+    columns: dict[str, str] | None = None,
+) -> int:  # fmt: skip
     console = Console()
     say = Phases(console)
     started_broker = False
@@ -110,7 +114,7 @@ def run_demo(settings: Settings, *, dataset: str | None, fmt: str, rate: float, 
         started_broker = not status.already_running
         say(status.describe())
     try:
-        return _run(settings, console, say, dataset=dataset, fmt=fmt, rate=rate, limit=limit)
+        return _run(settings, console, say, dataset=dataset, fmt=fmt, columns=columns, rate=rate, limit=limit)
     finally:
         if started_broker:
             say("broker: stopping the local one the demo started")
@@ -118,12 +122,12 @@ def run_demo(settings: Settings, *, dataset: str | None, fmt: str, rate: float, 
 
 
 def _run(
-    configured: Settings, console: Console, say: Phases, *, dataset: str | None, fmt: str, rate: float,
-    limit: int | None,
+    configured: Settings, console: Console, say: Phases, *, dataset: str | None, fmt: str,
+    columns: dict[str, str] | None, rate: float, limit: int | None,
 ) -> int:  # fmt: skip
     path = Path(dataset) if dataset else datasets.default_dataset()
     if path is not None:
-        events: list[Event] = datasets.load(path, fmt, limit=limit)
+        events: list[Event] = datasets.load(path, fmt, limit=limit, columns=columns)
         say(f"data: {len(events)} events from {path}")
         if (fmt if fmt != "auto" else datasets.detect_format(path)) == "movielens" and (
             "exclude_seen" not in configured.model.model_fields_set

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from stream_rec.cli import main
+from stream_rec.datasets.synthetic import synthetic_events
 from stream_rec.events import encode_event
 from stream_rec.processes import free_port
-from stream_rec.synthetic import synthetic_events
 
 pytestmark = pytest.mark.kafka
 

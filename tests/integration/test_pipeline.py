@@ -12,10 +12,10 @@ import orjson
 import pytest
 
 from stream_rec.clients import open_consumer, produce
+from stream_rec.datasets.synthetic import synthetic_events
 from stream_rec.events import Event
 from stream_rec.processes import worker_env
 from stream_rec.settings import Settings
-from stream_rec.synthetic import synthetic_events
 from stream_rec.topics import create_topics, load_specs, specs_for
 
 pytestmark = pytest.mark.kafka

@@ -279,7 +279,7 @@ def test_auto_detection(tmp_path: Path, name: str, text: str, fmt: str) -> None:
 def test_explicit_format_and_aliases(tmp_path: Path) -> None:
     path = write(tmp_path / "ratings.txt", U_DATA)
     assert load(path, fmt="movielens") == load(path, fmt="ml-100k") == load(path)
-    assert set(FORMATS) == {"movielens", "taobao", "diginetica", "sequences", "events"}
+    assert set(FORMATS) == {"movielens", "taobao", "diginetica", "sequences", "events", "csv"}
     with pytest.raises(DatasetError, match="unknown dataset format 'parquet'"):
         load(path, fmt="parquet")
 
@@ -293,7 +293,7 @@ def test_wrong_format_fails_on_the_first_line(tmp_path: Path) -> None:
 def test_missing_and_undetectable_files_say_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=r"dataset not found: .*nope\.csv does not exist"):
         load(tmp_path / "nope.csv")
-    with pytest.raises(DatasetError, match=r"cannot tell the format .* pass fmt="):
+    with pytest.raises(DatasetError, match=r"cannot tell the format .* pass --format with one of"):
         load(write(tmp_path / "mystery.txt", "hello, world\n"))
     with pytest.raises(DatasetError, match="is empty"):
         load(write(tmp_path / "empty.txt", "\n"))

@@ -8,10 +8,10 @@ import orjson
 import pytest
 
 from stream_rec.cli import main
+from stream_rec.datasets.synthetic import synthetic_events
 from stream_rec.errors import StreamRecError
 from stream_rec.evaluate import evaluate, make_recommender
 from stream_rec.settings import ModelSettings, Settings
-from stream_rec.synthetic import synthetic_events
 from stream_rec.tune import DEFAULT_PARAMS, SPACE, Dataset, parse_space, tune, write_settings
 
 
