@@ -32,12 +32,15 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .errors import CheckpointError
+from .errors import CheckpointError, SettingsMismatch
 from .learner import OnlineLearner
 from .replay import ReplayBuffer
 from .settings import ModelSettings
 
-__all__ = ["FORMAT", "Snapshot", "candidates", "latest", "load", "load_newest", "save", "snapshot", "write"]
+__all__ = [
+    "FORMAT", "SHAPING", "Snapshot", "candidates", "check_settings", "latest", "load", "load_newest", "save",
+    "snapshot", "write",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,13 @@ FORMAT = "stream-rec-checkpoint/7"
 _READS = {FORMAT}
 _PREFIX, _SUFFIX = "checkpoint-", ".safetensors"
 _NAME = re.compile(r"checkpoint-(\d{1,18})\.safetensors")
+# The model settings that shape the learner's state (its tensors, their optimizer state, its counts): a checkpoint
+# made with other values is refused. Every other model setting (learning rates, exclude_seen, replay, ...) is taken
+# from the configuration when a checkpoint is loaded, so that the learner, the serving side and the agent read one.
+SHAPING = (
+    "encoder", "fusion", "dim", "max_len", "capacity", "optimizer", "scoring", "repeat", "evidence", "groups",
+    "popularity",
+)  # fmt: skip
 DAMAGED = ".damaged"  # a damaged checkpoint is renamed to <name>.damaged, kept for a look but never read again
 
 
@@ -100,8 +110,8 @@ def write(state: Snapshot, path: str | Path) -> Path:
 
 
 def load(path: str | Path, settings: ModelSettings | None = None) -> tuple[OnlineLearner, dict[str, int]]:
-    """The learner a checkpoint holds, and its offsets. ``settings`` may change what does not shape the state
-    (threads, learning rate, ...); by default the checkpoint's own settings are used."""
+    """The learner a checkpoint holds, and its offsets, with ``settings`` where given (by default the checkpoint's
+    own). A checkpoint made with other values of the :data:`SHAPING` settings is a :class:`SettingsMismatch`."""
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
@@ -121,6 +131,8 @@ def load(path: str | Path, settings: ModelSettings | None = None) -> tuple[Onlin
         raise CheckpointError(f"{path} is damaged: its contents do not match the digest it was written with")
     try:
         saved = ModelSettings.model_validate_json(metadata["settings"])
+        if settings is not None:
+            _refuse_other_shapes(Path(path), saved, settings)
         learner = OnlineLearner(settings or saved)
         replay = ReplayBuffer.from_tensors(tensors, learner.settings.replay_size, path)
         window = tensors.pop("drift.adwin", None)
@@ -140,6 +152,30 @@ def load(path: str | Path, settings: ModelSettings | None = None) -> tuple[Onlin
         # The digest matched, so the file is as written: a file of another model or a bug, not damage.
         raise CheckpointError(f"{path} cannot be restored: {exc}") from None
     return learner, offsets
+
+
+def check_settings(folder: str | Path, settings: ModelSettings) -> None:
+    """Raise :class:`SettingsMismatch` where the newest checkpoint of ``folder`` was made with other values of the
+    :data:`SHAPING` settings; its header only is read (a file that cannot be read is :func:`load_newest`'s)."""
+    for path in candidates(folder)[:1]:
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                saved = ModelSettings.model_validate_json((f.metadata() or {})["settings"])
+        except (OSError, SafetensorError, ValueError, RuntimeError, KeyError):
+            return
+        _refuse_other_shapes(path, saved, settings)
+
+
+def _refuse_other_shapes(path: Path, saved: ModelSettings, configured: ModelSettings) -> None:
+    differ = [name for name in SHAPING if getattr(saved, name) != getattr(configured, name)]
+    if differ:
+        said = ", ".join(f"STREAM_REC_MODEL__{name.upper()}={getattr(saved, name)}" for name in differ)
+        configured_as = ", ".join(f"{name} {getattr(configured, name)}" for name in differ)
+        raise SettingsMismatch(
+            f"the checkpoint {path} was made with {said}, but {configured_as} is configured: set "
+            f"{'it' if len(differ) == 1 else 'them'} back, or move the checkpoints of {path.parent} away to start "
+            "afresh"
+        )
 
 
 def _digest(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
@@ -173,7 +209,8 @@ def latest(folder: str | Path) -> Path | None:
 def load_newest(
     folder: str | Path, settings: ModelSettings | None = None
 ) -> tuple[OnlineLearner, dict[str, int], Path] | None:
-    """The newest checkpoint of ``folder`` that loads, with its offsets and path (None where none does).
+    """The newest checkpoint of ``folder`` that loads, with its offsets and path (None where none does), with
+    ``settings`` applied as :func:`load` does (a :class:`SettingsMismatch` is raised, not skipped).
 
     A damaged one is logged as a warning, renamed to ``<name>.damaged`` (so that it is neither tried again nor
     counted among the checkpoints kept) and the next newest is tried.

@@ -6,13 +6,17 @@
      ├── InvalidEvent               an input event broke the contract (goes to the dead-letter topic)
      ├── DatasetError               a dataset file could not be read in the format asked for
      ├── CheckpointError            a checkpoint is missing, corrupt or of another model
+     ├── SettingsMismatch           a checkpoint's model was made with settings that shape it otherwise
      └── BrokerError                the local Kafka broker could not be installed, started or reached
           └── BrokerUnreachable     no broker answers at the configured address (exit code 3)
 """
 
 from __future__ import annotations
 
-__all__ = ["BrokerError", "BrokerUnreachable", "CheckpointError", "DatasetError", "InvalidEvent", "StreamRecError"]
+__all__ = [
+    "BrokerError", "BrokerUnreachable", "CheckpointError", "DatasetError", "InvalidEvent", "SettingsMismatch",
+    "StreamRecError",
+]  # fmt: skip
 
 
 class StreamRecError(Exception):
@@ -33,6 +37,11 @@ class DatasetError(StreamRecError):
 
 class CheckpointError(StreamRecError):
     """A checkpoint that cannot be loaded."""
+
+
+class SettingsMismatch(StreamRecError):
+    """A checkpoint whose model was made with settings that shape its state otherwise than the configured ones
+    (not damage: the file is sound, and it is left where it is)."""
 
 
 class BrokerError(StreamRecError):

@@ -67,9 +67,10 @@ class Learning:
         publish(self.learner.snapshot().prepare())  # the model as it starts, resumed or new
 
     def _resume(self, model_settings: ModelSettings) -> OnlineLearner | None:
-        """The learner of the newest checkpoint in the worker's folder that loads, if any (its own settings are
-        kept); damaged ones are skipped with a warning (:func:`checkpoint.load_newest`)."""
-        found = checkpoint.load_newest(self.settings.checkpoint_dir)
+        """The learner of the newest checkpoint in the worker's folder that loads, if any, with the configured model
+        settings (one made with settings that shape the model otherwise is refused: :func:`checkpoint.load`);
+        damaged ones are skipped with a warning (:func:`checkpoint.load_newest`)."""
+        found = checkpoint.load_newest(self.settings.checkpoint_dir, model_settings)
         if found is None:
             if checkpoint.candidates(self.settings.checkpoint_dir) or self.settings.checkpoint_dir.is_dir():
                 log.info("no checkpoint to resume from in %s: the model starts afresh", self.settings.checkpoint_dir)
@@ -77,8 +78,6 @@ class Learning:
         learner, self.offsets, path = found
         self.saved_steps = learner.steps
         self.checkpoint_path, self.checkpoint_ts = path, path.stat().st_mtime
-        if learner.settings.model_copy(update={"threads": model_settings.threads}) != model_settings:
-            log.warning("resuming from %s with its own model settings, not the configured ones", path)
         log.info("resumed the model from %s: %d steps, %d examples learned", path, learner.steps, learner.examples)
         return learner
 

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import checkpoint
 from .evidence import GROUP_ITEMS, LIMIT
 from .learning import Learning, Status
 from .live import Window
@@ -69,6 +70,8 @@ class LearningProcess:
 
     def __init__(self, settings: Settings, publish: Callable[[Scorer], None], freshness: Window) -> None:
         self.settings, self._publish, self._freshness = settings, publish, freshness
+        # Refused here, in one line, before the child could fail on it out of sight (Learning refuses it too).
+        checkpoint.check_settings(settings.checkpoint_dir, settings.model)
         context = multiprocessing.get_context("spawn")  # a fork would copy the worker's threads' locks mid-use
         self._conn, theirs = context.Pipe()
         self._process = context.Process(

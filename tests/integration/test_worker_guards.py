@@ -22,7 +22,7 @@ from stream_rec.datasets.synthetic import synthetic_events
 from stream_rec.events import Event
 from stream_rec.learner import OnlineLearner
 from stream_rec.processes import worker_env
-from stream_rec.settings import ModelSettings, Settings
+from stream_rec.settings import Settings
 from tests.integration.conftest import WorkerProcess, collect, final_states, read_topic
 from tests.unit.streams import planted
 
@@ -45,7 +45,7 @@ def listening_addresses(port: int) -> set[str]:
 
 def test_the_worker_keeps_to_itself(stream: Callable[..., Settings], tmp_path: Path) -> None:
     settings = stream()
-    learner = OnlineLearner(ModelSettings(dim=8, batch=8))
+    learner = OnlineLearner(settings.model.model_copy(update={"batch": 8}))  # the worker's shape: it resumes
     examples = planted(users=20)
     learner.learn(examples[:100])
     older = checkpoint.save(learner, checkpoint.path_for(settings.checkpoint_dir, learner.steps))

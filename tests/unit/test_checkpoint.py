@@ -10,7 +10,7 @@ import torch
 from safetensors import safe_open
 
 from stream_rec import checkpoint
-from stream_rec.errors import StreamRecError
+from stream_rec.errors import SettingsMismatch, StreamRecError
 from stream_rec.learner import OnlineLearner
 from stream_rec.sequences import Step
 from stream_rec.settings import ModelSettings
@@ -254,3 +254,24 @@ def test_with_every_checkpoint_damaged_there_is_nothing_to_resume(tmp_path: Path
 
 def os_size(path: Path) -> int:
     return path.stat().st_size
+
+
+def test_the_configured_settings_apply_to_a_resumed_model_unless_they_shape_it(tmp_path: Path) -> None:
+    learner = OnlineLearner(ModelSettings(dim=8, batch=8))
+    learner.learn(planted(users=4))
+    path = checkpoint.save(learner, tmp_path / "checkpoint-000000000003.safetensors")
+    # What does not shape the state is the configured value, so that the learner, serving and the agent agree.
+    configured = ModelSettings(dim=8, batch=8, lr=0.01, exclude_seen=True, evidence_window=3)
+    resumed, _ = checkpoint.load(path, configured)
+    assert resumed.settings == configured and resumed.steps == learner.steps
+    resumed.learn(planted(users=4))  # and learns on with them
+    checkpoint.check_settings(tmp_path, configured)  # nothing to refuse
+    # What shapes it is refused in one line that names the setting, and the sound file stays where it is.
+    other = ModelSettings(dim=16, batch=8, encoder="gru")
+    for refuse in (lambda: checkpoint.load_newest(tmp_path, other), lambda: checkpoint.check_settings(tmp_path, other)):
+        with pytest.raises(SettingsMismatch) as refused:
+            refuse()
+        message = str(refused.value)
+        assert "STREAM_REC_MODEL__ENCODER=lstm, STREAM_REC_MODEL__DIM=8" in message and "\n" not in message
+        assert "encoder gru, dim 16 is configured" in message
+    assert checkpoint.candidates(tmp_path) == [path]
