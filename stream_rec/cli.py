@@ -183,7 +183,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     with Progress(transient=True) as progress:
         task = progress.add_task("replaying", total=len(events))
         report = evaluate(
-            events, models, ks=ks, exclude_seen=exclude_seen, dataset=str(args.dataset), max_history=settings.seq_len,
+            events, models, ks=ks, exclude_seen=exclude_seen, dataset=str(args.dataset), seq_len=settings.seq_len,
             progress=lambda done, total: progress.update(task, completed=done),
         )  # fmt: skip
     console = Console()
@@ -311,7 +311,7 @@ def cmd_tune(args: argparse.Namespace, settings: Settings) -> int:
           f"defaults on the rest with {args.seeds} seeds", flush=True)  # fmt: skip
     result = tune(
         data, settings.model, trials=args.trials, prefix=args.prefix, seeds=args.seeds, finalists=args.finalists,
-        space=space, k=args.k or settings.k, max_history=settings.seq_len, log=lambda line: print(line, flush=True),
+        space=space, k=args.k or settings.k, seq_len=settings.seq_len, log=lambda line: print(line, flush=True),
     )  # fmt: skip
     if not result.best:
         print("the defaults did best on the held-out parts: nothing to change")

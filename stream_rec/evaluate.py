@@ -4,7 +4,7 @@ This is DESIGN.md's one accuracy protocol, run offline (``stream-rec evaluate``)
 
 1. Events come in event-time order (:func:`stream_rec.datasets.load` gives exactly that order).
 2. They are taken ``batch`` at a time. Each event's history is its user's events before it (kept here, the
-   last ``max_history`` of them: the worker's ``seq_len``). Every event of a user with at least one earlier
+   last ``seq_len`` of them, as the worker's table keeps them). Every event of a user with at least one earlier
    event is scored against the top-k each recommender gives *from its state before the chunk*; an item never
    seen before in the stream is a miss whatever was ranked.
 3. Only then does each recommender learn from the chunk's (history, event) examples.
@@ -101,7 +101,7 @@ def evaluate(
     progress: Progress | None = None,
     *,
     dataset: str | None = None,
-    max_history: int = 50,
+    seq_len: int = 50,
     window: int | None = None,
     score_from: int = 0,
 ) -> dict[str, Any]:
@@ -121,7 +121,7 @@ def evaluate(
     accumulators = {name: MetricAccumulator(ks) for name in recommenders}
     k = max(ks)
     seconds = dict.fromkeys(recommenders, 0.0)
-    histories: dict[str, list[Step]] = {}  # user -> last max_history steps, oldest first
+    histories: dict[str, list[Step]] = {}  # user -> last seq_len steps, oldest first
     earlier: dict[str, int] = {}  # user -> events so far (not truncated), for the history-length buckets
     known: set[str] = set()  # items seen so far in the stream
     # With exclude_seen, every item the user saw is excluded (the last SEEN_KEPT distinct ones, as the worker keeps
@@ -158,7 +158,7 @@ def evaluate(
             step = step_of(event)
             examples.append((history, step))
             # A new list each time: the example keeps the history as it was before this event.
-            histories[event.user_id] = [*history[-(max_history - 1) :], step] if max_history > 1 else [step]
+            histories[event.user_id] = [*history[-(seq_len - 1) :], step] if seq_len > 1 else [step]
             earlier[event.user_id] = n + 1
             known.add(event.item_id)
             if last_of[event.user_id] != i:  # (no later event of the user's needs this one masked)

@@ -90,7 +90,7 @@ def tune(
     finalists: int = 3,
     space: dict[str, tuple[Any, ...]] | None = None,
     k: int = 10,
-    max_history: int = 50,
+    seq_len: int = 50,
     log: Log = print,
 ) -> Result:
     """Search ``space`` around ``base`` (module docstring); ``log`` is told each trial's and finalist's figures."""
@@ -110,7 +110,7 @@ def tune(
         events = data.events if held_out else data.events[:cut]
         report = evaluate(
             events, {"model": make_recommender(settings.encoder, settings)}, ks=(k,),
-            exclude_seen=data.exclude_seen, max_history=max_history, score_from=cut if held_out else 0,
+            exclude_seen=data.exclude_seen, seq_len=seq_len, score_from=cut if held_out else 0,
         )  # fmt: skip
         return float(report["models"]["model"][metric])
 

@@ -75,7 +75,7 @@ def test_rankings_come_from_the_state_before_the_chunk() -> None:
 def test_histories_are_each_users_events_before_the_event_truncated() -> None:
     stream = events(("u1", "a"), ("u2", "x"), ("u1", "b"), ("u1", "c"), ("u1", "d"), ("u2", "y"))
     rec = Recording()
-    evaluate(stream, {"r": rec}, batch=4, max_history=2)
+    evaluate(stream, {"r": rec}, batch=4, seq_len=2)
     # (the last two: each user's last event again, for the last-event view)
     assert [[s.item for s in h] for h in rec.ranked] == [["a"], ["a", "b"], ["b", "c"], ["x"], ["b", "c"], ["x"]]
     assert [([s.item for s in h], e.item) for h, e in rec.learned] == [
@@ -163,7 +163,7 @@ def test_exclude_seen_covers_items_older_than_the_truncated_history() -> None:
          ("u0", "a", "purchase"), ("u0", "b", "purchase"), ("u0", "c", "purchase")]
     )]  # fmt: skip
     rec = Recording([("a", 3.0), ("b", 2.0), ("c", 1.0)])
-    report = evaluate(stream, {"r": rec}, ks=(1,), batch=1, exclude_seen=True, max_history=1)
+    report = evaluate(stream, {"r": rec}, ks=(1,), batch=1, exclude_seen=True, seq_len=1)
     assert report["models"]["r"]["by_event"]["purchase"] == pytest.approx(
         {"HR@1": 1.0, "NDCG@1": 1.0, "MRR@1": 1.0, "n": 2}
     )
