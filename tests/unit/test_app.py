@@ -19,8 +19,10 @@ from tests.unit.streams import planted
 def test_the_producer_lingers_as_configured(settings: Settings, tmp_path: Path) -> None:
     settings = settings.model_copy(update={"linger": 0.025})
     for app in (create_app(settings), create_ceiling_app(settings)):
-        assert app.conf.producer_linger == 0.025
-    assert Settings(home=tmp_path).linger > 0, "by default the producer gathers messages"
+        # What reaches the Kafka client (aiokafka's linger_ms), not only Faust's own setting.
+        assert app.producer._settings_default()["linger_ms"] == 25
+    default = create_app(Settings(home=tmp_path, data_dir=tmp_path / "default"))
+    assert default.producer._settings_default()["linger_ms"] > 0, "by default the producer gathers messages"
 
 
 @pytest.mark.parametrize("learn_in", ["thread", "process"])
