@@ -26,10 +26,10 @@ import torch
 from stream_rec import checkpoint
 from stream_rec.datasets import default_dataset, load
 from stream_rec.engine import Accepted, Engine
-from stream_rec.events import Event
 from stream_rec.learning import Learning
 from stream_rec.sequences import State, append, steps
 from stream_rec.settings import Settings
+from stream_rec.wire.events import Event
 
 
 def main() -> None:

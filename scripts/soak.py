@@ -24,13 +24,13 @@ import orjson
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from rich.console import Console
 
-from stream_rec import kafka_local
-from stream_rec.clients import open_consumer
 from stream_rec.datasets.synthetic import synthetic_events
-from stream_rec.events import Event, encode_event
-from stream_rec.processes import isolated, start, stop_process
+from stream_rec.ops import kafka_local
+from stream_rec.ops.clients import open_consumer
+from stream_rec.ops.processes import isolated, start, stop_process
+from stream_rec.ops.topics import create_topics, delete_topics, load_specs, specs_for
 from stream_rec.settings import Settings
-from stream_rec.topics import create_topics, delete_topics, load_specs, specs_for
+from stream_rec.wire.events import Event, encode_event
 
 
 def rss_mb(pid: int, field: str = "VmRSS") -> float:

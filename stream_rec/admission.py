@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from kafka.partitioner.default import murmur2
 
 from .errors import InvalidEvent
-from .events import Event, parse_event
 from .live import LiveMetrics
 from .sequences import State, Step, append, is_duplicate, redelivered, steps, tag
+from .wire.events import Event, parse_event
 
 __all__ = ["Accepted", "Message", "Plan", "Reroute", "home_partition", "plan_batch"]
 

@@ -33,8 +33,6 @@ import orjson
 from faust.streams import _current_event
 
 from .admission import Message, home_partition, plan_batch
-from .control import parse_command
-from .deadletter import envelope
 from .engine import Engine
 from .errors import InvalidEvent
 from .learning_process import LearningError
@@ -42,6 +40,8 @@ from .resume import ResumingTableManager, ResumingTransport
 from .sequences import with_served
 from .settings import Settings
 from .web import add_views, worker_stats
+from .wire.control import parse_command
+from .wire.deadletter import envelope
 
 __all__ = ["EXIT_UNCOMMITTED", "create_app"]
 

@@ -15,8 +15,8 @@ from pydantic import ValidationError
 
 from . import __version__
 from .errors import BrokerUnreachable, StreamRecError
-from .events import Event
 from .settings import Settings
+from .wire.events import Event
 
 __all__ = ["main"]
 
@@ -45,7 +45,7 @@ settings: STREAM_REC_BROKER, STREAM_REC_K, STREAM_REC_SEQ_LEN, STREAM_REC_DATA_D
 
 def need_broker(settings: Settings) -> None:
     """Fail in a few seconds, in one line, where no broker answers (rather than the clients' 30 s of retries)."""
-    from .kafka_local import is_up
+    from .ops.kafka_local import is_up
 
     if not is_up(settings.bootstrap, timeout=3.0):
         raise BrokerUnreachable(settings.bootstrap)
@@ -62,7 +62,7 @@ def _events(args: argparse.Namespace) -> Iterable[Event]:
 
 
 def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
-    from . import kafka_local
+    from .ops import kafka_local
 
     if args.action == "install":
         print(f"Kafka {settings.kafka_version} jars in {kafka_local.install(settings)}")
@@ -78,7 +78,7 @@ def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
-    from .topics import create_topics, load_specs, specs_for
+    from .ops.topics import create_topics, load_specs, specs_for
 
     specs = specs_for(settings, load_specs(Path(args.topics_dir) if args.topics_dir else None))
     need_broker(settings)
@@ -88,15 +88,15 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from .processes import hold_data_dir
+    from .ops.processes import hold_data_dir
 
     with hold_data_dir(settings):  # before the heavy imports: a second worker on the folder is told at once
         import torch
         from faust.worker import Worker
 
         from .app import create_app
-        from .kafka_local import is_up
         from .logs import configure_logging, throttle_client_logs
+        from .ops.kafka_local import is_up
 
         torch.set_num_threads(settings.model.torch_threads(beside=2))  # serving and learning run side by side
         configure_logging(settings)
@@ -115,7 +115,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
-    from .clients import forget
+    from .ops.clients import forget
 
     need_broker(settings)
     print(f"asked the workers to forget user {args.user_id!r} (topic {settings.topic_control})")
@@ -131,7 +131,7 @@ def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
     from rich.progress import Progress
 
-    from .clients import produce
+    from .ops.clients import produce
 
     need_broker(settings)
     events = _events(args)
@@ -143,7 +143,7 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
-    from .clients import consume
+    from .ops.clients import consume
 
     need_broker(settings)
     topic = args.topic or settings.topic_recommendations
@@ -166,7 +166,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from rich.table import Table
 
     from . import datasets
-    from .evaluate import evaluate, make_recommender
+    from .evaluation.prequential import evaluate, make_recommender
 
     events = datasets.load(args.dataset, args.format, limit=args.limit, columns=args.columns)
     if args.no_item_features:
@@ -208,7 +208,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         Path(args.json).write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
     if args.plot:
-        from .plots import plot_rolling
+        from .evaluation.plots import plot_rolling
 
         print(f"rolling hit rate plotted to {plot_rolling(report, args.plot)}")
     return 0
@@ -218,9 +218,10 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from . import datasets, kafka_local
-    from .bench import run_bench
+    from . import datasets
     from .datasets import synthetic
+    from .ops import kafka_local
+    from .ops.bench import run_bench
 
     console = Console()
     timed = args.synthetic or args.limit or 10_000
@@ -279,7 +280,7 @@ def _tune_dataset(
     """A ``stream-rec tune`` dataset from ``PATH``, with options after it: ``PATH@exclude-seen``,
     ``PATH@no-item-features``, or both (``PATH@exclude-seen@no-item-features``)."""
     from . import datasets
-    from .tune import Dataset
+    from .evaluation.tune import Dataset
 
     path, *flags = spec.split("@")
     for flag in flags:
@@ -300,7 +301,7 @@ _TUNE_OPTIONS = ("exclude-seen", "no-item-features")
 def cmd_tune(args: argparse.Namespace, settings: Settings) -> int:
     import torch
 
-    from .tune import parse_space, tune, write_settings
+    from .evaluation.tune import parse_space, tune, write_settings
 
     torch.set_num_threads(settings.model.torch_threads())
     space = parse_space(args.params)
@@ -328,7 +329,7 @@ def cmd_tune(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from .demo import run_demo
+    from .ops.demo import run_demo
 
     return run_demo(
         settings, dataset=args.dataset, fmt=args.format, columns=args.columns, rate=args.rate, limit=args.limit

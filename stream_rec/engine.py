@@ -27,13 +27,13 @@ from .admission import Accepted
 from .learning import Learning
 from .learning_process import LearningProcess
 from .live import LiveMetrics, Recent, TopRecent, Window
-from .messages import embedding_message, recommendation_message
 from .prometheus import Exposition
 from .recommenders import Popularity
 from .scoring import Recommendation, Scorer
 from .sequences import Step, step_of
 from .settings import Settings
 from .trainer import Queued
+from .wire.messages import embedding_message, recommendation_message
 
 __all__ = ["Accepted", "Engine", "LiveMetrics", "Output"]
 

@@ -15,7 +15,7 @@ An event whose id is there already is a duplicate, with one exception: read agai
 first read from (the same tag), it is a redelivery after a crash, and its answer may never have gone out, so
 the caller answers it again without appending it twice (:func:`redelivered`).
 
->>> from stream_rec.events import Event
+>>> from stream_rec.wire.events import Event
 >>> s = append(None, Event("u", "a", "view", 1e9, "e1"), max_len=2)
 >>> s = append(s, Event("u", "b", "view", 2e9, "e2"), max_len=2)
 >>> s = append(s, Event("u", "c", "click", 3e9, "e3"), max_len=2)
@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from .events import Event
+from .wire.events import Event
 
 __all__ = [
     "MAX_STATE_BYTES", "SEEN_KEPT", "Example", "Step", "append", "is_duplicate", "redelivered", "remember_seen",

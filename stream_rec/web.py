@@ -29,10 +29,10 @@ import orjson
 from faust.web import Request, Response, View
 
 from .engine import Engine
-from .events import MAX_ID_CHARS
 from .prometheus import CONTENT_TYPE
 from .sequences import steps
 from .settings import Settings
+from .wire.events import MAX_ID_CHARS
 
 __all__ = ["add_views", "worker_stats"]
 

@@ -1,4 +1,4 @@
-"""Readers that replay interaction datasets as streams of :class:`~stream_rec.events.Event`, and a synthetic one.
+"""Readers that replay interaction datasets as streams of :class:`~stream_rec.wire.events.Event`, and a synthetic one.
 
 DESIGN.md's prequential protocol replays events "in event-time order (stable sort by timestamp, ties in file
 order)". Every reader returns exactly that order, so the evaluator, the producer and the tests share one
@@ -25,7 +25,7 @@ from itertools import islice
 from pathlib import Path
 
 from ..errors import DatasetError
-from ..events import Event
+from ..wire.events import Event
 from . import delimited, diginetica, jsonl, movielens, sequences, taobao
 from .text import first_line
 

@@ -5,7 +5,7 @@ The delimiter is the one of ``, ; TAB |`` the header holds most of. The columns 
 case and ``-``/``_``/spaces aside) or named with ``--columns user=...,item=...,ts=...``; the user, the item and
 the time are needed, the event type and the item's category are optional (without an event column every row
 is a ``view``). Times are Unix seconds, milliseconds or microseconds (told apart by size) or ISO 8601 (UTC
-where no zone is given). Each row is then checked as a wire event (:func:`~stream_rec.events.event_from_dict`),
+where no zone is given). Each row is then checked as a wire event (:func:`~stream_rec.wire.events.event_from_dict`),
 so event types take the wire's aliases (``pv``, ``addtocart``, ``transaction`` ...). Other columns are ignored.
 
 >>> parse_columns("user=visitorid, item=itemid")
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DatasetError, InvalidEvent
-from ..events import MAX_TS, Event, event_from_dict
+from ..wire.events import MAX_TS, Event, event_from_dict
 
 __all__ = ["DELIMITERS", "ROLES", "find_columns", "parse_columns", "read"]
 

@@ -9,7 +9,7 @@ from itertools import islice
 from pathlib import Path
 
 from ..errors import DatasetError
-from ..events import Event
+from ..wire.events import Event
 from .text import bad_line, lines
 
 __all__ = ["VIEWS", "read"]

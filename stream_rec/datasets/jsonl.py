@@ -1,4 +1,4 @@
-"""JSON lines in the wire format of DESIGN.md, each validated by :func:`~stream_rec.events.event_from_dict`."""
+"""JSON lines in the wire format of DESIGN.md, each validated by :func:`~stream_rec.wire.events.event_from_dict`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 
 from ..errors import DatasetError, InvalidEvent
-from ..events import Event, event_from_dict
+from ..wire.events import Event, event_from_dict
 
 __all__ = ["read"]
 

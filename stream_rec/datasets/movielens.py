@@ -9,7 +9,7 @@ import csv
 from pathlib import Path
 
 from ..errors import DatasetError
-from ..events import Event
+from ..wire.events import Event
 from .text import bad_line, first_line, lines, number
 
 __all__ = ["RATINGS", "is_csv_header", "read"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 
 from ..errors import DatasetError
-from ..events import MAX_ID_CHARS, Event
+from ..wire.events import MAX_ID_CHARS, Event
 from .text import bad_line, first_line, lines
 
 __all__ = ["looks_like", "read"]

@@ -29,7 +29,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ..events import Event
+from ..wire.events import Event
 
 __all__ = ["synthetic_events"]
 

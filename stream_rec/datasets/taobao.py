@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..events import Event
+from ..wire.events import Event
 from .text import bad_line, lines, number
 
 __all__ = ["BEHAVIOURS", "read"]

@@ -28,8 +28,8 @@ import math
 import torch
 from torch import nn
 
-from ..events import EVENT_TYPES
 from ..evidence import FEATURES
+from ..wire.events import EVENT_TYPES
 
 __all__ = ["EVIDENCE", "MODES", "Head", "evidence_start", "segment_log_softmax"]
 

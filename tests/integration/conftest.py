@@ -16,9 +16,9 @@ from typing import Any
 import orjson
 import pytest
 
-from stream_rec.processes import free_port, worker_env
+from stream_rec.ops.processes import free_port, worker_env
+from stream_rec.ops.topics import create_topics, delete_topics, load_specs, specs_for
 from stream_rec.settings import Settings
-from stream_rec.topics import create_topics, delete_topics, load_specs, specs_for
 
 
 def run_settings(broker: str, folder: Path, **overrides: Any) -> Settings:

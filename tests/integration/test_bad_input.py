@@ -12,10 +12,10 @@ import orjson
 import pytest
 
 from stream_rec.admission import home_partition
-from stream_rec.clients import open_consumer
 from stream_rec.errors import InvalidEvent
-from stream_rec.events import parse_event
+from stream_rec.ops.clients import open_consumer
 from stream_rec.settings import Settings
+from stream_rec.wire.events import parse_event
 from tests import fuzz
 from tests.integration.conftest import WorkerProcess, collect, final_states
 

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from stream_rec.cli import main
-from stream_rec.processes import worker_env
+from stream_rec.ops.processes import worker_env
 from stream_rec.settings import Settings
 
 pytestmark = pytest.mark.kafka

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from stream_rec.clients import produce
 from stream_rec.datasets.synthetic import synthetic_events
-from stream_rec.events import Event
+from stream_rec.ops.clients import produce
 from stream_rec.settings import Settings
+from stream_rec.wire.events import Event
 from tests.integration.conftest import WorkerProcess
 from tests.integration.test_web import get_json, wait_until
 

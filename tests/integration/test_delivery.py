@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from stream_rec import checkpoint
-from stream_rec.clients import open_consumer, produce
-from stream_rec.events import Event, encode_event
+from stream_rec.ops.clients import open_consumer, produce
 from stream_rec.settings import Settings
+from stream_rec.wire.events import Event, encode_event
 from tests.integration.conftest import WorkerProcess, collect, final_states
 
 pytestmark = pytest.mark.kafka

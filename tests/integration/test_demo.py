@@ -10,8 +10,8 @@ import pytest
 
 from stream_rec.cli import main
 from stream_rec.datasets.synthetic import synthetic_events
-from stream_rec.events import encode_event
-from stream_rec.processes import free_port
+from stream_rec.ops.processes import free_port
+from stream_rec.wire.events import encode_event
 
 pytestmark = pytest.mark.kafka
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_rec import kafka_local
+from stream_rec.ops import kafka_local
 from stream_rec.settings import Settings
 
 pytestmark = [

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from stream_rec import kafka_local
-from stream_rec.processes import worker_env
+from stream_rec.ops import kafka_local
+from stream_rec.ops.processes import worker_env
 from stream_rec.settings import Settings
 from tests.integration.conftest import WorkerProcess, run_settings
 from tests.integration.test_outage import own_broker  # noqa: F401  (a fixture: a broker of the test's own)

@@ -13,10 +13,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream_rec import kafka_local
-from stream_rec.clients import produce
+from stream_rec.ops import kafka_local
+from stream_rec.ops.clients import produce
+from stream_rec.ops.topics import create_topics, load_specs, specs_for
 from stream_rec.settings import Settings
-from stream_rec.topics import create_topics, load_specs, specs_for
 from tests.integration.conftest import WorkerProcess, final_states, read_topic, run_settings
 from tests.integration.test_delivery import events
 

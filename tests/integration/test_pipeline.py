@@ -11,12 +11,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream_rec.clients import open_consumer, produce
 from stream_rec.datasets.synthetic import synthetic_events
-from stream_rec.events import Event
-from stream_rec.processes import worker_env
+from stream_rec.ops.clients import open_consumer, produce
+from stream_rec.ops.processes import worker_env
+from stream_rec.ops.topics import create_topics, load_specs, specs_for
 from stream_rec.settings import Settings
-from stream_rec.topics import create_topics, load_specs, specs_for
+from stream_rec.wire.events import Event
 
 pytestmark = pytest.mark.kafka
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from stream_rec.ops.topics import create_topics, load_specs, specs_for
 from stream_rec.settings import Settings
-from stream_rec.topics import create_topics, load_specs, specs_for
 
 pytestmark = pytest.mark.kafka
 

@@ -16,10 +16,10 @@ import pytest
 from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream_rec.clients import produce
 from stream_rec.datasets.synthetic import synthetic_events
-from stream_rec.events import EVENT_TYPES, MAX_ID_CHARS, Event
+from stream_rec.ops.clients import produce
 from stream_rec.settings import Settings
+from stream_rec.wire.events import EVENT_TYPES, MAX_ID_CHARS, Event
 from tests.integration.conftest import WorkerProcess
 
 pytestmark = pytest.mark.kafka

@@ -17,12 +17,12 @@ import pytest
 
 from stream_rec import checkpoint
 from stream_rec.cli import main
-from stream_rec.clients import open_consumer, produce
 from stream_rec.datasets.synthetic import synthetic_events
-from stream_rec.events import Event
 from stream_rec.learner import OnlineLearner
-from stream_rec.processes import worker_env
+from stream_rec.ops.clients import open_consumer, produce
+from stream_rec.ops.processes import worker_env
 from stream_rec.settings import Settings
+from stream_rec.wire.events import Event
 from tests.integration.conftest import WorkerProcess, collect, final_states, read_topic
 from tests.unit.streams import planted
 

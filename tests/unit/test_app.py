@@ -9,9 +9,9 @@ import pytest
 
 from stream_rec import checkpoint
 from stream_rec.app import create_app
-from stream_rec.ceiling import create_ceiling_app
 from stream_rec.errors import SettingsMismatch
 from stream_rec.learner import OnlineLearner
+from stream_rec.ops.ceiling import create_ceiling_app
 from stream_rec.settings import ModelSettings, Settings
 from tests.unit.streams import planted
 

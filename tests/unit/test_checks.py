@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_rec.evaluate import RECOMMENDERS, make_recommender
+from stream_rec.evaluation.prequential import RECOMMENDERS, make_recommender
 from stream_rec.learner import Example
 from stream_rec.recommenders.base import Recommender
 from stream_rec.sequences import Step

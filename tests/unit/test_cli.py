@@ -60,7 +60,7 @@ def test_every_command_has_help() -> None:
 def test_a_command_that_needs_the_broker_says_in_one_line_that_none_answers(
     argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from stream_rec.processes import free_port
+    from stream_rec.ops.processes import free_port
 
     address = f"127.0.0.1:{free_port()}"  # nothing listens there
     assert main([*argv, "--broker", address]) == 3, "--broker after the command, as before it"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from stream_rec.control import Command, forget_command, parse_command
 from stream_rec.errors import InvalidEvent
+from stream_rec.wire.control import Command, forget_command, parse_command
 
 
 def test_a_forget_command_round_trips() -> None:

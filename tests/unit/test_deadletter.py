@@ -9,7 +9,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_rec.deadletter import KEY_KEEP, envelope
+from stream_rec.wire.deadletter import KEY_KEEP, envelope
 
 KEEP = 512
 

@@ -3,9 +3,9 @@ the same events the same way."""
 
 from __future__ import annotations
 
-from stream_rec.demo import AsServed, Beside
-from stream_rec.events import Event
+from stream_rec.ops.demo import AsServed, Beside
 from stream_rec.recommenders import Popularity
+from stream_rec.wire.events import Event
 
 
 def test_each_event_is_scored_against_its_users_newest_list_before_it() -> None:

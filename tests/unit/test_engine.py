@@ -12,9 +12,9 @@ import pytest
 from stream_rec import checkpoint
 from stream_rec.admission import Accepted
 from stream_rec.engine import Engine
-from stream_rec.events import Event
 from stream_rec.sequences import Step, step_of
 from stream_rec.settings import ModelSettings, Settings
+from stream_rec.wire.events import Event
 
 
 def batch(users: int, per_user: int) -> list[Accepted]:

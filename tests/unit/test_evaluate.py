@@ -7,12 +7,12 @@ from collections.abc import Sequence
 
 import pytest
 
-from stream_rec.evaluate import RECOMMENDERS, evaluate, make_recommender
-from stream_rec.events import Event
+from stream_rec.evaluation.prequential import RECOMMENDERS, evaluate, make_recommender
 from stream_rec.learner import Example
 from stream_rec.recommenders.base import Ranking, Recommender
 from stream_rec.sequences import Step
 from stream_rec.settings import ModelSettings
+from stream_rec.wire.events import Event
 
 T0 = 1.6e9
 CYCLE = ("a", "b", "c")

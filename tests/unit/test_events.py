@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream_rec.errors import InvalidEvent, StreamRecError
-from stream_rec.events import EVENT_TYPES, Event, encode_event, event_from_dict, parse_event
+from stream_rec.wire.events import EVENT_TYPES, Event, encode_event, event_from_dict, parse_event
 
 TS = 1_511_658_000.0  # 2017-11-26T01:00:00Z
 

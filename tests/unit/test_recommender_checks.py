@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from stream_rec.evaluate import RECOMMENDERS, make_recommender
+from stream_rec.evaluation.prequential import RECOMMENDERS, make_recommender
 from stream_rec.recommenders import Popularity
 from stream_rec.recommenders.base import Ranking
 from stream_rec.recommenders.checks import (

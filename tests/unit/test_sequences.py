@@ -6,7 +6,6 @@ import copy
 
 import orjson
 
-from stream_rec.events import Event
 from stream_rec.sequences import (
     MAX_STATE_BYTES,
     State,
@@ -19,6 +18,7 @@ from stream_rec.sequences import (
     tag,
     with_served,
 )
+from stream_rec.wire.events import Event
 
 T0 = 1.6e9
 

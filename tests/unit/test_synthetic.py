@@ -9,7 +9,7 @@ from itertools import pairwise
 import pytest
 
 from stream_rec.datasets.synthetic import synthetic_events
-from stream_rec.events import EVENT_TYPES, Event, encode_event, parse_event
+from stream_rec.wire.events import EVENT_TYPES, Event, encode_event, parse_event
 
 N = 20_000
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from stream_rec.errors import StreamRecError
-from stream_rec.events import EVENT_TYPES, parse_event
+from stream_rec.ops.topics import DEFAULT_TOPICS_DIR, TopicSpec, load_specs, specs_for
 from stream_rec.settings import Settings
-from stream_rec.topics import DEFAULT_TOPICS_DIR, TopicSpec, load_specs, specs_for
+from stream_rec.wire.events import EVENT_TYPES, parse_event
 
 NAMES = {"events", "recommendations", "user-embeddings", "events-dlq", "control"}
 DAY_MS = 86_400_000

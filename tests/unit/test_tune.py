@@ -10,9 +10,9 @@ import pytest
 from stream_rec.cli import main
 from stream_rec.datasets.synthetic import synthetic_events
 from stream_rec.errors import StreamRecError
-from stream_rec.evaluate import evaluate, make_recommender
+from stream_rec.evaluation.prequential import evaluate, make_recommender
+from stream_rec.evaluation.tune import DEFAULT_PARAMS, SPACE, Dataset, parse_space, tune, write_settings
 from stream_rec.settings import ModelSettings, Settings
-from stream_rec.tune import DEFAULT_PARAMS, SPACE, Dataset, parse_space, tune, write_settings
 
 
 def test_the_space_is_the_default_params_or_the_named_ones() -> None:

@@ -169,7 +169,7 @@ def _fetch_pom(version: str) -> str:
         for g, a, v in deps
     )
     return f"""<?xml version="1.0" encoding="UTF-8"?>
-<!-- Fetch-only POM written by stream_rec.kafka_local: nothing is built, Maven only copies jars. -->
+<!-- Fetch-only POM written by stream_rec.ops.kafka_local: nothing is built, Maven only copies jars. -->
 <project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
   <groupId>stream-rec.local</groupId>
@@ -350,7 +350,7 @@ def status(settings: Settings) -> BrokerStatus:
 
 def _server_properties(host: str, port: int, data: Path) -> str:
     """One KRaft node that is both broker and controller; every replication factor 1, so groups work."""
-    return f"""# Written by stream_rec.kafka_local at every start; edits are overwritten.
+    return f"""# Written by stream_rec.ops.kafka_local at every start; edits are overwritten.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@{host}:{port + 1}
@@ -380,7 +380,7 @@ log.cleaner.dedupe.buffer.size=16777216
 
 def _log4j_properties(server_log: Path) -> str:
     """Everything to one size-capped file; Kafka's default config would write six files into the cwd."""
-    return f"""# Written by stream_rec.kafka_local at every start; edits are overwritten.
+    return f"""# Written by stream_rec.ops.kafka_local at every start; edits are overwritten.
 log4j.rootLogger=INFO, file
 log4j.appender.file=org.apache.log4j.RollingFileAppender
 log4j.appender.file.File={server_log}

@@ -19,7 +19,7 @@ from typing import Literal
 
 import orjson
 
-from .errors import InvalidEvent
+from ..errors import InvalidEvent
 from .events import MAX_ID_CHARS
 
 __all__ = ["Command", "forget_command", "parse_command"]

@@ -10,9 +10,9 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from .errors import BrokerError
-from .events import Event, encode_event
-from .settings import Settings
+from ..errors import BrokerError
+from ..settings import Settings
+from ..wire.events import Event, encode_event
 
 __all__ = ["Pacer", "consume", "forget", "open_consumer", "produce", "producer"]
 
@@ -131,7 +131,7 @@ def forget(settings: Settings, user_id: str, *, wait: float = 0.0) -> bool:
     """Ask the workers to forget ``user_id`` (a command on the control topic, keyed by the user so that it lands on
     the user's partition); with ``wait``, wait that many seconds for the worker's tombstone of the user on the
     embeddings topic and say whether it came."""
-    from .control import forget_command
+    from ..wire.control import forget_command
 
     watch = open_consumer(settings, settings.topic_embeddings) if wait > 0 else None
     try:

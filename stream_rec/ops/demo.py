@@ -29,14 +29,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import datasets, kafka_local
+from .. import datasets
+from ..datasets import synthetic
+from ..recommenders import Popularity, RecentMarkov, Recommender
+from ..sequences import Step, step_of
+from ..settings import Settings
+from ..wire.events import Event
+from . import kafka_local
 from .clients import open_consumer, produce
-from .datasets import synthetic
-from .events import Event
 from .processes import isolated, start, stop_process
-from .recommenders import Popularity, RecentMarkov, Recommender
-from .sequences import Step, step_of
-from .settings import Settings
 from .topics import create_topics, delete_topics, load_specs, specs_for
 
 __all__ = ["AsServed", "Beside", "run_demo"]

@@ -20,7 +20,7 @@ Chunking is what lets a sequence model rank and learn in batches; with ``batch=1
 event-by-event protocol. Every recommender sees the same chunks, histories and targets, and each one's
 throughput counts only the time spent in its own ``rank_many`` and ``learn_many``.
 
->>> from stream_rec.events import Event
+>>> from stream_rec.wire.events import Event
 >>> events = [Event(u, item, "view", float(t)) for t, (u, item) in enumerate(
 ...     [("u1", "a"), ("u1", "b"), ("u2", "a"), ("u2", "b"), ("u3", "a"), ("u3", "b")])]
 >>> report = evaluate(events, {"markov": make_recommender("markov")}, ks=(1,), batch=1)
@@ -34,20 +34,20 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .events import Event
-from .metrics import MetricAccumulator, rolling_mean
-from .recommenders.base import Recommender
-from .recommenders.category import CategoryPopularity
-from .recommenders.decayed import DecayedPopularity
-from .recommenders.knn import SKNN, VSKNN, SequentialRules
-from .recommenders.markov import Markov, RecentMarkov
-from .recommenders.own import OwnFirst
-from .recommenders.popularity import Popularity
-from .recommenders.river_mf import RiverMF
-from .recommenders.rule import EvidenceRule
-from .recommenders.sequence import SequenceRecommender
-from .sequences import Example, Step, remember_seen, step_of
-from .settings import ModelSettings
+from ..metrics import MetricAccumulator, rolling_mean
+from ..recommenders.base import Recommender
+from ..recommenders.category import CategoryPopularity
+from ..recommenders.decayed import DecayedPopularity
+from ..recommenders.knn import SKNN, VSKNN, SequentialRules
+from ..recommenders.markov import Markov, RecentMarkov
+from ..recommenders.own import OwnFirst
+from ..recommenders.popularity import Popularity
+from ..recommenders.river_mf import RiverMF
+from ..recommenders.rule import EvidenceRule
+from ..recommenders.sequence import SequenceRecommender
+from ..sequences import Example, Step, remember_seen, step_of
+from ..settings import ModelSettings
+from ..wire.events import Event
 
 __all__ = ["RECOMMENDERS", "evaluate", "make_recommender"]
 

@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 import orjson
 
-from .errors import BrokerError, StreamRecError
-from .settings import Settings
+from ..errors import BrokerError, StreamRecError
+from ..settings import Settings
 
 __all__ = [
     "DEFAULT_TOPICS_DIR", "CleanupPolicy", "TopicSpec", "create_topics", "delete_topics", "load_specs", "specs_for",
@@ -30,7 +30,7 @@ __all__ = [
 
 CleanupPolicy = Literal["delete", "compact", "compact,delete"]
 
-DEFAULT_TOPICS_DIR = Path(__file__).resolve().parents[1] / "topics"
+DEFAULT_TOPICS_DIR = Path(__file__).resolve().parents[2] / "topics"
 
 # Kafka's error code for "topic already exists" (TopicAlreadyExistsError): a topic created between our listing
 # and our request, by another process, is there all the same.

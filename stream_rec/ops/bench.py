@@ -1,6 +1,6 @@
 """``stream-rec bench``: DESIGN.md's end-to-end benchmark through a real broker, against a bare-Faust ceiling.
 
-Each of the two runs (the ceiling of :mod:`stream_rec.ceiling` first, then the worker) gets its own topics,
+Each of the two runs (the ceiling of :mod:`stream_rec.ops.ceiling` first, then the worker) gets its own topics,
 consumer group and state folder, and a process of its own started with the same settings:
 
 1. Warm-up: ``warmup`` events are produced and their outputs awaited, so that start-up, partition assignment and
@@ -34,11 +34,11 @@ from typing import Any
 
 import orjson
 
+from ..errors import BrokerError, StreamRecError
+from ..settings import Settings
+from ..wire.events import Event
 from .clients import open_consumer, produce
-from .errors import BrokerError, StreamRecError
-from .events import Event
 from .processes import isolated, start, stop_process
-from .settings import Settings
 from .topics import create_topics, delete_topics, load_specs, specs_for
 
 __all__ = ["RunFigures", "percentile", "run_bench"]
@@ -262,7 +262,7 @@ def run_bench(
     stream = [dataclasses.replace(e, event_id=f"bench-{tag}-{i}") for i, e in enumerate(events)]
     runs: dict[str, RunFigures] = {}
     with tempfile.TemporaryDirectory(prefix="stream-rec-bench-") as folder:
-        for name, module in (("ceiling", "stream_rec.ceiling"), ("worker", "stream_rec")):
+        for name, module in (("ceiling", "stream_rec.ops.ceiling"), ("worker", "stream_rec")):
             if name == "ceiling" and not ceiling:
                 continue
             run_settings = isolated(settings, f"bench-{name}", Path(folder))

@@ -9,7 +9,8 @@ __all__ = ["plot_rolling"]
 
 
 def plot_rolling(report: dict[str, Any], out: str | Path) -> Path:
-    """Draw ``report["rolling"]`` (from :func:`stream_rec.evaluate.evaluate`), one line per model, to ``out``.
+    """Draw ``report["rolling"]`` (from :func:`~stream_rec.evaluation.prequential.evaluate`), one line per model,
+    to ``out``.
 
     The file type follows the suffix (png, svg, pdf). Returns the path written.
     """

@@ -8,7 +8,7 @@ Both carry the serving snapshot's ``model_version`` (``<encoder>-<fusion>@<steps
 for a cold start) and ``model_ts``, the wall-clock time that snapshot was taken.
 
 >>> from types import SimpleNamespace
->>> from stream_rec.events import Event
+>>> from stream_rec.wire.events import Event
 >>> snapshot = SimpleNamespace(version="lstm-attention@12", steps=12, ts=1700000000.0)
 >>> m = recommendation_message(Event("u1", "a", "view", 1.7e9, "e1"), [("b", 0.91234567)], "model", snapshot, [])
 >>> m["items"], m["model_version"], m["model_ts"], sorted(embedding_message("u1", [0.5], m))

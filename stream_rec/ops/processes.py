@@ -15,8 +15,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import StreamRecError
-from .settings import Settings
+from ..errors import StreamRecError
+from ..settings import Settings
 
 __all__ = ["free_port", "hold_data_dir", "isolated", "start", "stop_process", "worker_env"]
 

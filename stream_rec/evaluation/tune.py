@@ -4,7 +4,7 @@ the rest of it, never by the events they were searched on.
 1. Each dataset's events (in time order) are cut at ``prefix`` (a fraction): the first part is the search's, the
    rest the choice's.
 2. Optuna's TPE sampler proposes model settings; each trial replays every dataset's first part through the
-   prequential harness (evaluate.py) and scores the geometric mean over the datasets of its HR@k relative to the
+   prequential harness (prequential.py) and scores the geometric mean over the datasets of its HR@k relative to the
    default settings' HR@k on the same events, so that no dataset counts more for having larger figures. A trial
    far behind the others after its first datasets is pruned (Optuna's median rule).
 3. The ``finalists`` best trials and the defaults are then replayed over each whole stream, scored on the rest
@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import StreamRecError
-from .evaluate import evaluate, make_recommender
-from .events import Event
-from .settings import ModelSettings
+from ..errors import StreamRecError
+from ..settings import ModelSettings
+from ..wire.events import Event
+from .prequential import evaluate, make_recommender
 
 __all__ = ["SPACE", "Dataset", "Result", "parse_space", "tune", "write_settings"]
 

@@ -3,7 +3,7 @@
 It reads the events topic the way the worker does (same app settings, same ``take_events`` batches), decodes
 each value with orjson and forwards it to the recommendations topic, keyed by user: no validation, no table, no
 model. Whatever it reaches on a machine is what Faust, the broker and the clients allow there, so the worker's
-throughput is reported as a ratio to it. ``stream-rec bench`` runs it as ``python -m stream_rec.ceiling``, with
+throughput is reported as a ratio to it. ``stream-rec bench`` runs it as ``python -m stream_rec.ops.ceiling``, with
 the same STREAM_REC_* settings as a worker.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 import faust
 import orjson
 
-from .settings import Settings
+from ..settings import Settings
 
 __all__ = ["create_ceiling_app"]
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from .errors import InvalidEvent
+from ..errors import InvalidEvent
 
 __all__ = ["EVENT_TYPES", "Event", "encode_event", "event_from_dict", "parse_event"]
 
