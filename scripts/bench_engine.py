@@ -23,11 +23,12 @@ from pathlib import Path
 
 import torch
 
-from stream_rec import checkpoint
 from stream_rec.datasets import default_dataset, load
-from stream_rec.engine import Accepted, Engine
-from stream_rec.learning import Learning
+from stream_rec.learning import checkpoint, open_side
+from stream_rec.learning.local import Learning
 from stream_rec.sequences import State, append, steps
+from stream_rec.serving.accepted import Accepted
+from stream_rec.serving.engine import Engine
 from stream_rec.settings import Settings
 from stream_rec.wire.events import Event
 
@@ -50,7 +51,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as home:
         settings = Settings(home=Path(home), checkpoint_every=0, learn_in="thread")  # stepped here, in turn
         torch.set_num_threads(settings.model.torch_threads())  # one thread of work here: serving, then learning
-        engine = Engine(settings)
+        engine = Engine(settings, open_side)
         learning = engine.learning
         assert isinstance(learning, Learning)
         states: dict[str, State] = {}

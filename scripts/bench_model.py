@@ -28,9 +28,9 @@ import time
 import numpy as np
 import torch
 
-from stream_rec.ranking import top_k
-from stream_rec.recommenders.sequence import SequenceRecommender
+from stream_rec.learning.recommender import SequenceRecommender
 from stream_rec.sequences import Example, Step
+from stream_rec.serving.ranking import top_k
 from stream_rec.settings import Settings
 
 

@@ -94,9 +94,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         import torch
         from faust.worker import Worker
 
-        from .app import create_app
         from .logs import configure_logging, throttle_client_logs
         from .ops.kafka_local import is_up
+        from .worker.app import create_app
 
         torch.set_num_threads(settings.model.torch_threads(beside=2))  # serving and learning run side by side
         configure_logging(settings)

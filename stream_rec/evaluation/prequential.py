@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from ..learning.recommender import SequenceRecommender
 from ..metrics import MetricAccumulator, rolling_mean
 from ..recommenders.base import Recommender
 from ..recommenders.category import CategoryPopularity
@@ -44,7 +45,6 @@ from ..recommenders.own import OwnFirst
 from ..recommenders.popularity import Popularity
 from ..recommenders.river_mf import RiverMF
 from ..recommenders.rule import EvidenceRule
-from ..recommenders.sequence import SequenceRecommender
 from ..sequences import Example, Step, remember_seen, step_of
 from ..settings import ModelSettings
 from ..wire.events import Event

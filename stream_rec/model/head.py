@@ -28,7 +28,7 @@ import math
 import torch
 from torch import nn
 
-from ..evidence import FEATURES
+from ..items.evidence import FEATURES
 from ..wire.events import EVENT_TYPES
 
 __all__ = ["EVIDENCE", "MODES", "Head", "evidence_start", "segment_log_softmax"]
@@ -42,7 +42,7 @@ _EVIDENCE_START = {"next": 1.0, "next_in": 0.5, "next2": 0.5, "next2_in": 0.25, 
 
 
 def evidence_start() -> list[float]:
-    """The evidence weights the head starts with, in the order of :data:`~stream_rec.evidence.FEATURES`."""
+    """The evidence weights the head starts with, in the order of :data:`~stream_rec.items.evidence.FEATURES`."""
     return [_EVIDENCE_START[name] for name in FEATURES]
 
 
@@ -89,7 +89,8 @@ class Head(nn.Module):
 
     def evidence_scores(self, user: torch.Tensor, batch: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         """``[N]``: what the evidence adds to the new mode's logit of each offered item (``values`` ``[N, F]``, the
-        features of :data:`~stream_rec.evidence.FEATURES`, for the users ``batch`` ``[N]`` of ``user`` ``[B, D]``)."""
+        features of :data:`~stream_rec.items.evidence.FEATURES`, for the users ``batch`` ``[N]`` of ``user``
+        ``[B, D]``)."""
         weights = self.evidence + self.evidence_user(nn.functional.normalize(user, dim=-1))  # [B, F]
         return (values * weights[batch]).sum(dim=-1)
 

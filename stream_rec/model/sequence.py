@@ -10,7 +10,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..features import CONTEXT_BUCKETS, MAX_ITEM_TOKENS, Batch
+from ..items.features import CONTEXT_BUCKETS, MAX_ITEM_TOKENS, Batch
 from ..wire.events import EVENT_TYPES
 from .encoders import Encoder, make_encoder
 from .head import Head

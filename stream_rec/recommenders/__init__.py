@@ -7,7 +7,6 @@ from .own import OwnFirst
 from .popularity import Popularity
 from .river_mf import RiverMF
 from .rule import EvidenceRule
-from .sequence import SequenceRecommender
 
 __all__ = [
     "SKNN",
@@ -22,6 +21,5 @@ __all__ = [
     "RecentMarkov",
     "Recommender",
     "RiverMF",
-    "SequenceRecommender",
     "SequentialRules",
 ]

@@ -3,8 +3,8 @@ item that has one, then the most frequent items overall. With the user's own ite
 it is the strongest simple rule on e-commerce sessions that the project has measured (BENCHMARKS.md); it is
 what the model's evidence offers beside the followers (evidence.py), on its own.
 
-The groups are those of :func:`~stream_rec.transitions.groups_of`: one per string-valued side feature an event
-carries for its item (``item={"category": "shoes"}``), counted in a :class:`~stream_rec.transitions.Transitions`
+The groups are those of :func:`~stream_rec.items.transitions.groups_of`: one per string-valued side feature an event
+carries for its item (``item={"category": "shoes"}``), counted in a :class:`~stream_rec.items.transitions.Transitions`
 as the model counts them (at most ``4 * limit`` items per group, then its ``limit`` most frequent).
 
 >>> from stream_rec.sequences import Step
@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..items.transitions import Transitions, groups_of, newest_groups
 from ..sequences import Step
-from ..transitions import Transitions, groups_of, newest_groups
 from .base import Example
 from .popularity import PopularityFill
 

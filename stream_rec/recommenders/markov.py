@@ -9,8 +9,8 @@ from __future__ import annotations
 import heapq
 from collections.abc import Sequence
 
+from ..items.transitions import Transitions
 from ..sequences import Step
-from ..transitions import Transitions
 from .base import Example, Ranking, Recommender
 from .own import OwnFirst
 from .popularity import CountOrder

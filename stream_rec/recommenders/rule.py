@@ -22,11 +22,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .. import evidence
+from ..items import evidence
+from ..items.transitions import Transitions, groups_of
+from ..items.vocab import Vocabulary
 from ..model.head import evidence_start
 from ..sequences import Step
-from ..transitions import Transitions, groups_of
-from ..vocab import Vocabulary
 from .base import Example, Ranking
 from .own import last_distinct
 from .popularity import PopularityFill

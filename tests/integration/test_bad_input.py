@@ -11,11 +11,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream_rec.admission import home_partition
 from stream_rec.errors import InvalidEvent
 from stream_rec.ops.clients import open_consumer
 from stream_rec.settings import Settings
 from stream_rec.wire.events import parse_event
+from stream_rec.worker.admission import home_partition
 from tests import fuzz
 from tests.integration.conftest import WorkerProcess, collect, final_states
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_rec import checkpoint
+from stream_rec.learning import checkpoint
 from stream_rec.ops.clients import open_consumer, produce
 from stream_rec.settings import Settings
 from stream_rec.wire.events import Event, encode_event

@@ -15,10 +15,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream_rec import checkpoint
 from stream_rec.cli import main
 from stream_rec.datasets.synthetic import synthetic_events
-from stream_rec.learner import OnlineLearner
+from stream_rec.learning import checkpoint
+from stream_rec.learning.learner import OnlineLearner
 from stream_rec.ops.clients import open_consumer, produce
 from stream_rec.ops.processes import worker_env
 from stream_rec.settings import Settings

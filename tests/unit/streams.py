@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from stream_rec.learner import Example
+from stream_rec.learning.learner import Example
 from stream_rec.sequences import Step
 
 T0 = 1.6e9

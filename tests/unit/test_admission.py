@@ -5,9 +5,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from stream_rec.admission import Message, Plan, home_partition, plan_batch
-from stream_rec.live import LiveMetrics
 from stream_rec.sequences import State, tag
+from stream_rec.serving.live import LiveMetrics
+from stream_rec.worker.admission import Message, Plan, home_partition, plan_batch
 
 P = 4
 EVENTS = "events"

@@ -7,12 +7,12 @@ from typing import Literal
 
 import pytest
 
-from stream_rec import checkpoint
-from stream_rec.app import create_app
 from stream_rec.errors import SettingsMismatch
-from stream_rec.learner import OnlineLearner
+from stream_rec.learning import checkpoint
+from stream_rec.learning.learner import OnlineLearner
 from stream_rec.ops.ceiling import create_ceiling_app
 from stream_rec.settings import ModelSettings, Settings
+from stream_rec.worker.app import create_app
 from tests.unit.streams import planted
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from stream_rec.learner import Example
+from stream_rec.learning.learner import Example
 from stream_rec.recommenders.base import Recommender
 from stream_rec.recommenders.category import CategoryPopularity
 from stream_rec.recommenders.decayed import DecayedPopularity

@@ -9,9 +9,9 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from stream_rec import checkpoint
 from stream_rec.errors import SettingsMismatch, StreamRecError
-from stream_rec.learner import OnlineLearner
+from stream_rec.learning import checkpoint
+from stream_rec.learning.learner import OnlineLearner
 from stream_rec.sequences import Step
 from stream_rec.settings import ModelSettings
 from tests.unit.streams import planted
@@ -233,7 +233,7 @@ def test_a_damaged_newest_checkpoint_is_moved_aside_for_the_next_newest(
         checkpoint.load(newest)
     (tmp_path / "checkpoint-latest.safetensors").write_bytes(b"a stray file")
     (tmp_path / "notes.txt").write_text("not ours")
-    with caplog.at_level("WARNING", logger="stream_rec.checkpoint"):
+    with caplog.at_level("WARNING", logger="stream_rec.learning.checkpoint"):
         found = checkpoint.load_newest(tmp_path)
     assert found is not None
     restored, offsets, path = found

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from stream_rec.evaluation.prequential import RECOMMENDERS, make_recommender
-from stream_rec.learner import Example
+from stream_rec.learning.learner import Example
 from stream_rec.recommenders.base import Recommender
 from stream_rec.sequences import Step
 from stream_rec.settings import ModelSettings
@@ -96,8 +96,8 @@ def test_the_planted_preference_is_learned(trained: tuple[str, Recommender]) -> 
 
 @pytest.mark.parametrize("name", ["lstm", "gru", "transformer", "graph"])
 def test_a_checkpoint_round_trip_ranks_and_learns_alike(name: str, stream: list[Example], tmp_path: Path) -> None:
-    from stream_rec import checkpoint
-    from stream_rec.recommenders.sequence import SequenceRecommender
+    from stream_rec.learning import checkpoint
+    from stream_rec.learning.recommender import SequenceRecommender
 
     # Replay, drift detection and the transition memory on: a checkpoint keeps them all.
     rec = make_recommender(name, SMALL.model_copy(update={"replay": 1.0, "drift": True, "transitions": True}))

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from stream_rec import checkpoint
-from stream_rec.admission import Accepted
-from stream_rec.engine import Engine
+from stream_rec.learning import checkpoint, open_side
 from stream_rec.sequences import Step, step_of
+from stream_rec.serving.accepted import Accepted
+from stream_rec.serving.engine import Engine
 from stream_rec.settings import ModelSettings, Settings
 from stream_rec.wire.events import Event
 
@@ -41,7 +41,7 @@ def process(engine: Engine, accepted: list[Accepted]) -> list:
 @pytest.fixture
 def engine(settings: Settings) -> Engine:
     model = ModelSettings(dim=8, batch=8, replay_size=500, drift=False)
-    return Engine(settings.model_copy(update={"k": 3, "model": model, "learn_in": "thread"}))
+    return Engine(settings.model_copy(update={"k": 3, "model": model, "learn_in": "thread"}), open_side)
 
 
 def test_a_redelivery_is_answered_without_learning_it_again(engine: Engine) -> None:
@@ -81,7 +81,7 @@ def test_a_restarted_engine_resumes_from_the_newest_checkpoint_that_loads(
     assert good and bad and good != bad
     bad.write_bytes(b"")
     with caplog.at_level("INFO"):
-        restarted = Engine(engine.settings)
+        restarted = Engine(engine.settings, open_side)
     assert (
         restarted.learning.offsets == {"events:0": 30}
         and restarted.learning.learner.steps == checkpoint.load(good)[0].steps

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from stream_rec.evaluation.prequential import RECOMMENDERS, evaluate, make_recommender
-from stream_rec.learner import Example
+from stream_rec.learning.learner import Example
 from stream_rec.recommenders.base import Ranking, Recommender
 from stream_rec.sequences import Step
 from stream_rec.settings import ModelSettings

@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 import torch
 
-from stream_rec import evidence, sampling
-from stream_rec.features import encode_histories
-from stream_rec.learner import Example, OnlineLearner
+from stream_rec.items import evidence
+from stream_rec.items.features import encode_histories
+from stream_rec.items.transitions import GROUP, TOGETHER, together
+from stream_rec.learning import sampling
+from stream_rec.learning.learner import Example, OnlineLearner
 from stream_rec.sequences import Step
 from stream_rec.settings import ModelSettings
-from stream_rec.transitions import GROUP, TOGETHER, together
 from tests.unit.streams import planted
 
 T0 = 1.6e9
@@ -210,7 +211,7 @@ def test_histories_encode_alike_alone_or_in_a_batch_of_longer_ones(encoder: str)
 
 
 def test_repeats_encode_distinct_items_newest_first() -> None:
-    from stream_rec.features import encode_repeats
+    from stream_rec.items.features import encode_repeats
 
     learner = OnlineLearner(small())
     learner.learn(chain("c", 4))
@@ -222,7 +223,7 @@ def test_repeats_encode_distinct_items_newest_first() -> None:
 
 
 def test_repeats_read_from_the_encoded_batch_equal_those_from_the_histories() -> None:
-    from stream_rec.features import encode_histories, encode_repeats, repeats_of
+    from stream_rec.items.features import encode_histories, encode_repeats, repeats_of
 
     learner = OnlineLearner(small(max_len=8))
     learner.learn(chain("c", 12))
@@ -385,7 +386,7 @@ def test_each_source_offers_log1p_of_its_weight_and_a_one() -> None:
 
 
 def test_a_groups_ranking_follows_its_counts_and_a_snapshot_keeps_its_own() -> None:
-    from stream_rec.transitions import Transitions
+    from stream_rec.items.transitions import Transitions
 
     live, key = Transitions(), GROUP + "category=shoes"
     for item in "aab":
@@ -400,7 +401,7 @@ def test_a_groups_ranking_follows_its_counts_and_a_snapshot_keeps_its_own() -> N
 
 
 def test_a_group_keeps_more_counts_than_an_item_and_keeps_them_through_a_checkpoint() -> None:
-    from stream_rec.transitions import Transitions
+    from stream_rec.items.transitions import Transitions
 
     live, key = Transitions(limit=2, group_limit=5), GROUP + "category=shoes"
     for k in range(12):  # 12 items, item k seen k + 1 times: more than 4 x 2 but fewer than 4 x 5
@@ -462,7 +463,7 @@ def test_an_evicted_item_leaves_no_transition_counts_for_its_rows_next_item() ->
 
 
 def test_an_item_seen_since_the_last_learn_call_can_be_recommended_back() -> None:
-    from stream_rec.recommenders.sequence import SequenceRecommender
+    from stream_rec.learning.recommender import SequenceRecommender
 
     rec = SequenceRecommender(small(batch=16))
     rec.learn_many(planted(seed=4))
@@ -474,7 +475,7 @@ def test_an_item_seen_since_the_last_learn_call_can_be_recommended_back() -> Non
 
 
 def test_a_learner_that_has_learned_nothing_yet_recommends_the_users_own_items() -> None:
-    from stream_rec.recommenders.sequence import SequenceRecommender
+    from stream_rec.learning.recommender import SequenceRecommender
 
     rec = SequenceRecommender(small())
     history = [Step("a", "view", T0), Step("b", "view", T0 + 1), Step("a", "add_to_cart", T0 + 2)]
@@ -571,7 +572,7 @@ def test_a_learner_with_replay_leaves_survivors_out_of_full_collections_but_recl
     import gc
     import weakref
 
-    from stream_rec import learner as learner_module
+    from stream_rec.learning import learner as learner_module
 
     OnlineLearner(ModelSettings(dim=8))
     frozen = []

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from stream_rec import checkpoint
-from stream_rec.engine import Engine
-from stream_rec.learner import OnlineLearner
-from stream_rec.learning_process import LearningError, _Packer, _Unpacker
+from stream_rec.items.transitions import Transitions
+from stream_rec.learning import checkpoint, open_side
+from stream_rec.learning.learner import OnlineLearner
+from stream_rec.learning.process import LearningError, _Packer, _Unpacker
 from stream_rec.sequences import Step
+from stream_rec.serving.engine import Engine
 from stream_rec.settings import ModelSettings, Settings
-from stream_rec.transitions import Transitions
 from tests.unit.streams import T0, planted
 from tests.unit.test_engine import batch
 
@@ -75,7 +75,7 @@ def test_transition_counts_follow_by_their_changes() -> None:
 def test_the_engine_learns_forgets_and_checkpoints_through_its_learning_process(settings: Settings) -> None:
     model = ModelSettings(dim=8, batch=8, replay_size=500, drift=False)
     settings = settings.model_copy(update={"k": 3, "model": model, "learn_in": "process", "refresh_every": 0.1})
-    engine = Engine(settings)
+    engine = Engine(settings, open_side)
     try:
         engine.start()
         events = batch(users=4, per_user=20)
@@ -101,7 +101,7 @@ def test_the_engine_learns_forgets_and_checkpoints_through_its_learning_process(
         assert engine.stats()["learn_waiting"] == 0
     finally:
         engine.close()
-    resumed = Engine(settings)
+    resumed = Engine(settings, open_side)
     try:
         assert resumed.serving.steps == learner.steps, "a new engine resumes from the child's checkpoint"
     finally:
@@ -113,11 +113,13 @@ def test_a_worker_killed_outright_takes_its_learning_process_with_it(tmp_path: P
         f"""
         import sys, time
         from pathlib import Path
-        from stream_rec.engine import Engine
+        from stream_rec.learning import open_side
+        from stream_rec.serving.engine import Engine
         from stream_rec.settings import ModelSettings, Settings
 
         if __name__ == "__main__":
-            engine = Engine(Settings(home=Path({str(tmp_path)!r}), model=ModelSettings(dim=8), learn_in="process"))
+            settings = Settings(home=Path({str(tmp_path)!r}), model=ModelSettings(dim=8), learn_in="process")
+            engine = Engine(settings, open_side)
             print(engine.learning._process.pid, flush=True)
             time.sleep(600)
         """
@@ -145,14 +147,14 @@ def test_a_learning_process_that_dies_leaves_serving_up_and_says_so(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = settings.model_copy(update={"model": ModelSettings(dim=8), "learn_in": "process"})
-    engine = Engine(settings)
+    engine = Engine(settings, open_side)
     try:
         engine.start()
         deadline = time.monotonic() + 60
         while not engine.learning.status().running and time.monotonic() < deadline:
             time.sleep(0.05)
         assert engine.serving.steps == 0 and engine.learning.status().running
-        with caplog.at_level("ERROR", logger="stream_rec.learning_process"):
+        with caplog.at_level("ERROR", logger="stream_rec.learning.process"):
             os.kill(engine.learning._process.pid, signal.SIGKILL)  # type: ignore[union-attr]
             deadline = time.monotonic() + 30
             while engine.learning.status().running and time.monotonic() < deadline:

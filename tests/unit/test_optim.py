@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from stream_rec.learner import OnlineLearner
-from stream_rec.optim import SparseAdagrad
+from stream_rec.learning.learner import OnlineLearner
+from stream_rec.learning.optim import SparseAdagrad
 from stream_rec.settings import ModelSettings
 
 

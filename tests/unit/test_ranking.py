@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from stream_rec.learner import OnlineLearner
-from stream_rec.ranking import top_k
+from stream_rec.learning.learner import OnlineLearner
 from stream_rec.sequences import Step
+from stream_rec.serving.ranking import top_k
 from stream_rec.settings import ModelSettings
 from tests.unit.streams import planted
 

@@ -14,9 +14,9 @@ from faust.tables.recovery import Recovery
 from faust.transport.drivers import aiokafka
 from faust.types import TP
 
-from stream_rec.app import create_app
-from stream_rec.resume import ResumingRecovery, ResumingTransport, _ConsumerThread
 from stream_rec.settings import Settings
+from stream_rec.worker.app import create_app
+from stream_rec.worker.resume import ResumingRecovery, ResumingTransport, _ConsumerThread
 
 EVENTS, CHANGELOG = TP("events", 0), TP("app-user_sequences-changelog", 0)
 

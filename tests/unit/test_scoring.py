@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stream_rec.learner import OnlineLearner
+from stream_rec.learning.learner import OnlineLearner
 from stream_rec.sequences import Step
 from stream_rec.settings import ModelSettings
 from tests.unit.streams import T0, planted

@@ -9,12 +9,13 @@ import time
 import pytest
 import torch
 
-from stream_rec import trainer as trainer_module
-from stream_rec.learner import OnlineLearner
-from stream_rec.scoring import Scorer
+from stream_rec.learning import trainer as trainer_module
+from stream_rec.learning.learner import OnlineLearner
+from stream_rec.learning.trainer import Trainer
 from stream_rec.sequences import Step
+from stream_rec.serving.scoring import Scorer
+from stream_rec.serving.side import Queued
 from stream_rec.settings import ModelSettings
-from stream_rec.trainer import Queued, Trainer
 from tests.unit.streams import T0, planted
 
 
@@ -89,7 +90,7 @@ def test_a_full_queue_sheds_its_oldest_examples_counted_and_logged(
     learner = OnlineLearner(ModelSettings(dim=16, batch=16))
     trainer = Trainer(learner, threading.Lock(), lambda _: None, queue_size=10)
     examples = planted(users=5, seed=4)[:25]
-    with caplog.at_level("WARNING", logger="stream_rec.trainer"):
+    with caplog.at_level("WARNING", logger="stream_rec.learning.trainer"):
         trainer.submit([Queued(e, 0.0, "events:0", n + 1) for n, e in enumerate(examples)])
     assert (trainer.dropped, trainer.waiting) == (15, 10)
     assert "learn_dropped: 15 examples" in caplog.text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from stream_rec.vocab import Vocabulary
+from stream_rec.items.vocab import Vocabulary
 
 
 def ids(n: int, prefix: str = "i") -> list[str]:

@@ -17,8 +17,8 @@ with them; it reads their evidence as features and learns how far to trust each,
 
 Each source offers its ``FOLLOWERS`` heaviest items. An offered item gets, for each source, ``log1p`` of its
 weight there and a 1 for being offered (:data:`FEATURES`); the head scores ``features @ weights`` and adds that
-to the sequence model's logit of the item. The counts live in a :class:`~stream_rec.transitions.Transitions`
-(item keys for ``next``, :func:`~stream_rec.transitions.together` keys, group keys), so that they go wherever it
+to the sequence model's logit of the item. The counts live in a :class:`~stream_rec.items.transitions.Transitions`
+(item keys for ``next``, :func:`~stream_rec.items.transitions.together` keys, group keys), so that they go wherever it
 goes: serving snapshots, the learning process's pipe, checkpoints.
 
 >>> from stream_rec.sequences import Step
@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .sequences import Step
+from ..sequences import Step
 from .transitions import Transitions, groups_of, newest_groups, together
 from .vocab import Vocabulary
 

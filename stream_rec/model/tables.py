@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .features import Batch, encode_histories, item_tokens
-from .model import SequenceModel
-from .sequences import Step
-from .vocab import Vocabulary
+from ..items.features import Batch, encode_histories, item_tokens
+from ..items.vocab import Vocabulary
+from ..sequences import Step
+from . import SequenceModel
 
 __all__ = ["ItemTables"]
 

@@ -10,7 +10,7 @@ of one. Its header carries a SHA-256 digest of every tensor's bytes and every he
 a damaged file (truncated, emptied, a changed byte anywhere) is a :class:`CheckpointError`, never a silently
 wrong model; :func:`load_newest` then moves it aside and takes the next newest.
 
-What is saved is the learner's :meth:`~stream_rec.learner.OnlineLearner.state_dict`: the drift detector comes
+What is saved is the learner's :meth:`~stream_rec.learning.learner.OnlineLearner.state_dict`: the drift detector comes
 back as it was (river's ADWIN window, as the bytes of its own serialisation, and the steps left at a raised
 learning rate), and so does the replay buffer (its examples' steps as columns, replay.py), so a restored learner
 goes on learning exactly as the original would have.
@@ -32,10 +32,10 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .errors import CheckpointError, SettingsMismatch
+from ..errors import CheckpointError, SettingsMismatch
+from ..settings import ModelSettings
 from .learner import OnlineLearner
 from .replay import ReplayBuffer
-from .settings import ModelSettings
 
 __all__ = [
     "FORMAT", "SHAPING", "Snapshot", "candidates", "check_settings", "latest", "load", "load_newest", "save",

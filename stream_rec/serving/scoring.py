@@ -25,15 +25,16 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from . import evidence, ranking
-from .features import Batch, Repeats, encode_histories, encode_repeats, repeats_of
-from .items import ItemTables
-from .model import SequenceModel
-from .model.head import segment_log_softmax
-from .sequences import Step
-from .settings import ModelSettings
-from .transitions import Transitions
-from .vocab import Vocabulary
+from ..items import evidence
+from ..items.features import Batch, Repeats, encode_histories, encode_repeats, repeats_of
+from ..items.transitions import Transitions
+from ..items.vocab import Vocabulary
+from ..model import SequenceModel
+from ..model.head import segment_log_softmax
+from ..model.tables import ItemTables
+from ..sequences import Step
+from ..settings import ModelSettings
+from . import ranking
 
 __all__ = ["COSINE_SCALE", "MODES", "Recommendation", "Scorer", "evidence_of", "modes", "seen_rows"]
 

@@ -3,9 +3,9 @@
 Serving (:meth:`Engine.serve`, in a worker thread of the agent's) ranks a batch's accepted events with the
 newest published serving snapshot (scoring.py), taken once for the whole batch so that no ranking mixes two
 versions, and never waits for a gradient step. Learning (:meth:`Engine.submit`) hands the batch's examples to the
-learning side (learning.py): a trainer that learns in a thread of its own, in the worker's process or
-(``learn_in``) in a process of its own (learning_process.py), and publishes a new snapshot every ``refresh_every``
-seconds. A user the model knows nothing about yet gets global popularity.
+learning side it was given (side.py says what it is asked; stream_rec/learning/ has one that learns in a thread of
+its own, in the worker's process or, with ``learn_in``, in a process of its own), which publishes a new snapshot
+every ``refresh_every`` seconds. A user the model knows nothing about yet gets global popularity.
 
 The learning side owns the model's checkpoints: it resumes from the newest one that loads, writes them with the
 offsets learned up to, and a user it is told to forget leaves its replay buffer, its queue and every checkpoint.
@@ -23,17 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .admission import Accepted
-from .learning import Learning
-from .learning_process import LearningProcess
+from ..recommenders import Popularity
+from ..sequences import Step, step_of
+from ..settings import Settings
+from ..wire.messages import embedding_message, recommendation_message
+from .accepted import Accepted
 from .live import LiveMetrics, Recent, TopRecent, Window
 from .prometheus import Exposition
-from .recommenders import Popularity
 from .scoring import Recommendation, Scorer
-from .sequences import Step, step_of
-from .settings import Settings
-from .trainer import Queued
-from .wire.messages import embedding_message, recommendation_message
+from .side import LearningSide, OpenSide, Queued
 
 __all__ = ["Accepted", "Engine", "LiveMetrics", "Output"]
 
@@ -51,7 +49,7 @@ class Output:
 class Engine:
     """Online sequence model, served from snapshots while a trainer learns; popularity for users it cannot serve."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, open_side: OpenSide) -> None:
         self.settings = settings
         self.popularity = Popularity()
         self.metrics = LiveMetrics()
@@ -65,8 +63,7 @@ class Engine:
         self.item_seen: dict[str, float] = {}  # item -> its newest event's time (kept as popularity's counts are)
         self._serving_lock = threading.Lock()  # the popularity fallback and the serving snapshot's own rows
         self._serving: Scorer | None = None  # what rankings read: replaced whole, never changed
-        side = LearningProcess if settings.learn_in == "process" else Learning
-        self.learning: Learning | LearningProcess = side(settings, self._publish, self.freshness)
+        self.learning: LearningSide = open_side(settings, self._publish, self.freshness)
 
     def _publish(self, snapshot: Scorer) -> None:
         self._serving = snapshot  # one reference swap: a batch holds the old one or the new one, whole

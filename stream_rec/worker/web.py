@@ -28,11 +28,11 @@ import faust
 import orjson
 from faust.web import Request, Response, View
 
-from .engine import Engine
-from .prometheus import CONTENT_TYPE
-from .sequences import steps
-from .settings import Settings
-from .wire.events import MAX_ID_CHARS
+from ..sequences import steps
+from ..serving.engine import Engine
+from ..serving.prometheus import CONTENT_TYPE
+from ..settings import Settings
+from ..wire.events import MAX_ID_CHARS
 
 __all__ = ["add_views", "worker_stats"]
 
@@ -74,7 +74,7 @@ def _bad_id(view: View, kind: str, value: str) -> Response | None:
 
 @functools.cache  # the package's files do not change while the worker runs
 def _asset(name: str) -> bytes:
-    return resources.files("stream_rec").joinpath("dashboard", name).read_bytes()
+    return resources.files(__package__).joinpath("dashboard", name).read_bytes()
 
 
 def worker_stats(app: faust.App, engine: Engine, settings: Settings) -> dict[str, Any]:

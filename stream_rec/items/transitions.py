@@ -36,7 +36,7 @@ from collections.abc import Container, Iterable, Iterator, Sequence
 import numpy as np
 import orjson
 
-from .sequences import Step
+from ..sequences import Step
 
 __all__ = ["GROUP", "TOGETHER", "Transitions", "groups_of", "newest_groups", "together"]
 

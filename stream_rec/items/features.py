@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .sequences import Step
+from ..sequences import Step
+from ..wire.events import EVENT_TYPES
 from .vocab import Vocabulary
-from .wire.events import EVENT_TYPES
 
 __all__ = ["CONTEXT_BUCKETS", "EVENT_INDEX", "Batch", "Repeats", "encode_histories", "encode_repeats", "repeats_of"]
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..learner import OnlineLearner
-from ..scoring import Recommendation, Scorer
+from ..recommenders.base import Ranking, Recommender
 from ..sequences import Example, Step
+from ..serving.scoring import Recommendation, Scorer
 from ..settings import ModelSettings
-from .base import Ranking, Recommender
+from .learner import OnlineLearner
 
 __all__ = ["Recommendation", "SequenceRecommender"]
 

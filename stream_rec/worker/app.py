@@ -32,16 +32,17 @@ import faust
 import orjson
 from faust.streams import _current_event
 
+from ..errors import InvalidEvent
+from ..learning import open_side
+from ..learning.process import LearningError
+from ..sequences import with_served
+from ..serving.engine import Engine
+from ..settings import Settings
+from ..wire.control import parse_command
+from ..wire.deadletter import envelope
 from .admission import Message, home_partition, plan_batch
-from .engine import Engine
-from .errors import InvalidEvent
-from .learning_process import LearningError
 from .resume import ResumingTableManager, ResumingTransport
-from .sequences import with_served
-from .settings import Settings
 from .web import add_views, worker_stats
-from .wire.control import parse_command
-from .wire.deadletter import envelope
 
 __all__ = ["EXIT_UNCOMMITTED", "create_app"]
 
@@ -119,7 +120,7 @@ def create_app(settings: Settings) -> faust.App:
         TableManager=ResumingTableManager,  # Faust's own loses records fetched as a recovery ends (resume.py)
     )
     app.transport = ResumingTransport(app.conf.broker_consumer, app)  # Faust's own loses records (resume.py)
-    engine = Engine(settings)
+    engine = Engine(settings, open_side)
     app.engine = engine  # type: ignore[attr-defined]
 
     # The events, the events sent on to their user's partition, and the commands: one stream, co-partitioned,

@@ -12,7 +12,7 @@ For each message, in order:
 4. otherwise accepted: appended, answered, learned from; it carries the list its user was last served before the
    batch, against which the engine scores it ("as served", engine.py).
 
->>> from stream_rec.live import LiveMetrics
+>>> from stream_rec.serving.live import LiveMetrics
 >>> value = b'{"user_id": "u1", "item_id": "i1", "event": "view", "ts": 1700000000}'
 >>> p = home_partition("u1", 4)
 >>> plan = plan_batch([Message("events", p, 0, b"u1", value), Message("events", p, 1, b"u1", b"{")],
@@ -29,12 +29,13 @@ from dataclasses import dataclass, field
 
 from kafka.partitioner.default import murmur2
 
-from .errors import InvalidEvent
-from .live import LiveMetrics
-from .sequences import State, Step, append, is_duplicate, redelivered, steps, tag
-from .wire.events import Event, parse_event
+from ..errors import InvalidEvent
+from ..sequences import State, append, is_duplicate, redelivered, steps, tag
+from ..serving.accepted import Accepted
+from ..serving.live import LiveMetrics
+from ..wire.events import parse_event
 
-__all__ = ["Accepted", "Message", "Plan", "Reroute", "home_partition", "plan_batch"]
+__all__ = ["Message", "Plan", "Reroute", "home_partition", "plan_batch"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,20 +47,6 @@ class Message:
     offset: int
     key: bytes | None
     value: bytes | None
-
-
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    """An event to answer, with the user's history around it; ``learn`` is false for a redelivery."""
-
-    event: Event
-    before: list[Step]  # history before the event (what the model learns to predict it from)
-    after: list[Step]  # history including the event (what the next recommendation is made from)
-    learn: bool = True
-    source: str = ""  # "topic:partition" it was read from
-    next_offset: int = 0  # the offset after its message
-    seen: Sequence[str] = ()  # with exclude_seen: the user's distinct items, this one included (never recommended)
-    served: Sequence[str] = ()  # the list last published for the user before this batch
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .vocab import Vocabulary
+from ..items.vocab import Vocabulary
 
 __all__ = ["candidates", "corrected"]
 

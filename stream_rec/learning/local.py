@@ -1,6 +1,6 @@
 """The engine's learning side: the online learner, its trainer, its checkpoints and what it is told to forget.
 
-:class:`Learning` keeps all of it in the worker's own process, the trainer in a thread; learning_process.py runs
+:class:`Learning` keeps all of it in the worker's own process, the trainer in a thread; process.py runs
 the same :class:`Learning` in a process of its own behind the same methods, so that learning never holds the
 interpreter's lock that serving needs. Either way it resumes from the newest checkpoint in the worker's folder
 that loads, hands every serving snapshot it publishes to ``publish``, and writes checkpoints with the offsets
@@ -14,36 +14,18 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+from ..serving.scoring import Scorer
+from ..serving.side import Durations, Queued, Status
+from ..settings import ModelSettings, Settings
 from . import checkpoint
 from .learner import OnlineLearner
-from .scoring import Scorer
-from .settings import ModelSettings, Settings
-from .trainer import Durations, Queued, Trainer
+from .trainer import Trainer
 
 __all__ = ["Learning", "Status"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Status:
-    """The learning side's figures at one moment (the web view's)."""
-
-    steps: int
-    skipped_steps: int
-    examples: int
-    loss: float | None
-    drifts: int
-    replay: int
-    replay_capacity: int
-    waiting: int  # examples queued, not learned yet
-    dropped: int  # examples that gave way unlearned, ever
-    running: bool  # whether the trainer learns
-    checkpoint: str | None  # the newest checkpoint written or resumed from
-    checkpoint_ts: float | None  # ... and its wall-clock time
 
 
 class Learning:

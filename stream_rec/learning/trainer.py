@@ -18,34 +18,18 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable, Sequence
 
+from ..serving.live import Window
+from ..serving.scoring import Scorer
+from ..serving.side import Durations, Queued
 from .learner import OnlineLearner
-from .live import Window
-from .scoring import Scorer
-from .sequences import Example
 
-__all__ = ["Durations", "Queued", "Trainer"]
+__all__ = ["Trainer"]
 
 log = logging.getLogger(__name__)
 
 LOG_EVERY = 10.0  # seconds between two reports of dropped examples
-
-
-class Durations(Protocol):
-    def extend(self, durations: Iterable[float]) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Queued:
-    """An example waiting to be learned, with when it arrived and the offset after the event it came from."""
-
-    example: Example
-    arrived: float  # time.monotonic() at admission
-    source: str = ""  # "topic:partition"
-    next_offset: int = 0
 
 
 class Trainer:

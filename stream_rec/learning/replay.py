@@ -32,8 +32,8 @@ from typing import Any
 import orjson
 import torch
 
-from .errors import CheckpointError
-from .sequences import Example, Step
+from ..errors import CheckpointError
+from ..sequences import Example, Step
 
 __all__ = ["ReplayBuffer"]
 

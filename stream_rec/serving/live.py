@@ -11,8 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .metrics import rank_of
-from .wire.events import Event
+from ..metrics import rank_of
+from ..wire.events import Event
 
 __all__ = ["LiveMetrics", "Recent", "TopRecent", "Window"]
 

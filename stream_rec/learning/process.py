@@ -2,7 +2,7 @@
 
 In one process, a trainer thread's Python (history encoding, transition offers, snapshots, checkpoint packing)
 holds the interpreter's lock that serving needs between its tensor operations. :class:`LearningProcess` runs a
-:class:`~stream_rec.learning.Learning` in a child process instead, behind the same methods, over one pipe:
+:class:`~stream_rec.learning.local.Learning` in a child process instead, behind the same methods, over one pipe:
 
 - examples go to the child in the order they were submitted, from a thread of their own, so :meth:`submit` never
   blocks; where the child falls behind by more than ``learn_queue`` examples the oldest give way, counted;
@@ -41,17 +41,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..items.evidence import GROUP_ITEMS, LIMIT
+from ..items.transitions import Transitions
+from ..items.vocab import Vocabulary
+from ..logs import configure_logging
+from ..model import SequenceModel
+from ..serving.scoring import Scorer
+from ..serving.side import Durations, Queued, Status
+from ..settings import ModelSettings, Settings
 from . import checkpoint
-from .evidence import GROUP_ITEMS, LIMIT
-from .learning import Learning, Status
-from .live import Window
-from .logs import configure_logging
-from .model import SequenceModel
-from .scoring import Scorer
-from .settings import ModelSettings, Settings
-from .trainer import Queued
-from .transitions import Transitions
-from .vocab import Vocabulary
+from .local import Learning
 
 __all__ = ["LearningError", "LearningProcess"]
 
@@ -68,7 +67,7 @@ class LearningError(RuntimeError):
 class LearningProcess:
     """A :class:`Learning` in a child process; see the module's docstring."""
 
-    def __init__(self, settings: Settings, publish: Callable[[Scorer], None], freshness: Window) -> None:
+    def __init__(self, settings: Settings, publish: Callable[[Scorer], None], freshness: Durations) -> None:
         self.settings, self._publish, self._freshness = settings, publish, freshness
         # Refused here, in one line, before the child could fail on it out of sight (Learning refuses it too).
         checkpoint.check_settings(settings.checkpoint_dir, settings.model)

@@ -3,7 +3,7 @@
 A step takes a micro-batch of (history, next event) examples, mixes in replayed ones (replay.py), computes a
 softmax loss over the items (full while the vocabulary is small, else sampled: sampling.py, with every item the
 evidence offers in the set), skips and counts a step whose loss is not finite, clips the gradient and updates.
-Item tables are sparse, so a step costs in proportion to its batch, not to the vocabulary; items.py keeps them in
+Item tables are sparse, so a step costs in proportion to its batch, not to the vocabulary; model/tables.py keeps them in
 step with the vocabulary. River's ADWIN watches the running loss: when it rises (the stream changed), the
 learning rate is raised for ``drift_steps`` steps. The loss is that of the new mode (the sequence model's logits
 plus the evidence of counting, model/head.py), and where users come back to their own items of the repeat / new
@@ -12,7 +12,7 @@ mixture (scoring.py builds the head's inputs; evidence.py counts what followed a
 An event whose item is seen for the first time is counted but is no target: no ranking could have held it.
 Item counts (taken after each call's steps, so an example never sees its own) feed the popularity prior.
 
-:meth:`OnlineLearner.snapshot` copies the model and the vocabulary into a :class:`~stream_rec.scoring.Scorer`;
+:meth:`OnlineLearner.snapshot` copies the model and the vocabulary into a :class:`~stream_rec.serving.scoring.Scorer`;
 :meth:`OnlineLearner.state_dict` is everything a checkpoint holds.
 """
 
@@ -32,18 +32,19 @@ import torch.nn.functional as F
 from river import drift
 from torch import nn
 
-from . import evidence, sampling
-from .features import Batch, encode_histories, repeats_of
-from .items import ItemTables
-from .model import SequenceModel
-from .model.head import segment_log_softmax
+from ..items import evidence
+from ..items.features import Batch, encode_histories, repeats_of
+from ..items.transitions import Transitions, groups_of
+from ..items.vocab import Vocabulary
+from ..model import SequenceModel
+from ..model.head import segment_log_softmax
+from ..model.tables import ItemTables
+from ..sequences import Example
+from ..serving.scoring import COSINE_SCALE, Scorer, evidence_of, modes, seen_rows
+from ..settings import ModelSettings
+from . import sampling
 from .optim import SparseAdagrad
 from .replay import ReplayBuffer
-from .scoring import COSINE_SCALE, Scorer, evidence_of, modes, seen_rows
-from .sequences import Example
-from .settings import ModelSettings
-from .transitions import Transitions, groups_of
-from .vocab import Vocabulary
 
 __all__ = ["Example", "OnlineLearner"]
 

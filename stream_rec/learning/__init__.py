@@ -1,0 +1,21 @@
+"""The learning path: the online learner (learner.py, its optimizer, replay buffer and softmax candidates), its
+trainer thread (trainer.py), checkpoints (checkpoint.py), and the learning side serving is handed, in the
+worker's process (local.py) or in one of its own (process.py); recommender.py is the model as a recommender."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..serving.scoring import Scorer
+from ..serving.side import Durations, LearningSide
+from ..settings import Settings
+from .local import Learning
+from .process import LearningProcess
+
+__all__ = ["open_side"]
+
+
+def open_side(settings: Settings, publish: Callable[[Scorer], None], freshness: Durations) -> LearningSide:
+    """The learning side ``settings.learn_in`` asks for (a :data:`~stream_rec.serving.side.OpenSide`)."""
+    side = LearningProcess if settings.learn_in == "process" else Learning
+    return side(settings, publish, freshness)
