@@ -18,10 +18,7 @@ Item counts (taken after each call's steps, so an example never sees its own) fe
 
 from __future__ import annotations
 
-import atexit
 import copy
-import gc
-import itertools
 import math
 import random
 from collections.abc import Sequence
@@ -44,7 +41,7 @@ from ..serving.scoring import COSINE_SCALE, Scorer, evidence_of, modes, seen_row
 from ..settings import ModelSettings
 from . import sampling
 from .optim import SparseAdagrad
-from .replay import ReplayBuffer
+from .replay import ReplayBuffer, spare_the_collector
 
 __all__ = ["Example", "OnlineLearner"]
 
@@ -52,46 +49,6 @@ _INITIAL_ROWS = 1024
 
 # Sparse gradients are built by torch itself; checking their invariants on every step costs time for nothing.
 torch.sparse.check_sparse_tensor_invariants.disable()
-_FULL_COLLECTION_EVERY = 100  # gen1 collections between Python's full collections (its default: 10)
-_WALK_ALL_EVERY = 10  # full collections between two that walk the frozen objects too
-_survivors_frozen = False
-
-
-def _spare_the_collector() -> None:
-    """Make Python's full garbage collections rarer and shorter: a full replay buffer is about a million history
-    steps (named tuples, which the collector never stops tracking), and each full collection walks them all:
-    0.25-0.6 s, 18 times in 30,000 MovieLens events, a tenth of the engine's time and a pause of every thread
-    (``bench_engine.py --gc``). The threshold is only raised, never lowered; see ``_freeze_survivors``."""
-    young, middle, full = gc.get_threshold()
-    gc.set_threshold(young, middle, max(full, _FULL_COLLECTION_EVERY))
-    _freeze_survivors()
-
-
-def _freeze_survivors() -> None:
-    """Leave what is alive now, and what survives each full collection, out of the next full collections
-    (``gc.freeze``): modules, the model and the replay buffer's steps live long, and a full collection need not
-    walk them each time. Every ``_WALK_ALL_EVERY``-th full collection walks everything again (``gc.unfreeze``
-    first), so a reference cycle among frozen objects that has died since is still reclaimed. Once a process."""
-    global _survivors_frozen
-    if _survivors_frozen:
-        return
-    _survivors_frozen = True
-    full_collections = itertools.count(1)
-
-    def after(phase: str, info: dict[str, int]) -> None:
-        if phase == "stop" and info["generation"] == 2:
-            if next(full_collections) % _WALK_ALL_EVERY:
-                gc.freeze()
-            else:
-                gc.unfreeze()  # the next full collection walks everything
-
-    def at_exit() -> None:  # everything collected as usual at exit, when extensions check for leaks
-        gc.callbacks.remove(after)
-        gc.unfreeze()
-
-    gc.freeze()
-    gc.callbacks.append(after)
-    atexit.register(at_exit)
 
 
 class OnlineLearner:
@@ -100,7 +57,7 @@ class OnlineLearner:
     def __init__(self, settings: ModelSettings | None = None) -> None:
         self.settings = s = settings or ModelSettings()
         if s.replay_size:
-            _spare_the_collector()
+            spare_the_collector()
         self.vocab = Vocabulary(capacity=s.capacity, min_count=s.min_count)
         self._rng = random.Random(s.seed)
         self._gen = torch.Generator().manual_seed(s.seed)

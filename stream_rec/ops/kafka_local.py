@@ -1,12 +1,10 @@
 """A local single-node Apache Kafka broker (KRaft), installed from Maven Central and run with ``java``.
 
 Why not Docker: the machines stream-rec is built and tested on have a JDK and Maven but no container engine,
-and a laptop user should be able to run ``stream-rec demo`` with nothing else installed. Kafka's broker is a
-set of jars on Maven Central, so :func:`install` asks Maven to copy ``kafka_2.13`` and its runtime
-dependencies (plus a logging backend, which Kafka's POM leaves out) into ``<home>/kafka/<version>/libs``;
-:func:`start` writes a one-node broker+controller configuration under ``<home>/broker``, formats the storage
-once and runs ``kafka.Kafka`` detached; :func:`stop` sends SIGTERM (Kafka's clean shutdown); :func:`status`
-reports.
+and a laptop user should be able to run ``stream-rec demo`` with nothing else installed. :func:`install`
+(kafka_install.py) fetches the jars; :func:`start` writes a one-node broker+controller configuration under
+``<home>/broker``, formats the storage once and runs ``kafka.Kafka`` detached; :func:`stop` sends SIGTERM
+(Kafka's clean shutdown); :func:`status` reports.
 
 Layout under ``Settings().home``::
 
@@ -23,49 +21,28 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import logging
 import os
-import re
-import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from stream_rec.errors import BrokerError
-from stream_rec.settings import Settings
+from ..errors import BrokerError
+from ..settings import Settings
+from .kafka_install import MARKER, TAIL_LINES, home, install, libs_dir, locked, read_tail, require
 
 __all__ = ["BrokerStatus", "install", "is_up", "start", "status", "stop"]
 
 log = logging.getLogger(__name__)
 
-# Kafka's POM does not name a logging backend; 3.9.x logs through slf4j 1.7 to log4j 1.x (reload4j).
-_LOGGING_JARS = (
-    ("org.slf4j", "slf4j-api", "1.7.36"),
-    ("org.slf4j", "slf4j-reload4j", "1.7.36"),
-    ("ch.qos.reload4j", "reload4j", "1.2.25"),
-)
-# Pinned so that a fetch does not depend on whichever plugin version Maven resolves that day.
-_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
-_MARKER = ".installed"
 _JVM_FLAGS = (
-    "-Xms256m",
-    "-Xmx512m",
-    "-XX:+UseG1GC",
-    "-XX:MaxGCPauseMillis=20",
-    "-XX:InitiatingHeapOccupancyPercent=35",
-    "-XX:+ExplicitGCInvokesConcurrent",
-    "-Djava.awt.headless=true",
-)
-_TAIL_LINES = 40
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # Maven 3.8 emits colour resets even with -B
-
+    "-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
+    "-XX:+ExplicitGCInvokesConcurrent", "-Djava.awt.headless=true",
+)  # fmt: skip
 # Popen objects of brokers this process started, kept so that they are reaped (no zombie) and so that Python
 # does not warn "subprocess is still running" when the object would otherwise be garbage collected.
 _children: dict[int, subprocess.Popen[bytes]] = {}
@@ -99,17 +76,8 @@ class BrokerStatus:
 # ---------------------------------------------------------------------------------------------- paths
 
 
-def _home(settings: Settings) -> Path:
-    # Absolute, because the paths end up in server.properties and the JVM runs with another working directory.
-    return settings.home.expanduser().resolve()
-
-
-def _libs_dir(settings: Settings) -> Path:
-    return _home(settings) / "kafka" / settings.kafka_version / "libs"
-
-
 def _broker_dir(settings: Settings) -> Path:
-    return _home(settings) / "broker"
+    return home(settings) / "broker"
 
 
 def _pid_file(settings: Settings) -> Path:
@@ -127,112 +95,6 @@ def _address(settings: Settings) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65535:
         raise BrokerError(f"broker address {first!r} is not host:port (port below 65535, the controller takes +1)")
     return host.strip("[]"), int(port)
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Serialise install/start/stop across processes (two ``stream-rec`` commands at once must not race)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _tail(path: Path, lines: int = _TAIL_LINES, since: int = 0) -> str:
-    """The last ``lines`` lines of ``path`` written after byte offset ``since`` ('' if none)."""
-    try:
-        with path.open("rb") as fh:
-            fh.seek(since if since <= path.stat().st_size else 0)
-            data = fh.read()
-    except OSError:
-        return ""
-    return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
-
-
-def _require(tool: str, why: str) -> str:
-    found = shutil.which(tool)
-    if found is None:
-        raise BrokerError(f"`{tool}` is not on PATH; {why}")
-    return found
-
-
-# -------------------------------------------------------------------------------------------- install
-
-
-def _fetch_pom(version: str) -> str:
-    deps = [("org.apache.kafka", "kafka_2.13", version), *_LOGGING_JARS]
-    xml = "\n".join(
-        f"    <dependency><groupId>{g}</groupId><artifactId>{a}</artifactId><version>{v}</version></dependency>"
-        for g, a, v in deps
-    )
-    return f"""<?xml version="1.0" encoding="UTF-8"?>
-<!-- Fetch-only POM written by stream_rec.ops.kafka_local: nothing is built, Maven only copies jars. -->
-<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>stream-rec.local</groupId>
-  <artifactId>kafka-broker-fetch</artifactId>
-  <version>{version}</version>
-  <packaging>pom</packaging>
-  <dependencies>
-{xml}
-  </dependencies>
-</project>
-"""
-
-
-def install(settings: Settings) -> Path:
-    """Fetch the broker's jars once into ``<home>/kafka/<version>/libs`` and return that folder.
-
-    Maven writes into a temporary sibling folder that is renamed into place only after the marker file is
-    written, so an interrupted fetch is never mistaken for a complete one; later calls see the marker and
-    return at once (no Maven, no network).
-    """
-    libs = _libs_dir(settings)
-    if (libs / _MARKER).is_file():
-        return libs
-    mvn = _require("mvn", "install Apache Maven (it fetches the Kafka broker jars from Maven Central)")
-    _require("java", "install a Java runtime, 11 or newer (the Kafka broker is a Java program)")
-    root = libs.parent
-    with _locked(root / ".lock"):
-        if (libs / _MARKER).is_file():  # another process finished while we waited for the lock
-            return libs
-        if libs.exists():  # not ours to trust: no marker
-            shutil.rmtree(libs)
-        work = Path(tempfile.mkdtemp(prefix=".fetch-", dir=root))
-        try:
-            (work / "pom.xml").write_text(_fetch_pom(settings.kafka_version))
-            out = work / "libs"
-            cmd = [
-                # Maven's own repository in the fetch folder, deleted with it: nothing is left in the account's
-                # ~/.m2 (Java finds that from the account, not from $HOME), and only the jars are kept.
-                mvn, "-q", "-B", "-Dstyle.color=never", "-f", str(work / "pom.xml"),
-                f"-Dmaven.repo.local={work / 'repository'}",
-                f"{_DEPENDENCY_PLUGIN}:copy-dependencies",
-                "-DincludeScope=runtime", f"-DoutputDirectory={out}",
-            ]  # fmt: skip
-            log.info("fetching Kafka %s jars with Maven into %s", settings.kafka_version, libs)
-            try:
-                proc = subprocess.run(
-                    cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=1800, check=False
-                )
-            except subprocess.TimeoutExpired as exc:
-                raise BrokerError("Maven did not finish fetching the Kafka jars within 30 minutes") from exc
-            output = _ANSI.sub("", proc.stdout.decode("utf-8", "replace"))
-            jars = list(out.glob("*.jar")) if out.is_dir() else []
-            if proc.returncode != 0 or not any(j.name.startswith("kafka_2.13-") for j in jars):
-                tail = "\n".join(output.splitlines()[-_TAIL_LINES:])
-                raise BrokerError(
-                    f"Maven could not fetch org.apache.kafka:kafka_2.13:{settings.kafka_version} "
-                    f"(exit {proc.returncode}):\n{tail}"
-                )
-            (out / _MARKER).write_text(f"kafka_2.13 {settings.kafka_version}, {len(jars)} jars\n")
-            out.rename(libs)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-    return libs
 
 
 # ------------------------------------------------------------------------------------------- probing
@@ -341,7 +203,7 @@ def status(settings: Settings) -> BrokerStatus:
         pid=_our_pid(settings),
         log=_server_log(settings),
         version=settings.kafka_version,
-        installed=(_libs_dir(settings) / _MARKER).is_file(),
+        installed=(libs_dir(settings) / MARKER).is_file(),
     )
 
 
@@ -396,7 +258,7 @@ log4j.logger.state.change.logger=WARN
 
 
 def _java(libs: Path, log4j: Path, main: str, *args: str, flags: tuple[str, ...] = ()) -> list[str]:
-    java = _require("java", "install a Java runtime, 11 or newer (the Kafka broker is a Java program)")
+    java = require("java", "install a Java runtime, 11 or newer (the Kafka broker is a Java program)")
     return [java, *flags, f"-Dlog4j.configuration=file:{log4j}", "-cp", f"{libs}/*", main, *args]
 
 
@@ -413,7 +275,7 @@ def _format_storage(libs: Path, broker: Path, data: Path) -> None:
     )  # fmt: skip
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120, check=False)
     if proc.returncode != 0:
-        tail = "\n".join(proc.stdout.decode("utf-8", "replace").splitlines()[-_TAIL_LINES:])
+        tail = "\n".join(proc.stdout.decode("utf-8", "replace").splitlines()[-TAIL_LINES:])
         raise BrokerError(f"formatting the broker storage in {data} failed (exit {proc.returncode}):\n{tail}")
 
 
@@ -421,7 +283,7 @@ def _failure(settings: Settings, why: str, log_offset: int) -> BrokerError:
     broker = _broker_dir(settings)
     parts = [why]
     for path, since in ((_server_log(settings), log_offset), (broker / "stdout.log", 0)):
-        tail = _tail(path, since=since)
+        tail = read_tail(path, since=since)
         if tail.strip():
             parts.append(f"--- last lines of {path}:\n{tail}")
     return BrokerError("\n".join(parts))
@@ -452,7 +314,7 @@ def start(settings: Settings, *, timeout: float = 60.0) -> BrokerStatus:
             "unset STREAM_REC_BROKER or point it at 127.0.0.1:<port>"
         ) from exc
     libs = install(settings)
-    with _locked(broker / ".lock"):
+    with locked(broker / ".lock"):
         pid = _our_pid(settings)
         if pid is None:
             if is_up(address):  # started by someone else while we waited for the lock
@@ -526,7 +388,7 @@ def _terminate(pid: int, timeout: float) -> None:
 def stop(settings: Settings, *, timeout: float = 30.0) -> bool:
     """Stop the broker this home started; return whether one was running. Brokers not ours are left alone."""
     pid_file = _pid_file(settings)
-    with _locked(_broker_dir(settings) / ".lock"):
+    with locked(_broker_dir(settings) / ".lock"):
         pid = _our_pid(settings)
         if pid is not None:
             _terminate(pid, timeout)

@@ -572,11 +572,11 @@ def test_a_learner_with_replay_leaves_survivors_out_of_full_collections_but_recl
     import gc
     import weakref
 
-    from stream_rec.learning import learner as learner_module
+    from stream_rec.learning import replay as replay_module
 
     OnlineLearner(ModelSettings(dim=8))
     frozen = []
-    for _ in range(learner_module._WALK_ALL_EVERY):
+    for _ in range(replay_module._WALK_ALL_EVERY):
         gc.collect()
         frozen.append(gc.get_freeze_count())
     assert max(frozen) > 1000, "survivors of a full collection are left out of the next ones"
@@ -590,7 +590,7 @@ def test_a_learner_with_replay_leaves_survivors_out_of_full_collections_but_recl
     dead = weakref.ref(a)
     gc.freeze()
     del a, b
-    for _ in range(learner_module._WALK_ALL_EVERY + 1):
+    for _ in range(replay_module._WALK_ALL_EVERY + 1):
         gc.collect()
     assert dead() is None, "a cycle that died frozen is reclaimed"
 

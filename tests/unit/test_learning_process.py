@@ -17,7 +17,8 @@ import pytest
 from stream_rec.items.transitions import Transitions
 from stream_rec.learning import checkpoint, open_side
 from stream_rec.learning.learner import OnlineLearner
-from stream_rec.learning.process import LearningError, _Packer, _Unpacker
+from stream_rec.learning.pipe import Packer, Unpacker
+from stream_rec.learning.process import LearningError
 from stream_rec.sequences import Step
 from stream_rec.serving.engine import Engine
 from stream_rec.settings import ModelSettings, Settings
@@ -25,7 +26,7 @@ from tests.unit.streams import T0, planted
 from tests.unit.test_engine import batch
 
 
-def crossed(packer: _Packer, unpacker: _Unpacker, learner: OnlineLearner):  # type: ignore[no-untyped-def]
+def crossed(packer: Packer, unpacker: Unpacker, learner: OnlineLearner):  # type: ignore[no-untyped-def]
     scorer = learner.snapshot().prepare()
     header, arrays = packer.pack(scorer)
     return scorer, unpacker.unpack(header, [bytearray(memoryview(a).cast("B")) for a in arrays]), header
@@ -34,7 +35,7 @@ def crossed(packer: _Packer, unpacker: _Unpacker, learner: OnlineLearner):  # ty
 def test_a_snapshot_over_the_pipe_ranks_as_the_one_it_was_made_from() -> None:
     settings = ModelSettings(dim=16, batch=16, evidence=True, capacity=40)
     learner = OnlineLearner(settings)
-    packer, unpacker = _Packer(), _Unpacker()
+    packer, unpacker = Packer(), Unpacker()
     histories = [
         [Step("a", "view", T0)],
         [Step("i3", "view", T0), Step("i5", "click", T0 + 60)],
