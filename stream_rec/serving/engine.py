@@ -165,50 +165,10 @@ class Engine:
                 out.append((message, found.embedding if found else None))
         return out
 
-    # -- what the web view reads -------------------------------------------------------------------------------
-
-    def user_view(self, user_id: str, history: list[Step]) -> dict[str, Any] | None:
-        """The user's last recommendation and embedding (None when not among the last INSPECTED_USERS served),
-        with the share of each of the model's modes behind each recommended item, by the serving snapshot now."""
-        out = self.last_outputs.get(user_id)
-        if out is None:
-            return None
-        rec, snapshot = out.recommendation, self.serving
-        items = [i["item_id"] for i in rec["items"]]
-        shares = snapshot.mode_shares(history, items) if rec["strategy"] == "model" and history else {}
-        return {
-            "recommendation": {
-                **rec, "items": [{**i, "modes": shares.get(i["item_id"])} for i in rec["items"]],
-            },
-            "modes_by": snapshot.version,
-            "embedding": out.embedding["embedding"] if out.embedding else None,
-        }  # fmt: skip
-
-    def item_view(self, item_id: str, nearest: int = 10) -> dict[str, Any] | None:
-        """How often the item was seen, when last, whether the model has a row for it, and its nearest items by
-        the model's item vectors; None for an item never seen."""
-        snapshot = self.serving
+    def item_count(self, item_id: str) -> int:
+        """How often the item was seen (popularity's count: the cold-start fallback's own)."""
         with self._serving_lock:
-            count = self.popularity.order.counts.get(item_id, 0)
-        if not count and item_id not in snapshot.vocab:
-            return None
-        return {
-            "item_id": item_id, "count": count, "last_seen_ts": self.item_seen.get(item_id),
-            "in_vocabulary": item_id in snapshot.vocab, "model_version": snapshot.version,
-            "nearest": [{"item_id": item, "cosine": c} for item, c in snapshot.similar(item_id, nearest)],
-        }  # fmt: skip
-
-    def model_view(self) -> dict[str, Any]:
-        """The settings in force, the model's size and its newest checkpoint."""
-        status, snapshot = self.learning.status(), self.serving
-        return {
-            "settings": self.settings.model_dump(mode="json"),
-            "model_version": snapshot.version, "model_ts": snapshot.ts,
-            "vocabulary": len(snapshot.vocab), "vocabulary_capacity": snapshot.vocab.capacity,
-            "replay": status.replay, "replay_capacity": status.replay_capacity,
-            "steps": status.steps, "examples": status.examples,
-            "checkpoint": status.checkpoint, "checkpoint_age_s": _age(status.checkpoint_ts),
-        }  # fmt: skip
+            return self.popularity.order.counts.get(item_id, 0)
 
     # -- learning and its state --------------------------------------------------------------------------------
 
@@ -234,33 +194,3 @@ class Engine:
         ``replace_all``."""
         self.last_outputs.pop(user_id, None)
         return self.learning.forget(user_id)
-
-    def stats(self) -> dict[str, Any]:
-        """The engine's figures now (the web view's /stats; the worker adds what the consumer knows)."""
-        m, snapshot, status = self.metrics, self.serving, self.learning.status()
-        hit_rate_1m = m.recent.ratio()
-        return {
-            "events": m.events, "valid": m.events - m.invalid, "invalid": m.invalid, "duplicates": m.duplicates,
-            "redelivered": m.redelivered, "rerouted": m.rerouted, "forgotten": m.forgotten, "expired": m.expired,
-            "recommendations": self.served, "cold_start": m.cold_start,
-            "events_per_s": round(self.rate.per_second(), 2),
-            "scored": m.scored, "hits": m.hits, "hit_rate": round(m.hit_rate, 6), "ndcg": round(m.ndcg, 6),
-            "hit_rate_1m": None if hit_rate_1m is None else round(hit_rate_1m, 6),
-            "by_event": {
-                event: {"scored": int(n), "hit_rate": round(h / n, 6), "ndcg": round(g / n, 6)}
-                for event, (n, h, g) in sorted(m.by_event.items())
-            },
-            "model_version": snapshot.version, "model_ts": snapshot.ts,
-            "snapshot_age_s": round(time.time() - snapshot.ts, 3),
-            "steps": status.steps, "skipped_steps": status.skipped_steps, "examples": status.examples,
-            "loss": None if status.loss is None else round(status.loss, 6), "drift_alarms": status.drifts,
-            "learn_waiting": status.waiting, "learn_dropped": status.dropped,
-            "latency_p50_s": self.latency.percentile(50), "latency_p99_s": self.latency.percentile(99),
-            "freshness_p50_s": self.freshness.percentile(50), "freshness_p99_s": self.freshness.percentile(99),
-            "checkpoint_age_s": _age(status.checkpoint_ts),
-            "top_recommended": [{"item_id": item, "count": n} for item, n in self.recommended.top(10)],
-        }  # fmt: skip
-
-
-def _age(ts: float | None) -> float | None:
-    return None if ts is None else round(time.time() - ts, 3)

@@ -28,13 +28,13 @@ import faust
 import orjson
 from faust.web import Request, Response, View
 
-from ..sequences import steps
+from ..sequences import Step, steps
 from ..serving.engine import Engine
 from ..serving.prometheus import CONTENT_TYPE
 from ..settings import Settings
 from ..wire.events import MAX_ID_CHARS
 
-__all__ = ["add_views", "worker_stats"]
+__all__ = ["add_views", "engine_stats", "item_view", "model_view", "user_view", "worker_stats"]
 
 HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store", "X-Frame-Options": "DENY"}
 # The dashboard runs its own script and styles only, and talks to this server only.
@@ -77,10 +77,86 @@ def _asset(name: str) -> bytes:
     return resources.files(__package__).joinpath("dashboard", name).read_bytes()
 
 
+def user_view(engine: Engine, user_id: str, history: list[Step]) -> dict[str, Any] | None:
+    """The user's last recommendation and embedding (None when not among the last INSPECTED_USERS served),
+    with the share of each of the model's modes behind each recommended item, by the serving snapshot now."""
+    out = engine.last_outputs.get(user_id)
+    if out is None:
+        return None
+    rec, snapshot = out.recommendation, engine.serving
+    items = [i["item_id"] for i in rec["items"]]
+    shares = snapshot.mode_shares(history, items) if rec["strategy"] == "model" and history else {}
+    return {
+        "recommendation": {
+            **rec, "items": [{**i, "modes": shares.get(i["item_id"])} for i in rec["items"]],
+        },
+        "modes_by": snapshot.version,
+        "embedding": out.embedding["embedding"] if out.embedding else None,
+    }  # fmt: skip
+
+
+def item_view(engine: Engine, item_id: str, nearest: int = 10) -> dict[str, Any] | None:
+    """How often the item was seen, when last, whether the model has a row for it, and its nearest items by
+    the model's item vectors; None for an item never seen."""
+    snapshot = engine.serving
+    count = engine.item_count(item_id)
+    if not count and item_id not in snapshot.vocab:
+        return None
+    return {
+        "item_id": item_id, "count": count, "last_seen_ts": engine.item_seen.get(item_id),
+        "in_vocabulary": item_id in snapshot.vocab, "model_version": snapshot.version,
+        "nearest": [{"item_id": item, "cosine": c} for item, c in snapshot.similar(item_id, nearest)],
+    }  # fmt: skip
+
+
+def model_view(engine: Engine) -> dict[str, Any]:
+    """The settings in force, the model's size and its newest checkpoint."""
+    status, snapshot = engine.learning.status(), engine.serving
+    return {
+        "settings": engine.settings.model_dump(mode="json"),
+        "model_version": snapshot.version, "model_ts": snapshot.ts,
+        "vocabulary": len(snapshot.vocab), "vocabulary_capacity": snapshot.vocab.capacity,
+        "replay": status.replay, "replay_capacity": status.replay_capacity,
+        "steps": status.steps, "examples": status.examples,
+        "checkpoint": status.checkpoint, "checkpoint_age_s": _age(status.checkpoint_ts),
+    }  # fmt: skip
+
+
+def engine_stats(engine: Engine) -> dict[str, Any]:
+    """The engine's figures now (/stats; :func:`worker_stats` adds what the consumer knows)."""
+    m, snapshot, status = engine.metrics, engine.serving, engine.learning.status()
+    hit_rate_1m = m.recent.ratio()
+    return {
+        "events": m.events, "valid": m.events - m.invalid, "invalid": m.invalid, "duplicates": m.duplicates,
+        "redelivered": m.redelivered, "rerouted": m.rerouted, "forgotten": m.forgotten, "expired": m.expired,
+        "recommendations": engine.served, "cold_start": m.cold_start,
+        "events_per_s": round(engine.rate.per_second(), 2),
+        "scored": m.scored, "hits": m.hits, "hit_rate": round(m.hit_rate, 6), "ndcg": round(m.ndcg, 6),
+        "hit_rate_1m": None if hit_rate_1m is None else round(hit_rate_1m, 6),
+        "by_event": {
+            event: {"scored": int(n), "hit_rate": round(h / n, 6), "ndcg": round(g / n, 6)}
+            for event, (n, h, g) in sorted(m.by_event.items())
+        },
+        "model_version": snapshot.version, "model_ts": snapshot.ts,
+        "snapshot_age_s": round(time.time() - snapshot.ts, 3),
+        "steps": status.steps, "skipped_steps": status.skipped_steps, "examples": status.examples,
+        "loss": None if status.loss is None else round(status.loss, 6), "drift_alarms": status.drifts,
+        "learn_waiting": status.waiting, "learn_dropped": status.dropped,
+        "latency_p50_s": engine.latency.percentile(50), "latency_p99_s": engine.latency.percentile(99),
+        "freshness_p50_s": engine.freshness.percentile(50), "freshness_p99_s": engine.freshness.percentile(99),
+        "checkpoint_age_s": _age(status.checkpoint_ts),
+        "top_recommended": [{"item_id": item, "count": n} for item, n in engine.recommended.top(10)],
+    }  # fmt: skip
+
+
+def _age(ts: float | None) -> float | None:
+    return None if ts is None else round(time.time() - ts, 3)
+
+
 def worker_stats(app: faust.App, engine: Engine, settings: Settings) -> dict[str, Any]:
-    """:meth:`Engine.stats` with what the consumer knows: the lag of each partition the worker reads (events not
+    """:func:`engine_stats` with what the consumer knows: the lag of each partition the worker reads (events not
     yet taken by the agent) and the partitions of the events topic assigned to it."""
-    stats = engine.stats()
+    stats = engine_stats(engine)
     lag: dict[str, int] = {}
     read_offsets = app.monitor.tp_read_offsets
     for tp in _assignment(app):
@@ -140,7 +216,7 @@ def add_views(app: faust.App, engine: Engine, settings: Settings) -> None:
                 return bad
             state = app.sequences.get(user_id)  # type: ignore[attr-defined]
             history = steps(state) if isinstance(state, dict) else []
-            served = await asyncio.to_thread(engine.user_view, user_id, history)
+            served = await asyncio.to_thread(user_view, engine, user_id, history)
             if not history and served is None:
                 return _error(self, 404, f"no user {user_id!r} on this worker")
             return _json(self, {
@@ -159,7 +235,7 @@ def add_views(app: faust.App, engine: Engine, settings: Settings) -> None:
         async def get(self, request: Request, item_id: str) -> Response:
             if bad := _bad_id(self, "item", item_id):
                 return bad
-            found = await asyncio.to_thread(engine.item_view, item_id)
+            found = await asyncio.to_thread(item_view, engine, item_id)
             if found is None:
                 return _error(self, 404, f"no item {item_id!r} seen by this worker")
             return _json(self, found)
@@ -167,7 +243,7 @@ def add_views(app: faust.App, engine: Engine, settings: Settings) -> None:
     @app.page("/model")
     class Model(View):
         async def get(self, request: Request) -> Response:
-            return _json(self, engine.model_view())
+            return _json(self, model_view(engine))
 
     @app.page("/health")
     class Health(View):

@@ -22,6 +22,7 @@ from stream_rec.learning.process import LearningError
 from stream_rec.sequences import Step
 from stream_rec.serving.engine import Engine
 from stream_rec.settings import ModelSettings, Settings
+from stream_rec.worker.web import engine_stats, model_view
 from tests.unit.streams import T0, planted
 from tests.unit.test_engine import batch
 
@@ -83,23 +84,23 @@ def test_the_engine_learns_forgets_and_checkpoints_through_its_learning_process(
         engine.serve(events)
         engine.submit(events, time.monotonic())
         deadline = time.monotonic() + 60
-        while engine.stats()["examples"] < len(events) and time.monotonic() < deadline:
+        while engine_stats(engine)["examples"] < len(events) and time.monotonic() < deadline:
             time.sleep(0.05)
         while engine.serving.steps == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
-        stats = engine.stats()
+        stats = engine_stats(engine)
         assert stats["examples"] == len(events) and engine.serving.steps > 0, "the child learned and published"
         assert stats["freshness_p50_s"] is not None and stats["learn_dropped"] == 0
         assert {o.recommendation["strategy"] for o in engine.serve(events[-4:])} == {"model"}
         first = engine.checkpoint()
-        assert first is not None and engine.model_view()["checkpoint"] == str(first)
+        assert first is not None and model_view(engine)["checkpoint"] == str(first)
         assert engine.forget("u1") > 0
         only = engine.checkpoint(replace_all=True)
         assert checkpoint.candidates(settings.checkpoint_dir) == [only]
         learner, offsets = checkpoint.load(only)  # type: ignore[arg-type]
         assert offsets == {"events:0": len(events)} and "u1" not in {e.user for _, e in learner.replay.examples}
         engine.stop()
-        assert engine.stats()["learn_waiting"] == 0
+        assert engine_stats(engine)["learn_waiting"] == 0
     finally:
         engine.close()
     resumed = Engine(settings, open_side)
