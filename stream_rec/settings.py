@@ -113,6 +113,14 @@ class ModelSettings(BaseModel):
         """Whether the repeat mode is on: asked for, and the user's own items can be ranked at all."""
         return self.repeat and not self.exclude_seen
 
+    def replaced(self, **changes: Any) -> ModelSettings:
+        """A copy with ``changes``, validated as the settings are (``model_copy`` would take any value).
+
+        >>> ModelSettings().replaced(dim=16, exclude_seen=True).repeats
+        False
+        """
+        return ModelSettings.model_validate({**self.model_dump(), **changes})
+
     def torch_threads(self, *, beside: int = 1) -> int:
         """The torch threads to use: ``threads``, or where it is 0 the cores shared among ``beside`` threads of
         work."""

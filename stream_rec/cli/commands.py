@@ -155,7 +155,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     torch.set_num_threads(settings.model.torch_threads())
     exclude_seen = args.exclude_seen or settings.model.exclude_seen
     seed = settings.model.seed if args.seed is None else args.seed
-    model_settings = settings.model.model_copy(update={"seed": seed, "exclude_seen": exclude_seen})
+    model_settings = settings.model.replaced(seed=seed, exclude_seen=exclude_seen)
     models = {name: make_recommender(name, model_settings, refresh_events=args.refresh_events)
               for name in args.models.split(",")}  # fmt: skip
     with Progress(transient=True) as progress:

@@ -87,7 +87,7 @@ def make_recommender(name: str, model_settings: ModelSettings | None = None, *, 
         # FunkMF has no biases to carry it early on: it needs a larger step (measured on MovieLens 100K).
         return RiverMF("biased", seed=seed) if name == "river-biasedmf" else RiverMF("funk", lr=0.05, seed=seed)
     if name in ("lstm", "gru", "transformer", "graph"):
-        settings = (model_settings or ModelSettings()).model_copy(update={"encoder": name})
+        settings = (model_settings or ModelSettings()).replaced(encoder=name)
         return SequenceRecommender(settings, refresh_events=refresh_events)
     raise ValueError(f"unknown recommender {name!r}; use one of {', '.join(RECOMMENDERS)}")
 

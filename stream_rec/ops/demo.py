@@ -133,9 +133,7 @@ def _run(
         if (fmt if fmt != "auto" else datasets.detect_format(path)) == "movielens" and (
             "exclude_seen" not in configured.model.model_fields_set
         ):
-            configured = configured.model_copy(
-                update={"model": configured.model.model_copy(update={"exclude_seen": True})}
-            )
+            configured = configured.model_copy(update={"model": configured.model.replaced(exclude_seen=True)})
             say("data: a rating never repeats an item, so lists leave out the user's seen items "
                 "(STREAM_REC_MODEL__EXCLUDE_SEEN=false keeps them)")  # fmt: skip
     else:

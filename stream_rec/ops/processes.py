@@ -16,12 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import StreamRecError
-from ..settings import Settings
+from ..settings import ModelSettings, Settings
 
 __all__ = ["free_port", "hold_data_dir", "isolated", "start", "stop_process", "worker_env"]
-
-_ENV_FIELDS = ("broker", "app_id", "topic_events", "topic_recommendations", "topic_embeddings", "topic_dlq",
-               "topic_control", "partitions", "k", "data_dir", "home", "web_port")  # fmt: skip
 
 
 def free_port() -> int:
@@ -49,13 +46,20 @@ def isolated(settings: Settings, name: str, folder: Path, *, web_port: int | Non
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
-    """The environment that gives a child process these settings (unset ones keep their defaults there too)."""
+    """The environment that gives a child process exactly these settings: every one written out, the model's as
+    ``STREAM_REC_MODEL__*``, over whatever the parent's environment or settings file said."""
     env = dict(os.environ)
-    for name in _ENV_FIELDS:
-        value = getattr(settings, name)
-        if value is not None:
-            env[f"STREAM_REC_{name.upper()}"] = str(value)
-    env["STREAM_REC_MODEL__EXCLUDE_SEEN"] = "true" if settings.model.exclude_seen else "false"
+    fields = [
+        (f"STREAM_REC_{name.upper()}", getattr(settings, name)) for name in Settings.model_fields if name != "model"
+    ]
+    fields += [
+        (f"STREAM_REC_MODEL__{name.upper()}", getattr(settings.model, name)) for name in ModelSettings.model_fields
+    ]
+    for key, value in fields:
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = str(value).lower() if isinstance(value, bool) else str(value)
     return env
 
 
