@@ -19,7 +19,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from ..recommenders import Popularity
 from ..sequences import Step, step_of
 from ..settings import Settings
 from ..wire.messages import embedding_message, recommendation_message
-from .accepted import Accepted
+from .accepted import Accepted, Output
 from .live import LiveMetrics, Recent, TopRecent, Window
 from .prometheus import Exposition
 from .scoring import Recommendation, Scorer
@@ -38,12 +37,6 @@ __all__ = ["Accepted", "Engine", "LiveMetrics", "Output"]
 log = logging.getLogger(__name__)
 
 INSPECTED_USERS = 10_000  # users whose last outputs the web view can show (the most recently served)
-
-
-@dataclass(frozen=True, slots=True)
-class Output:
-    recommendation: dict[str, Any]
-    embedding: dict[str, Any] | None
 
 
 class Engine:

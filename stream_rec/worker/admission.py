@@ -26,16 +26,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
+import orjson
 from kafka.partitioner.default import murmur2
 
 from ..errors import InvalidEvent
-from ..sequences import State, append, is_duplicate, redelivered, steps, tag
-from ..serving.accepted import Accepted
+from ..sequences import State, append, is_duplicate, redelivered, steps, tag, with_served
+from ..serving.accepted import Accepted, Output
 from ..serving.live import LiveMetrics
 from ..wire.events import parse_event
 
-__all__ = ["Message", "Plan", "Reroute", "home_partition", "plan_batch"]
+__all__ = ["Answer", "Message", "Plan", "Reroute", "answer", "home_partition", "plan_batch"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,3 +146,26 @@ def _misplaced(msg: Message, user: str, partitions: int) -> str:
     if msg.partition != home_partition(user, partitions):
         return "on another partition than its user's (a producer with another partitioner)"
     return ""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a batch's accepted events come to: the users' states to write back and the messages to send, in order."""
+
+    states: dict[str, State]
+    messages: list[tuple[Literal["recommendation", "embedding"], bytes, bytes]]  # (kind, key, value), in order
+
+
+def answer(plan: Plan, outputs: Sequence[Output]) -> Answer:
+    """Each user's new state (the plan's, remembering the list just published for the user, against which the
+    user's next event is scored "as served") and the messages to send, from the engine's outputs for the plan's
+    accepted events. The one place, with :func:`plan_batch`, where a user's state is made."""
+    states = dict(plan.states)
+    messages: list[tuple[Literal["recommendation", "embedding"], bytes, bytes]] = []
+    for accepted, out in zip(plan.accepted, outputs, strict=True):
+        user = accepted.event.user_id
+        states[user] = with_served(states[user], [item["item_id"] for item in out.recommendation["items"]])
+        messages.append(("recommendation", user.encode(), orjson.dumps(out.recommendation)))
+        if out.embedding is not None:
+            messages.append(("embedding", user.encode(), orjson.dumps(out.embedding)))
+    return Answer(states, messages)

@@ -29,18 +29,16 @@ from collections.abc import Awaitable, Iterator, Sequence
 from typing import Any
 
 import faust
-import orjson
 from faust.streams import _current_event
 
 from ..errors import InvalidEvent
 from ..learning import open_side
 from ..learning.process import LearningError
-from ..sequences import with_served
 from ..serving.engine import Engine
 from ..settings import Settings
 from ..wire.control import parse_command
 from ..wire.deadletter import envelope
-from .admission import Message, home_partition, plan_batch
+from .admission import Message, answer, home_partition, plan_batch
 from .resume import ResumingTableManager, ResumingTransport
 from .web import add_views, worker_stats
 
@@ -184,19 +182,14 @@ def create_app(settings: Settings) -> faust.App:
             sent.append(await rerouted.send(key=r.user_id.encode(), value=r.message.value, partition=r.partition))
         outputs = await asyncio.to_thread(engine.serve, plan.accepted, arrived) if plan.accepted else []
         engine.submit(plan.accepted, arrived)  # learned beside, never waited for
-        for a, out in zip(plan.accepted, outputs, strict=True):
-            user = a.event.user_id
-            plan.states[user] = with_served(plan.states[user], [i["item_id"] for i in out.recommendation["items"]])
-        for user, state in plan.states.items():
+        answered = answer(plan, outputs)
+        for user, state in answered.states.items():
             home = plan.homes[user]
             with on_partition_of(faust_event[home.topic, home.partition, home.offset]):
                 sequences[user] = state  # assigned back, so the changelog carries it
         sent += sequences.take_unsettled()
-        for a, out in zip(plan.accepted, outputs, strict=True):
-            key = a.event.user_id.encode()
-            sent.append(await recommendations.send(key=key, value=orjson.dumps(out.recommendation)))
-            if out.embedding is not None:
-                sent.append(await embeddings.send(key=key, value=orjson.dumps(out.embedding)))
+        for kind, key, value in answered.messages:
+            sent.append(await (recommendations if kind == "recommendation" else embeddings).send(key=key, value=value))
         return sent
 
     async def obey(ev: faust.EventT) -> list[Awaitable[Any]]:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+
 import orjson
 import pytest
 
 from stream_rec.sequences import State, tag
+from stream_rec.serving.accepted import Output
 from stream_rec.serving.live import LiveMetrics
-from stream_rec.worker.admission import Message, Plan, home_partition, plan_batch
+from stream_rec.worker.admission import Message, Plan, answer, home_partition, plan_batch
 
 P = 4
 EVENTS = "events"
@@ -102,3 +105,22 @@ def test_an_accepted_event_carries_the_list_served_before_the_batch() -> None:
     table = {"a": {**first.states["a"], "served": ["i2", "i9"]}}
     second, _ = plan([at_home("a", "i2", 2), at_home("a", "i5", 3)], table)
     assert [list(a.served) for a in second.accepted] == [["i2", "i9"], ["i2", "i9"]]
+
+
+def test_the_answer_remembers_each_users_list_and_sends_in_order() -> None:
+    result, _ = plan([at_home("a", "x", 1), at_home("b", "y", 2), at_home("a", "z", 3)])
+    outputs = [
+        Output({"event_id": "e1", "items": [{"item_id": "p"}, {"item_id": "q"}]}, {"embedding": [0.5]}),
+        Output({"event_id": "e2", "items": [{"item_id": "r"}]}, None),
+        Output({"event_id": "e3", "items": [{"item_id": "s"}]}, {"embedding": [1.0]}),
+    ]
+    before = copy.deepcopy(result.states)
+    answered = answer(result, outputs)
+    assert answered.states["a"]["served"] == ["s"] and answered.states["b"]["served"] == ["r"], "the last list"
+    assert [s["steps"] for s in answered.states.values()] == [s["steps"] for s in result.states.values()]
+    assert result.states == before, "the plan is left as it was"
+    assert [(kind, key, orjson.loads(value)["event_id"] if kind == "recommendation" else None)
+            for kind, key, value in answered.messages] == [
+        ("recommendation", b"a", "e1"), ("embedding", b"a", None), ("recommendation", b"b", "e2"),
+        ("recommendation", b"a", "e3"), ("embedding", b"a", None),
+    ]  # fmt: skip
