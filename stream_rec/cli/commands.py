@@ -295,10 +295,12 @@ def cmd_tune(args: argparse.Namespace, settings: Settings) -> int:
     if not result.best:
         print("the defaults did best on the held-out parts: nothing to change")
     specs = " ".join(args.datasets) + (f" --limit {args.limit}" if args.limit else "")
+    chosen = "the winner's settings" if result.best else "the defaults won: nothing is set"
     comment = (
         f"stream-rec tune {specs}: {result.trials} trials ({result.pruned} pruned) on the first {args.prefix:.0%} of "
         f"each stream,\nthe best {args.finalists} and the defaults scored on the rest with {args.seeds} seeds; "
-        "the winner's settings.\nRead by every command: stream-rec --settings THIS_FILE ..., or "
+        f"{chosen}.\n"
+        "Read by every command: stream-rec --settings THIS_FILE ..., or "
         "STREAM_REC_SETTINGS_FILE=THIS_FILE"
     )
     written = write_settings(args.out, result.best, comment)

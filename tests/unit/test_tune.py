@@ -82,7 +82,12 @@ def test_the_tune_command_writes_a_file_evaluate_reads(
     assert main([*args, "--params", "lr", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "events.jsonl@no-item-features (400 events)" in printed and "held out" in printed
-    assert out.read_text().startswith("# stream-rec tune ")
+    text = out.read_text()
+    assert text.startswith("# stream-rec tune ")
+    # The comment says which won: a trial's settings, or the defaults with nothing set.
+    defaults_won = "the defaults did best" in printed
+    assert ("the defaults won: nothing is set" in text) == defaults_won
+    assert ("STREAM_REC_MODEL__LR=" in text) != defaults_won
     # A tuned value the file holds reaches evaluate (here an invalid one, so that it shows).
     out.write_text("STREAM_REC_MODEL__LR=-1\n")
     assert main(["--settings", str(out), "evaluate", str(data), "--models", "popularity"]) == 2
