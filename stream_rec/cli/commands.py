@@ -16,7 +16,10 @@ from ..errors import BrokerUnreachable, StreamRecError
 from ..settings import Settings
 from ..wire.events import Event
 
-__all__ = ["EXIT_ERROR", "EXIT_NO_BROKER", "need_broker"]
+__all__ = [
+    "EXIT_ERROR", "EXIT_NO_BROKER", "cmd_bench", "cmd_consume", "cmd_demo", "cmd_evaluate", "cmd_forget", "cmd_kafka",
+    "cmd_produce", "cmd_topics", "cmd_tune", "cmd_worker", "need_broker",
+]  # fmt: skip
 
 EXIT_ERROR, EXIT_NO_BROKER = 2, 3
 
