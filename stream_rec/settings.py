@@ -193,6 +193,12 @@ class Settings(BaseSettings):
         "the same id gets its partitions back at once; unset = derived from the app id and the data folder",
     )
     batch_size: int = Field(256, ge=1, description="most events the agent takes at once (stream.take)")
+    evaluate_batch: int = Field(
+        128,
+        ge=1,
+        description="events `stream-rec evaluate` ranks together before the models learn them, as the worker ranks "
+        "a batch with a snapshot that learned none of it (1 = strictly event by event)",
+    )
     batch_within: float = Field(
         0.02,
         gt=0,

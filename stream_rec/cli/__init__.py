@@ -167,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="the sequence models rank with a snapshot taken again only once this many events were learned since "
-        "the last, as a worker's serving snapshot lags its trainer (default 0: after every 128-event chunk)",
+        "the last, as a worker's serving snapshot lags its trainer (default 0: after every chunk of "
+        "STREAM_REC_EVALUATE_BATCH events)",
     )
     p.add_argument("--json", help="write every figure to this JSON file")
     p.add_argument("--plot", help="draw each model's rolling hit rate over the stream to this PNG (or SVG, PDF)")

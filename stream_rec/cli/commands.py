@@ -156,15 +156,17 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     import torch
 
     torch.set_num_threads(settings.model.torch_threads())
-    exclude_seen = args.exclude_seen or settings.model.exclude_seen
-    seed = settings.model.seed if args.seed is None else args.seed
-    model_settings = settings.model.replaced(seed=seed, exclude_seen=exclude_seen)
-    models = {name: make_recommender(name, model_settings, refresh_events=args.refresh_events)
+    model = settings.model.replaced(
+        seed=settings.model.seed if args.seed is None else args.seed,
+        exclude_seen=args.exclude_seen or settings.model.exclude_seen,
+    )
+    settings = settings.model_copy(update={"model": model})  # the flags, as settings: models and protocol agree
+    models = {name: make_recommender(name, settings.model, refresh_events=args.refresh_events)
               for name in args.models.split(",")}  # fmt: skip
     with Progress(transient=True) as progress:
         task = progress.add_task("replaying", total=len(events))
         report = evaluate(
-            events, models, ks=ks, exclude_seen=exclude_seen, dataset=str(args.dataset), seq_len=settings.seq_len,
+            events, models, settings, ks=ks, dataset=str(args.dataset),
             progress=lambda done, total: progress.update(task, completed=done),
         )  # fmt: skip
     console = Console()
@@ -292,8 +294,8 @@ def cmd_tune(args: argparse.Namespace, settings: Settings) -> int:
           f"{args.trials} trials on the first {args.prefix:.0%} of each, then the best {args.finalists} and the "
           f"defaults on the rest with {args.seeds} seeds", flush=True)  # fmt: skip
     result = tune(
-        data, settings.model, trials=args.trials, prefix=args.prefix, seeds=args.seeds, finalists=args.finalists,
-        space=space, k=args.k or settings.k, seq_len=settings.seq_len, log=lambda line: print(line, flush=True),
+        data, settings, trials=args.trials, prefix=args.prefix, seeds=args.seeds, finalists=args.finalists,
+        space=space, k=args.k, log=lambda line: print(line, flush=True),
     )  # fmt: skip
     if not result.best:
         print("the defaults did best on the held-out parts: nothing to change")

@@ -3,27 +3,29 @@
 This is DESIGN.md's one accuracy protocol, run offline (``stream-rec evaluate``), with no Kafka:
 
 1. Events come in event-time order (:func:`stream_rec.datasets.load` gives exactly that order).
-2. They are taken ``batch`` at a time. Each event's history is its user's events before it (kept here, the
-   last ``seq_len`` of them, as the worker's table keeps them). Every event of a user with at least one earlier
-   event is scored against the top-k each recommender gives *from its state before the chunk*; an item never
-   seen before in the stream is a miss whatever was ranked.
+2. They are taken ``evaluate_batch`` at a time (a setting, as the worker's ``batch_size``). Each event's history
+   is its user's events before it (kept here, the last ``seq_len`` of them, as the worker's table keeps them).
+   Every event of a user with at least one earlier event is scored against the top-k each recommender gives
+   *from its state before the chunk*; an item never seen before in the stream is a miss whatever was ranked.
 3. Only then does each recommender learn from the chunk's (history, event) examples.
 
 Beside the figures over every scored event, the *last-event view* (``last_HR@k``, ``last_NDCG@k``): each user's
 last event of the stream alone, ranked in the same pass with every earlier item of the user's left out, whatever
-``exclude_seen`` says. That is the streaming counterpart of the leave-one-out, full-ranking protocol of published
-tables (each user's last item held out, every item ranked, the user's earlier items masked), with two differences:
-the model has learned everything before the event once, in stream order, instead of several epochs over everything
-but the held-out items; and it has seen the other users' events up to then, their last ones included.
+the ``exclude_seen`` setting says. That is the streaming counterpart of the leave-one-out, full-ranking protocol of
+published tables (each user's last item held out, every item ranked, the user's earlier items masked), with two
+differences: the model has learned everything before the event once, in stream order, instead of several epochs
+over everything but the held-out items; and it has seen the other users' events up to then, their last ones included.
 
-Chunking is what lets a sequence model rank and learn in batches; with ``batch=1`` this is the strict
-event-by-event protocol. Every recommender sees the same chunks, histories and targets, and each one's
-throughput counts only the time spent in its own ``rank_many`` and ``learn_many``.
+Chunking is what lets a sequence model rank and learn in batches, as the worker does; with ``evaluate_batch=1`` this
+is the strict event-by-event protocol. The protocol's knobs are the settings the worker reads (``k``, ``seq_len``,
+``model.exclude_seen``, ``evaluate_batch``), so that evaluate measures what the worker would serve. Every
+recommender sees the same chunks, histories and targets, and each one's throughput counts only the time spent in
+its own ``rank_many`` and ``learn_many``.
 
 >>> from stream_rec.wire.events import Event
 >>> events = [Event(u, item, "view", float(t)) for t, (u, item) in enumerate(
 ...     [("u1", "a"), ("u1", "b"), ("u2", "a"), ("u2", "b"), ("u3", "a"), ("u3", "b")])]
->>> report = evaluate(events, {"markov": make_recommender("markov")}, ks=(1,), batch=1)
+>>> report = evaluate(events, {"markov": make_recommender("markov")}, Settings(evaluate_batch=1), ks=(1,))
 >>> report["events"], report["scored"], report["models"]["markov"]["HR@1"]
 (6, 3, 0.6666666666666666)
 """
@@ -46,7 +48,7 @@ from ..recommenders.popularity import Popularity
 from ..recommenders.river_mf import RiverMF
 from ..recommenders.rule import EvidenceRule
 from ..sequences import Example, Step, remember_seen, step_of
-from ..settings import ModelSettings
+from ..settings import ModelSettings, Settings
 from ..wire.events import Event
 
 __all__ = ["RECOMMENDERS", "evaluate", "make_recommender"]
@@ -95,18 +97,17 @@ def make_recommender(name: str, model_settings: ModelSettings | None = None, *, 
 def evaluate(
     events: Sequence[Event],
     recommenders: Mapping[str, Recommender],
-    ks: Sequence[int] = (10,),
-    exclude_seen: bool = False,
-    batch: int = 128,
-    progress: Progress | None = None,
+    settings: Settings | None = None,
     *,
+    ks: Sequence[int] | None = None,
+    progress: Progress | None = None,
     dataset: str | None = None,
-    seq_len: int = 50,
     window: int | None = None,
     score_from: int = 0,
 ) -> dict[str, Any]:
     """Replay ``events`` (in event-time order) through each recommender, test first, then train; score each user's
-    last event apart as well (the last-event view, module docstring).
+    last event apart as well (the last-event view, module docstring). ``settings`` (default: as configured) give
+    the protocol, ``ks`` the list lengths (default ``settings.k``).
 
     Returns ``{"dataset", "events", "scored", "ks", "exclude_seen", "batch", "models": {name: {"HR@k", "NDCG@k",
     "MRR@k", "n", "last_HR@k", "last_NDCG@k", "last_n", "events_per_s", "seconds", "by_event": {...},
@@ -116,8 +117,9 @@ def evaluate(
     learned from but not scored (a warm-up: ``stream-rec tune`` scores settings on the part of a stream after the
     part they were searched on).
     """
-    if batch < 1:
-        raise ValueError(f"batch must be >= 1, got {batch}")
+    settings = settings if settings is not None else Settings()
+    ks = ks or (settings.k,)
+    batch, seq_len, exclude_seen = settings.evaluate_batch, settings.seq_len, settings.model.exclude_seen
     accumulators = {name: MetricAccumulator(ks) for name in recommenders}
     k = max(ks)
     seconds = dict.fromkeys(recommenders, 0.0)

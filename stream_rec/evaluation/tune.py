@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StreamRecError
-from ..settings import ModelSettings
+from ..settings import ModelSettings, Settings
 from ..wire.events import Event
 from .prequential import evaluate, make_recommender
 
@@ -82,18 +82,18 @@ def parse_space(names: str | None) -> dict[str, tuple[Any, ...]]:
 
 def tune(
     datasets: Sequence[Dataset],
-    base: ModelSettings,
+    base: Settings,
     *,
     trials: int = 20,
     prefix: float = 0.5,
     seeds: int = 3,
     finalists: int = 3,
     space: dict[str, tuple[Any, ...]] | None = None,
-    k: int = 10,
-    seq_len: int = 50,
+    k: int | None = None,
     log: Log = print,
 ) -> Result:
-    """Search ``space`` around ``base`` (module docstring); ``log`` is told each trial's and finalist's figures."""
+    """Search ``space`` around ``base.model`` (module docstring), replayed as ``base`` says (``seq_len``,
+    ``evaluate_batch``; ``k`` defaults to ``base.k``); ``log`` is told each trial's and finalist's figures."""
     import optuna
 
     if not 0 < prefix < 1:
@@ -101,27 +101,27 @@ def tune(
     if not datasets:
         raise StreamRecError("tune needs at least one dataset")
     space = space if space is not None else parse_space(None)
+    k = k or base.k
     metric = f"HR@{k}"
 
     def score(params: dict[str, Any], data: Dataset, seed: int, held_out: bool) -> float:
         update = {**params, "seed": seed, "exclude_seen": data.exclude_seen}
-        settings = ModelSettings.model_validate({**base.model_dump(), **update})  # (validated as any settings)
+        settings = ModelSettings.model_validate({**base.model.model_dump(), **update})  # (validated as any settings)
         cut = data.cut(prefix)
         events = data.events if held_out else data.events[:cut]
-        report = evaluate(
-            events, {"model": make_recommender(settings.encoder, settings)}, ks=(k,),
-            exclude_seen=data.exclude_seen, seq_len=seq_len, score_from=cut if held_out else 0,
-        )  # fmt: skip
+        protocol = base.model_copy(update={"model": settings})
+        models = {"model": make_recommender(settings.encoder, settings)}
+        report = evaluate(events, models, protocol, ks=(k,), score_from=cut if held_out else 0)
         return float(report["models"]["model"][metric])
 
-    reference = {data.name: score({}, data, base.seed, held_out=False) for data in datasets}
+    reference = {data.name: score({}, data, base.model.seed, held_out=False) for data in datasets}
     log("defaults on the search parts: " + ", ".join(f"{n} {metric} {v:.4f}" for n, v in reference.items()))
 
     def objective(trial: optuna.Trial) -> float:
         params = {name: _suggest(trial, name, spec) for name, spec in space.items()}
         logs = []
         for step, data in enumerate(datasets):
-            value = score(params, data, base.seed, held_out=False)
+            value = score(params, data, base.model.seed, held_out=False)
             logs.append(math.log(max(value, 1e-6) / max(reference[data.name], 1e-6)))
             trial.report(math.exp(statistics.fmean(logs)), step)
             if trial.should_prune():
@@ -134,7 +134,7 @@ def tune(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=base.seed),
+        sampler=optuna.samplers.TPESampler(seed=base.model.seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=0),
     )
     study.optimize(objective, n_trials=trials)
@@ -149,7 +149,8 @@ def tune(
     best, best_value = {}, -math.inf
     for params in candidates:
         figures = {
-            data.name: [score(params, data, base.seed + s, held_out=True) for s in range(seeds)] for data in datasets
+            data.name: [score(params, data, base.model.seed + s, held_out=True) for s in range(seeds)]
+            for data in datasets
         }
         result.held_out.append((params, figures))
         logs = [math.log(max(statistics.fmean(v), 1e-6)) for v in figures.values()]

@@ -48,7 +48,7 @@ def test_tune_scores_the_finalists_on_the_held_out_part_only() -> None:
     events = list(synthetic_events(240, users=12, items=30, seed=3))
     data = Dataset("synthetic", events)
     lines: list[str] = []
-    base = ModelSettings(dim=8, batch=32, replay=0.0)
+    base = Settings(model=ModelSettings(dim=8, batch=32, replay=0.0))
     result = tune([data], base, trials=2, prefix=0.5, seeds=2, finalists=1, space=parse_space("lr"), log=lines.append)
     assert result.trials == 2 and result.pruned == 0
     assert result.held_out[0][0] == {}, "the defaults are scored too"
@@ -57,8 +57,7 @@ def test_tune_scores_the_finalists_on_the_held_out_part_only() -> None:
         assert list(figures) == ["synthetic"] and len(figures["synthetic"]) == 2
     # The defaults' held-out figure for the first seed is evaluate's with the search part learned, not scored.
     cut = data.cut(0.5)
-    settings = base.model_copy(update={"seed": base.seed})
-    report = evaluate(events, {"m": make_recommender("lstm", settings)}, ks=(10,), score_from=cut)
+    report = evaluate(events, {"m": make_recommender("lstm", base.model)}, base, ks=(10,), score_from=cut)
     assert result.held_out[0][1]["synthetic"][0] == pytest.approx(report["models"]["m"]["HR@10"])
     assert report["scored"] <= len(events) - cut
     assert sum(line.startswith("trial ") for line in lines) == 2 and sum("held out" in line for line in lines) == 2
@@ -69,7 +68,7 @@ def test_tune_scores_the_finalists_on_the_held_out_part_only() -> None:
 def test_tune_refuses_a_prefix_that_is_no_fraction() -> None:
     data = Dataset("d", list(synthetic_events(20, users=2, items=5)))
     with pytest.raises(StreamRecError, match="between 0 and 1"):
-        tune([data], ModelSettings(), prefix=1.0)
+        tune([data], Settings(), prefix=1.0)
 
 
 def test_the_tune_command_writes_a_file_evaluate_reads(
