@@ -44,7 +44,7 @@ from ..sequences import Step
 from .transitions import Transitions, groups_of, newest_groups, together
 from .vocab import Vocabulary
 
-__all__ = ["FEATURES", "FOLLOWERS", "GROUP_ITEMS", "LIMIT", "QUERY", "SOURCES", "Evidence", "gather", "record"]
+__all__ = ["FEATURES", "FOLLOWERS", "GROUP_ITEMS", "LIMIT", "QUERY", "SOURCES", "Evidence", "count", "gather", "record"]
 
 SOURCES = ("next", "next2", "together", "group")
 FEATURES = tuple(name for source in SOURCES for name in (source, f"{source}_in"))
@@ -81,6 +81,21 @@ def record(memory: Transitions, before: Sequence[str | None], item: str, groups:
             memory.add(together(item), other, 1.0 / distance)
     for key in groups:
         memory.add(key, item)
+
+
+def count(
+    memory: Transitions, vocab: Vocabulary, examples: Sequence[tuple[Sequence[Step], Step]], window: int, groups: bool
+) -> None:
+    """Count what :func:`gather` reads: each event after the steps of its history, with the items near it, and
+    under its side-feature groups (its category, where ``groups``). Only items with rows are counted (a key never
+    outlives its row), as the vocabulary's own strings, which the counts then share."""
+    for history, event in examples:
+        row = vocab.index(event.item)
+        if not row:
+            continue
+        item: str = vocab.item(row)  # type: ignore[assignment]
+        before = [vocab.item(vocab.index(step.item)) for step in history[-window:]]
+        record(memory, before, item, groups_of(event) if groups else [], window)
 
 
 def gather(

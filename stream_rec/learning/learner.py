@@ -2,12 +2,12 @@
 
 A step takes a micro-batch of (history, next event) examples, mixes in replayed ones (replay.py), computes a
 softmax loss over the items (full while the vocabulary is small, else sampled: sampling.py, with every item the
-evidence offers in the set), skips and counts a step whose loss is not finite, clips the gradient and updates.
-Item tables are sparse, so a step costs in proportion to its batch, not to the vocabulary; model/tables.py keeps them in
-step with the vocabulary. River's ADWIN watches the running loss: when it rises (the stream changed), the
-learning rate is raised for ``drift_steps`` steps. The loss is that of the new mode (the sequence model's logits
-plus the evidence of counting, model/head.py), and where users come back to their own items of the repeat / new
-mixture (scoring.py builds the head's inputs; evidence.py counts what followed and went with what).
+evidence offers in the set), skips and counts a step whose loss is not finite, and updates (optim.py: clipped,
+the learning rate raised for a while when the running loss rises). Item tables are sparse, so a step costs in
+proportion to its batch, not to the vocabulary; model/tables.py keeps them in step with the vocabulary. The loss
+is that of the new mode (the sequence model's logits plus the evidence of counting, model/head.py), and where
+users come back to their own items of the repeat / new mixture (losses.py; evidence.py counts what followed and
+went with what).
 
 An event whose item is seen for the first time is counted but is no target: no ranking could have held it.
 Item counts (taken after each call's steps, so an example never sees its own) feed the popularity prior.
@@ -26,21 +26,18 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from river import drift
-from torch import nn
 
 from ..items import evidence
-from ..items.features import Batch, encode_histories, repeats_of
-from ..items.transitions import Transitions, groups_of
+from ..items.features import encode_histories
+from ..items.transitions import Transitions
 from ..items.vocab import Vocabulary
 from ..model import SequenceModel
-from ..model.head import segment_log_softmax
 from ..model.tables import ItemTables
 from ..sequences import Example
-from ..serving.scoring import COSINE_SCALE, Scorer, evidence_of, modes, seen_rows
+from ..serving.scoring import Scorer, evidence_of
 from ..settings import ModelSettings
-from . import sampling
-from .optim import SparseAdagrad
+from . import losses, sampling
+from .optim import Updater
 from .replay import ReplayBuffer, spare_the_collector
 
 __all__ = ["Example", "OnlineLearner"]
@@ -68,13 +65,8 @@ class OnlineLearner:
             )
         self.repeats = s.repeats
         self.transitions = Transitions(evidence.LIMIT, evidence.GROUP_ITEMS)  # the counts behind the evidence
-        self._dense = [p for p in self.model.parameters() if all(p is not q for q in self._sparse)]
-        self.optimizers = self._make_optimizers()
-        self._base_lr = [[group["lr"] for group in opt.param_groups] for opt in self.optimizers]
-        self.tables = ItemTables(self.model, self.vocab, s.capacity, self._gen, self.optimizers)
-        self._drift = drift.ADWIN() if s.drift else None  # on the running loss
-        self._boost_left = 0  # steps left at the boosted learning rate
-        self.drifts = 0
+        self.updater = Updater(self.model, s)
+        self.tables = ItemTables(self.model, self.vocab, s.capacity, self._gen, self.updater.optimizers)
         self.replay = ReplayBuffer(s.replay_size)
         self.steps = 0
         self.skipped_steps = 0
@@ -85,6 +77,7 @@ class OnlineLearner:
 
     def learn(self, examples: Sequence[Example]) -> None:
         """Take gradient steps on ``examples`` (in order, ``settings.batch`` at a time)."""
+        s = self.settings
         self._observe(examples)
         # An item's first sighting cannot have been recommended (it was unknown): as a target it would only teach
         # that "something new" comes next, and push known, popular items down. Its later sightings teach.
@@ -96,31 +89,17 @@ class OnlineLearner:
             if history and row and row in seen:
                 usable.append((history, event))
             seen.add(row)
-        b = self.settings.batch
-        for start in range(0, len(usable), b):
-            fresh = usable[start : start + b]
-            n_replay = min(len(self.replay), round(len(fresh) * self.settings.replay))
+        for start in range(0, len(usable), s.batch):
+            fresh = usable[start : start + s.batch]
+            n_replay = min(len(self.replay), round(len(fresh) * s.replay))
             mixed = fresh + self.replay.sample(n_replay, self._rng) if n_replay else fresh
             self._step(mixed, len(fresh))
             self.replay.add(fresh, self._rng)
-        if self.settings.evidence:
-            self._count(examples)  # after the steps: an example never sees its own counts
+        if s.evidence:  # after the steps: an example never sees its own counts
+            evidence.count(self.transitions, self.vocab, examples, s.evidence_window, s.groups)
         self.model.item_count.index_add_(0, torch.tensor(rows, dtype=torch.long), torch.ones(len(rows)))
         self.model.item_count[0] = 0.0
         self.examples += len(examples)
-
-    def _count(self, examples: Sequence[Example]) -> None:
-        """Count what the evidence reads (evidence.py): each event after the steps of its history, with the items
-        near it, and under its side-feature groups (its category)."""
-        vocab, window, groups = self.vocab, self.settings.evidence_window, self.settings.groups
-        for history, event in examples:
-            row = vocab.index(event.item)
-            if not row:
-                continue
-            item: str = vocab.item(row)  # type: ignore[assignment]  # the vocabulary's own strings: counts share them
-            # Only items with rows are counted (a key never outlives its row), as the vocabulary's own strings.
-            before = [vocab.item(vocab.index(step.item)) for step in history[-window:]]
-            evidence.record(self.transitions, before, item, groups_of(event) if groups else [], window)
 
     def _observe(self, examples: Sequence[Example]) -> None:
         steps = [step for history, event in examples for step in (*history[-1:], event)]
@@ -147,13 +126,13 @@ class OnlineLearner:
         bias = F.embedding(candidates, self.model.item_bias.weight, sparse=True).squeeze(-1)  # [C]
         if s.popularity:
             bias = bias + self.model.item_prior(candidates)
-        logits = self._affinity(user, emb, bias)  # [B, C]: the sequence model's
+        logits = losses.affinity(s.scoring, user, emb, bias)  # [B, C]: the sequence model's
         head = self.model.head
         scale = head.explore_scale()
         owner = torch.from_numpy(offered.batch)
         at = (owner, torch.searchsorted(candidates, offered_rows))  # each offered item's place: [N], [N]
         add = head.evidence_scores(user, owner, torch.from_numpy(offered.values))  # [N]
-        mask = self._seen_mask(examples, batch, candidates, labels) if s.exclude_seen else None
+        mask = losses.seen_mask(examples, self.vocab, batch, candidates, labels) if s.exclude_seen else None
 
         def new_mode(neural: torch.Tensor, added: torch.Tensor) -> torch.Tensor:  # [B, C] logits
             scores = sampling.corrected(neural.index_put(at, added, accumulate=True), log_q, labels, at)
@@ -169,7 +148,7 @@ class OnlineLearner:
         head_logits = new_mode(logits.detach() * scale, add)[fresh]
         log_p_head = F.log_softmax(head_logits, dim=1)[rows[fresh], labels[fresh]]  # [n_fresh]
         if self.repeats:
-            log_p, log_p_head = self._mixture(user, batch, offered, targets, log_p, log_p_head)
+            log_p, log_p_head = losses.mixture(self.model, user, batch, offered, targets, log_p, log_p_head)
         if s.scoring == "sigmoid":
             # A binary loss per item: the target against every other candidate (masked ones left out).
             truth = torch.zeros_like(learn_model)
@@ -179,78 +158,14 @@ class OnlineLearner:
             loss = F.binary_cross_entropy_with_logits(scores, truth, weight=weight) - log_p_head.sum() / len(examples)
         else:
             loss = -(log_p.sum() + log_p_head.sum()) / len(examples)
-        for opt in self.optimizers:
-            opt.zero_grad(set_to_none=True)
+        self.updater.zero_grad()
         if not torch.isfinite(loss):
             self.skipped_steps += 1  # a NaN step would poison every weight it touches
             return
         loss.backward()
-        nn.utils.clip_grad_norm_(self._dense, self.settings.clip)
-        boost = self.settings.drift_boost if self._boost_left > 0 else 1.0
-        for opt, bases in zip(self.optimizers, self._base_lr, strict=True):
-            for group, base in zip(opt.param_groups, bases, strict=True):
-                group["lr"] = base * boost
-            opt.step()
-        self._boost_left = max(0, self._boost_left - 1)
-        self.steps += 1
         self.last_loss = loss.item()
-        if self._drift is not None:
-            before = self._drift.estimation
-            self._drift.update(self.last_loss)
-            if self._drift.drift_detected and self._drift.estimation > before:  # the loss rose: the stream changed
-                self.drifts += 1
-                self._boost_left = self.settings.drift_steps
-
-    def _affinity(self, user: torch.Tensor, emb: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """``[B, C]`` scores of items (``emb`` [C, D], ``bias`` [C]) for users (``[B, D]``), per ``scoring``."""
-        if self.settings.scoring == "cosine":
-            return COSINE_SCALE * F.normalize(user, dim=-1) @ F.normalize(emb, dim=-1).T + bias
-        return user @ emb.T + bias
-
-    def _mixture(
-        self,
-        user: torch.Tensor,
-        batch: Batch,
-        offered: evidence.Evidence,
-        targets: torch.Tensor,
-        log_p_new: torch.Tensor,
-        log_p_head: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Log-probabilities of each target under the repeat / new mixture (model/head.py): ``[B]`` with the head
-        held fixed, from the new mode's ``log_p_new`` (for the sequence model to learn from), and ``[n_fresh]``
-        with the head learning, from ``log_p_head`` (the new mode's with the head's weights)."""
-        b, n_fresh = len(targets), len(log_p_head)
-        repeats = repeats_of(batch)
-        log_gates, scores = modes(self.model, user, repeats, offered)
-        log_p_repeat = torch.full((b,), -math.inf)
-        if len(scores):
-            log_choice = segment_log_softmax(scores, repeats.batch, b)  # [N]
-            is_target = repeats.rows == targets[repeats.batch]  # [N]: at most one per history
-            log_p_repeat = log_p_repeat.index_put((repeats.batch[is_target],), log_choice[is_target])
-        # An unavailable mode has gate -inf: nothing added.
-        model = torch.stack([log_p_repeat.detach(), log_p_new], dim=1)  # [B, 2]
-        head = torch.stack([log_p_repeat[:n_fresh], log_p_head], dim=1)  # [n_fresh, 2]
-        return (
-            torch.logsumexp(log_gates.detach() + model, dim=1),
-            torch.logsumexp(log_gates[:n_fresh] + head, dim=1),
-        )
-
-    def _seen_mask(
-        self, examples: Sequence[Example], batch: Batch, candidates: torch.Tensor, labels: torch.Tensor
-    ) -> torch.Tensor:
-        """``[B, C]``: True where a candidate is one of the example's history items (never its target).
-
-        Where seen items are never recommended, pushing them down teaches the model nothing it will use.
-        """
-        owner, seen = seen_rows([h for h, _ in examples], self.vocab, batch)
-        mask = torch.zeros(len(examples), len(candidates), dtype=torch.bool)
-        if len(seen):
-            seen_rows_t, owner_t = torch.from_numpy(seen), torch.from_numpy(owner)
-            at = torch.searchsorted(candidates, seen_rows_t).clamp(max=len(candidates) - 1)  # candidates are sorted
-            hit = candidates[at] == seen_rows_t
-            mask[owner_t[hit], at[hit]] = True
-        mask[torch.arange(len(examples)), labels] = False
-        return mask
+        self.updater.step(self.last_loss)
+        self.steps += 1
 
     # -- serving and state -------------------------------------------------------------------------------------
 
@@ -268,7 +183,8 @@ class OnlineLearner:
         """
         tensors = {f"model.{name}": _copy(value) for name, value in self.model.state_dict().items()}
         optimizers = []
-        for j, opt in enumerate(self.optimizers):
+        updater = self.updater
+        for j, opt in enumerate(updater.optimizers):
             state = opt.state_dict()
             scalars: dict[str, dict[str, Any]] = {}
             for index, values in state["state"].items():
@@ -281,14 +197,12 @@ class OnlineLearner:
         tensors["rng.torch"] = self._gen.get_state()
         counters = {
             "steps": self.steps, "skipped_steps": self.skipped_steps, "examples": self.examples,
-            "drifts": self.drifts, "boost_left": self._boost_left, "last_loss": self.last_loss,
+            "drifts": updater.drifts, "boost_left": updater.boost_left, "last_loss": self.last_loss,
             "rng": self._rng.getstate(),
         }  # fmt: skip
         drift_window = None
-        if self._drift is not None:
-            # river keeps ADWIN's window in Rust; its own serialisation is plain bytes (bincode).
-            drift_window = bytes(self._drift._helper.__getstate__())
-            counters["drift_detected"] = self._drift.drift_detected
+        if (saved := updater.drift_window()) is not None:
+            drift_window, counters["drift_detected"] = saved
         return {
             "settings": self.settings, "tensors": tensors, "optimizers": optimizers,
             "vocab": self.vocab.state_dict(), "counters": counters, "drift": drift_window,
@@ -300,10 +214,11 @@ class OnlineLearner:
         ``KeyError``, ``TypeError``, ``RuntimeError``), a damaged drift window a ``ValueError``."""
         tensors = state["tensors"]
         self.vocab = Vocabulary.from_state_dict(state["vocab"])
-        self.tables = ItemTables(self.model, self.vocab, self.settings.capacity, self._gen, self.optimizers)
+        self.tables = ItemTables(self.model, self.vocab, self.settings.capacity, self._gen, self.updater.optimizers)
         self.tables.grow_to(tensors["model.item_emb.weight"].shape[0])
         self.model.load_state_dict({key[6:]: value for key, value in tensors.items() if key.startswith("model.")})
-        for j, (opt, saved) in enumerate(zip(self.optimizers, state["optimizers"], strict=True)):
+        updater = self.updater
+        for j, (opt, saved) in enumerate(zip(updater.optimizers, state["optimizers"], strict=True)):
             opt_state: dict[int, dict[str, Any]] = {}
             for key, value in tensors.items():
                 if key.startswith(f"opt{j}."):
@@ -317,45 +232,14 @@ class OnlineLearner:
         counters = state["counters"]
         self.steps, self.skipped_steps = counters["steps"], counters["skipped_steps"]
         self.examples = counters["examples"]
-        self.drifts, self._boost_left = counters.get("drifts", 0), counters.get("boost_left", 0)
+        updater.drifts, updater.boost_left = counters.get("drifts", 0), counters.get("boost_left", 0)
         self.last_loss = counters.get("last_loss", math.nan)
-        if self._drift is not None and state.get("drift") is not None:
-            self._restore_drift(state["drift"], counters.get("drift_detected", False))
+        if state.get("drift") is not None:
+            updater.restore_drift(state["drift"], counters.get("drift_detected", False))
         self.replay = ReplayBuffer(self.settings.replay_size)
         self.replay.examples = list(state["replay"])[: self.settings.replay_size]
         version, internal, gauss = counters["rng"]
         self._rng.setstate((version, tuple(internal), gauss))
-
-    def _restore_drift(self, window: bytes, detected: bool) -> None:
-        """Put ADWIN's saved window back; malformed bytes are a ``ValueError`` (river's Rust code panics on them)."""
-        assert self._drift is not None
-        try:
-            self._drift._helper.__setstate__(window)
-        except BaseException as exc:  # pyo3's PanicException derives from BaseException
-            if type(exc).__name__ != "PanicException":
-                raise
-            raise ValueError(f"the drift detector's state cannot be read ({exc})") from None
-        self._drift._drift_detected = detected
-
-    # -- tables ------------------------------------------------------------------------------------------------
-
-    @property
-    def _sparse(self) -> list[torch.Tensor]:
-        """The tables with sparse gradients: a step touches only the rows its batch reads."""
-        m = self.model
-        return [m.item_emb.weight, m.item_bias.weight, m.context_emb.weight, m.item_feature_emb.weight]
-
-    def _make_optimizers(self) -> list[torch.optim.Optimizer]:
-        s = self.settings
-        head = list(self.model.head.parameters())
-        dense: list[dict[str, Any]] = [
-            {"params": [p for p in self._dense if all(p is not q for q in head)]},
-            {"params": head, "lr": s.head_lr},
-        ]
-        if s.optimizer == "adagrad":
-            sparse = SparseAdagrad(self._sparse, lr=s.lr, initial_accumulator_value=s.accumulator_init)
-            return [sparse, torch.optim.Adagrad(dense, lr=s.lr)]
-        return [torch.optim.SparseAdam(self._sparse, lr=s.lr), torch.optim.Adam(dense, lr=s.lr)]
 
 
 def _copy(value: torch.Tensor) -> torch.Tensor:

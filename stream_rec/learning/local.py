@@ -117,7 +117,7 @@ class Learning:
         learner, trainer = self.learner, self.trainer
         return Status(
             steps=learner.steps, skipped_steps=learner.skipped_steps, examples=learner.examples,
-            loss=None if math.isnan(learner.last_loss) else learner.last_loss, drifts=learner.drifts,
+            loss=None if math.isnan(learner.last_loss) else learner.last_loss, drifts=learner.updater.drifts,
             replay=len(learner.replay), replay_capacity=learner.settings.replay_size,
             waiting=trainer.waiting, dropped=trainer.dropped, running=trainer.running,
             checkpoint=str(self.checkpoint_path) if self.checkpoint_path else None, checkpoint_ts=self.checkpoint_ts,

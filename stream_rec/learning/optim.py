@@ -1,4 +1,12 @@
-"""Adagrad for tables with sparse gradients, applied to the rows a step touched and nothing else.
+"""The learner's updates: its optimizers, the learning-rate boost after a drift, and Adagrad for sparse tables.
+
+:class:`Updater` holds one optimizer for the item tables (sparse gradients: a step touches only the rows its batch
+reads) and one for the dense weights, the head's at its own learning rate; it clips the dense gradient, and raises
+every learning rate by ``drift_boost`` for ``drift_steps`` steps when river's ADWIN sees the running loss rise
+(the stream changed).
+
+:class:`SparseAdagrad` is Adagrad for tables with sparse gradients, applied to the rows a step touched and nothing
+else.
 
 ``torch.optim.Adagrad`` takes sparse gradients too, but goes through sparse-tensor arithmetic (masks, coalesced
 sums) that costs several times the update itself on a 100k-row table. This is the same update, row-indexed:
@@ -13,10 +21,83 @@ as far as one seen a thousand times, and its noise outranks what the popular ite
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
+from river import drift
+from torch import nn
 
-__all__ = ["SparseAdagrad"]
+from ..model import SequenceModel
+from ..settings import ModelSettings
+
+__all__ = ["SparseAdagrad", "Updater", "sparse_tables"]
+
+
+def sparse_tables(model: SequenceModel) -> list[torch.Tensor]:
+    """The tables with sparse gradients: a step touches only the rows its batch reads."""
+    return [model.item_emb.weight, model.item_bias.weight, model.context_emb.weight, model.item_feature_emb.weight]
+
+
+class Updater:
+    """Applies a step's gradients to ``model`` as ``settings`` say (module docstring)."""
+
+    def __init__(self, model: SequenceModel, settings: ModelSettings) -> None:
+        self.settings = s = settings
+        sparse = sparse_tables(model)
+        self.dense = [p for p in model.parameters() if all(p is not q for q in sparse)]
+        head = list(model.head.parameters())
+        groups: list[dict[str, Any]] = [
+            {"params": [p for p in self.dense if all(p is not q for q in head)]},
+            {"params": head, "lr": s.head_lr},
+        ]
+        self.optimizers: list[torch.optim.Optimizer]
+        if s.optimizer == "adagrad":
+            tables = SparseAdagrad(sparse, lr=s.lr, initial_accumulator_value=s.accumulator_init)
+            self.optimizers = [tables, torch.optim.Adagrad(groups, lr=s.lr)]
+        else:
+            self.optimizers = [torch.optim.SparseAdam(sparse, lr=s.lr), torch.optim.Adam(groups, lr=s.lr)]
+        self._base_lr = [[group["lr"] for group in opt.param_groups] for opt in self.optimizers]
+        self.detector = drift.ADWIN() if s.drift else None  # on the running loss
+        self.boost_left = 0  # steps left at the boosted learning rate
+        self.drifts = 0
+
+    def zero_grad(self) -> None:
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=True)
+
+    def step(self, loss: float) -> None:
+        """Update with the gradients of a step whose loss was ``loss`` (finite), then watch the loss for drift."""
+        nn.utils.clip_grad_norm_(self.dense, self.settings.clip)
+        boost = self.settings.drift_boost if self.boost_left > 0 else 1.0
+        for opt, bases in zip(self.optimizers, self._base_lr, strict=True):
+            for group, base in zip(opt.param_groups, bases, strict=True):
+                group["lr"] = base * boost
+            opt.step()
+        self.boost_left = max(0, self.boost_left - 1)
+        if self.detector is not None:
+            before = self.detector.estimation
+            self.detector.update(loss)
+            if self.detector.drift_detected and self.detector.estimation > before:  # the loss rose
+                self.drifts += 1
+                self.boost_left = self.settings.drift_steps
+
+    def drift_window(self) -> tuple[bytes, bool] | None:
+        """ADWIN's window as river's own bytes (bincode; river keeps it in Rust), and whether it saw a drift."""
+        if self.detector is None:
+            return None
+        return bytes(self.detector._helper.__getstate__()), self.detector.drift_detected
+
+    def restore_drift(self, window: bytes, detected: bool) -> None:
+        """Put a saved window back; malformed bytes are a ``ValueError`` (river's Rust code panics on them)."""
+        if self.detector is None:
+            return
+        try:
+            self.detector._helper.__setstate__(window)
+        except BaseException as exc:  # pyo3's PanicException derives from BaseException
+            if type(exc).__name__ != "PanicException":
+                raise
+            raise ValueError(f"the drift detector's state cannot be read ({exc})") from None
+        self.detector._drift_detected = detected
 
 
 class SparseAdagrad(torch.optim.Optimizer):

@@ -73,13 +73,13 @@ def test_an_older_format_is_a_clear_error(tmp_path: Path, format: str) -> None:
 def test_the_drift_detector_comes_back_as_it_was(tmp_path: Path) -> None:
     learner = OnlineLearner(ModelSettings(dim=8, batch=8, drift=True))
     learner.learn(planted(users=8))
-    learner._boost_left = 17
+    learner.updater.boost_left = 17
     path = checkpoint.save(learner, tmp_path / "c.safetensors")
     restored, _ = checkpoint.load(path)
-    a, b = learner._drift, restored._drift
+    a, b = learner.updater.detector, restored.updater.detector
     assert a is not None and b is not None and a.width > 0
     assert (b.width, b.estimation, b.variance) == (a.width, a.estimation, a.variance)
-    assert restored._boost_left == 17 and restored.last_loss == learner.last_loss
+    assert restored.updater.boost_left == 17 and restored.last_loss == learner.last_loss
     detections = 0
     for x in [0.1] * 200 + [5.0] * 200:  # a jump of the loss: both see it at the same point
         a.update(x)

@@ -14,6 +14,8 @@ from stream_rec.items.features import encode_histories
 from stream_rec.items.transitions import GROUP, TOGETHER, together
 from stream_rec.learning import sampling
 from stream_rec.learning.learner import Example, OnlineLearner
+from stream_rec.learning.losses import seen_mask
+from stream_rec.learning.optim import sparse_tables
 from stream_rec.sequences import Step
 from stream_rec.settings import ModelSettings
 from tests.unit.streams import planted
@@ -78,12 +80,14 @@ def test_a_non_finite_loss_is_skipped_and_changes_nothing() -> None:
     with torch.no_grad():
         learner.model.fuse.weight[0, 0] = float("nan")  # every user vector, and so the loss, becomes NaN
     before = snapshot(learner)
-    state = [{k: v.clone() for k, v in s.items() if torch.is_tensor(v)} for s in learner.optimizers[0].state.values()]
+    state = [
+        {k: v.clone() for k, v in s.items() if torch.is_tensor(v)} for s in learner.updater.optimizers[0].state.values()
+    ]
     learner.learn(data)
     assert (learner.steps, learner.skipped_steps) == (1, 1)
     assert learner.last_loss == loss
     assert same(before, snapshot(learner))
-    after = [{k: v for k, v in s.items() if torch.is_tensor(v)} for s in learner.optimizers[0].state.values()]
+    after = [{k: v for k, v in s.items() if torch.is_tensor(v)} for s in learner.updater.optimizers[0].state.values()]
     assert all(torch.equal(a[k], b[k]) for a, b in zip(state, after, strict=True) for k in a)
     with torch.no_grad():
         learner.model.fuse.weight[0, 0] = 0.0
@@ -100,9 +104,11 @@ def test_growth_past_1024_items_keeps_earlier_rows(optimizer: str) -> None:
     rows = learner.vocab.rows
     emb, bias = snapshot(learner)["item_emb.weight"][:rows], snapshot(learner)["item_bias.weight"][:rows]
     opt_state = {
-        id(p): {k: v.clone() for k, v in learner.optimizers[0].state[p].items() if torch.is_tensor(v) and v.dim()}
-        for p in learner._sparse[:2]  # the item tables
-        if p in learner.optimizers[0].state
+        id(p): {
+            k: v.clone() for k, v in learner.updater.optimizers[0].state[p].items() if torch.is_tensor(v) and v.dim()
+        }
+        for p in sparse_tables(learner.model)[:2]  # the item tables
+        if p in learner.updater.optimizers[0].state
     }
     # Events without history are counted but teach nothing: the tables grow, no step moves a weight.
     learner.learn([([], Step(f"y{k}", "view", T0)) for k in range(600)])
@@ -114,13 +120,13 @@ def test_growth_past_1024_items_keeps_earlier_rows(optimizer: str) -> None:
     assert grown.abs().max() < 1.0 and grown.std() > 0  # fresh rows: small random
     # The optimizers follow the new tables, with their state kept for the old rows.
     sparse = [learner.model.item_emb.weight, learner.model.item_bias.weight]
-    assert learner._sparse[0] is sparse[0] and learner._sparse[1] is sparse[1]
-    params = [p for opt in learner.optimizers for g in opt.param_groups for p in g["params"]]
+    assert sparse_tables(learner.model)[0] is sparse[0] and sparse_tables(learner.model)[1] is sparse[1]
+    params = [p for opt in learner.updater.optimizers for g in opt.param_groups for p in g["params"]]
     assert all(any(p is q for q in params) for p in sparse)
     assert len(opt_state) == 2
     for old, new in zip(opt_state.values(), sparse, strict=True):
         for key, value in old.items():
-            grown_state = learner.optimizers[0].state[new][key]
+            grown_state = learner.updater.optimizers[0].state[new][key]
             assert grown_state.shape[0] == 2048
             assert torch.equal(grown_state[: value.shape[0]], value)
     # And learning goes on over old and new items.
@@ -194,7 +200,7 @@ def test_seen_items_leave_the_training_softmax_when_they_are_never_ranked() -> N
     candidates = torch.tensor(sorted(rows.values()))
     labels = torch.searchsorted(candidates, torch.tensor([rows["c2"], rows["c3"]]))
     batch = encode_histories([h for h, _ in examples], learner.vocab, learner.settings.max_len)
-    mask = learner._seen_mask(examples, batch, candidates, labels)
+    mask = seen_mask(examples, learner.vocab, batch, candidates, labels)
     masked = [{item for item, row in rows.items() if mask[b, int((candidates == row).nonzero())]} for b in (0, 1)]
     assert masked == [{"c0", "c1"}, {"c0"}]  # the history, but never the target, even a repeated one
 
@@ -303,21 +309,23 @@ def test_a_rise_of_the_loss_raises_the_learning_rate_for_a_while() -> None:
     learner = OnlineLearner(small(batch=16, replay=0.0, drift_steps=5, drift_boost=4.0))
     for _ in range(6):
         learner.learn(planted(seed=1))  # a stable stream: the loss falls
-    assert learner.drifts == 0
+    assert learner.updater.drifts == 0
     rng = __import__("random").Random(2)
     shifted = [([Step(f"new{rng.randrange(100)}", "view", T0)], Step(f"new{rng.randrange(100)}", "view", T0))
                for _ in range(1200)]  # fmt: skip
     learner.learn(shifted)  # a new catalogue, no pattern: the loss jumps
-    assert learner.drifts >= 1
-    base = learner._base_lr[0][0]
-    learner._boost_left = 2
+    assert learner.updater.drifts >= 1
+    base = learner.settings.lr
+    learner.updater.boost_left = 2
     learner.learn(chain("q", 16))  # first sightings: no step
     learner.learn(chain("q", 16))  # one step of 16: boosted
-    assert learner.optimizers[0].param_groups[0]["lr"] == pytest.approx(4.0 * base)
-    assert learner.optimizers[1].param_groups[1]["lr"] == pytest.approx(4.0 * learner.settings.head_lr), "the head"
-    learner._boost_left = 0
+    assert learner.updater.optimizers[0].param_groups[0]["lr"] == pytest.approx(4.0 * base)
+    assert learner.updater.optimizers[1].param_groups[1]["lr"] == pytest.approx(4.0 * learner.settings.head_lr), (
+        "the head"
+    )
+    learner.updater.boost_left = 0
     learner.learn(chain("q", 16))
-    assert learner.optimizers[0].param_groups[0]["lr"] == pytest.approx(base)
+    assert learner.updater.optimizers[0].param_groups[0]["lr"] == pytest.approx(base)
 
 
 def test_the_evidence_offers_what_followed_the_last_item() -> None:

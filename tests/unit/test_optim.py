@@ -43,8 +43,8 @@ def test_a_starting_sum_damps_a_rows_first_step() -> None:
 def test_rows_the_tables_grow_by_and_evicted_rows_start_from_the_starting_sum() -> None:
     learner = OnlineLearner(ModelSettings(dim=8, accumulator_init=0.5, capacity=5000))
     learner.tables.grow_to(3000)
-    sums = learner.optimizers[0].state[learner.model.item_emb.weight]["sum"]
+    sums = learner.updater.optimizers[0].state[learner.model.item_emb.weight]["sum"]
     assert sums.shape[0] == 3000 and torch.all(sums[2000:] == 0.5)
     sums[7] = 9.0
     learner.tables.reset_rows([7])
-    assert torch.all(learner.optimizers[0].state[learner.model.item_emb.weight]["sum"][7] == 0.5)
+    assert torch.all(learner.updater.optimizers[0].state[learner.model.item_emb.weight]["sum"][7] == 0.5)
