@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
-from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -21,43 +18,40 @@ from stream_rec.worker.resume import ResumingRecovery, ResumingTransport, _Consu
 EVENTS, CHANGELOG = TP("events", 0), TP("app-user_sequences-changelog", 0)
 
 
-def test_the_partitions_resume_after_the_seek_and_the_clear_the_changelog_stays_paused() -> None:
+def test_the_partitions_resume_after_the_seek_and_the_clear_the_changelog_stays_paused(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's own recovery, consumer and flow control; the consumer's calls into the broker are recorded."""
     calls: list[Any] = []
 
-    class Consumer:
-        def assignment(self) -> set[TP]:
-            return {EVENTS, CHANGELOG}
+    async def scenario() -> None:
+        app = create_app(settings)  # on the running loop, which Faust's services take as theirs
+        recovery, consumer = app.tables.recovery, app.consumer
+        events, changelog = TP(settings.topic_events, 0), TP(app.sequences.changelog_topic.get_topic_name(), 0)
 
-        async def perform_seek(self) -> None:
+        async def perform_seek() -> None:
             await asyncio.sleep(0)  # a fetch in this moment would be cleared below
             calls.append("seek")
 
-        def resume_partitions(self, tps: set[TP]) -> None:
-            calls.append(("resume", tps))
+        clear = app.flow_control.resume
+        monkeypatch.setattr(consumer, "assignment", lambda: {events, changelog})
+        monkeypatch.setattr(consumer, "perform_seek", perform_seek)
+        monkeypatch.setattr(consumer, "resume_partitions", lambda tps: calls.append(("resume", tps)))
+        monkeypatch.setattr(app.flow_control, "resume", lambda: (calls.append("clear"), clear()))
+        await recovery.resume_streams_sought()
+        assert calls == ["seek", "clear", ("resume", {events})]
+        assert app.flow_control.is_active(), "the queues take records again"
 
-    app = SimpleNamespace(
-        consumer=Consumer(),
-        flow_control=SimpleNamespace(resume=lambda: calls.append("clear")),
-        conf=SimpleNamespace(broker_request_timeout=1.0),
-    )
-    recovery = SimpleNamespace(
-        app=app,
-        log=logging.getLogger("test"),
-        _is_changelog_tp=lambda tp: tp.topic.endswith("-changelog"),
-        _wait=lambda coro, timeout: coro,
-    )
-    asyncio.run(ResumingRecovery.resume_streams_sought(recovery))  # type: ignore[arg-type]
-    assert calls == ["seek", "clear", ("resume", {EVENTS})]
+    asyncio.run(scenario())
 
 
-def test_the_worker_recovers_with_it_and_faust_calls_what_it_overrides(settings: Settings, tmp_path: Path) -> None:
+def test_the_worker_recovers_with_it(settings: Settings) -> None:
+    # The recovery itself, after a SIGKILL, is tests/integration/test_delivery.py's, against the broker.
     app = create_app(settings)
     assert type(app.tables.recovery) is ResumingRecovery
     assert type(app.transport) is ResumingTransport and type(app.consumer._thread) is _ConsumerThread
-    # The override replaces Faust's method of the same name: a Faust that no longer called it would bypass it.
-    assert "self.on_recovery_completed" in inspect.getsource(Recovery._restart_recovery.fun)
     ours, theirs = (inspect.signature(c.on_recovery_completed).parameters for c in (ResumingRecovery, Recovery))
-    assert list(ours) == list(theirs)
+    assert list(ours) == list(theirs), "the override takes what Faust passes"
 
 
 def test_the_fetch_asks_for_a_copy_of_the_active_partitions_and_for_nothing_when_none_is(
