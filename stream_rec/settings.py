@@ -104,8 +104,7 @@ class ModelSettings(BaseModel):
         ge=0,
         le=256,
         description="torch threads (process-wide); 0 = one per core in evaluate, and half of the cores in the worker, "
-        "whose serving and trainer run side by side (one each on 2 cores: p99 latency 122-163 ms at 200 events/s, "
-        "against 188-190 ms with two each)",
+        "whose serving and trainer run side by side (two each on two cores raised the p99 latency by a third)",
     )
 
     @property

@@ -52,7 +52,7 @@ class Trainer:
         self.queue_size, self.batch, self.refresh_every = queue_size, batch, refresh_every
         # The thread learns once ``gather`` examples wait, or the oldest has waited half a refresh: a step costs
         # much the same for a few examples as for the learner's batch, so stepping on every few arrivals spent
-        # 2-3x the CPU per example (and took it from serving, on two cores) for no fresher snapshot.
+        # several times the CPU per example (and took it from serving) for no fresher snapshot.
         self.gather = gather
         self._draining = False
         self.dropped = 0  # examples that gave way to newer ones, ever

@@ -110,8 +110,8 @@ class Scorer:
         self.tables = ItemTables(model, vocab, settings.capacity, generator)
         self.lock = threading.Lock()  # one ranking at a time: giving rows to new items changes the copy
         # What every ranking multiplies (item vectors and biases of every row), made once: the weights are frozen,
-        # and only the rows this copy gives to new items change (patched). Rebuilt per call, it cost 0.1-0.2 s a
-        # batch at 100,000 items.
+        # and only the rows this copy gives to new items change (patched). Rebuilt per call, it cost more than the
+        # ranking at large catalogues.
         self._weight: np.ndarray | None = tables[0] if tables is not None else None  # (given: another copy's)
         self._bias: np.ndarray | None = tables[1] if tables is not None else None
         self._stale: set[int] = set()
