@@ -8,7 +8,7 @@
 
 Feeds the dataset's events, in batches, through ``Engine.serve`` and then its trainer (stepped here, in one
 thread: learning and ranking one after the other) with the users' histories kept as the worker keeps them
-(``sequences.append``), after ``--warmup`` untimed events. Settings come from STREAM_REC_* as for the
+(``admission.append``), after ``--warmup`` untimed events. Settings come from STREAM_REC_* as for the
 worker; checkpoints are off and the state lives in a temporary folder. Compare with ``stream-rec bench``'s worker
 figure to see what the broker and Faust add.
 """
@@ -26,11 +26,11 @@ import torch
 from stream_rec.datasets import default_dataset, load
 from stream_rec.learning import checkpoint, open_side
 from stream_rec.learning.local import Learning
-from stream_rec.sequences import State, append, steps
 from stream_rec.serving.accepted import Accepted
 from stream_rec.serving.engine import Engine
 from stream_rec.settings import Settings
 from stream_rec.wire.events import Event
+from stream_rec.worker.admission import State, append, steps
 
 
 def main() -> None:

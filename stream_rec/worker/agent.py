@@ -9,7 +9,7 @@ the dead letters, reroutes, recommendations and embeddings. Only when every one 
 changelog writes among them, is acknowledged by the broker are the batch's events acknowledged (:func:`settle`),
 and so become committable: an offset is committed only after its event's effects are durable. A send that fails
 stops the worker without committing (exit code 75), so its events are read again at restart; one read again from
-the very message it was first read from is answered again (``sequences.redelivered``), never appended twice.
+the very message it was first read from is answered again (``admission.redelivered``), never appended twice.
 
 Beside the agent: :func:`keep_checkpoints` (at start, on a cadence; :func:`shut_down` writes the last),
 :func:`expire` (users inactive for ``user_ttl`` seconds), :func:`report` (the status line), and the control

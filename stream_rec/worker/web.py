@@ -28,11 +28,12 @@ import faust
 import orjson
 from faust.web import Request, Response, View
 
-from ..sequences import Step, steps
+from ..sequences import Step
 from ..serving.engine import Engine
 from ..serving.prometheus import CONTENT_TYPE
 from ..settings import Settings
 from ..wire.events import MAX_ID_CHARS
+from .admission import steps
 
 __all__ = ["add_views", "engine_stats", "item_view", "model_view", "user_view", "worker_stats"]
 

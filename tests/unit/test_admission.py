@@ -7,10 +7,9 @@ import copy
 import orjson
 import pytest
 
-from stream_rec.sequences import State, tag
 from stream_rec.serving.accepted import Output
 from stream_rec.serving.live import LiveMetrics
-from stream_rec.worker.admission import Message, Plan, answer, home_partition, plan_batch
+from stream_rec.worker.admission import Message, Plan, State, answer, home_partition, plan_batch, tag
 
 P = 4
 EVENTS = "events"

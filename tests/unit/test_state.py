@@ -6,19 +6,18 @@ import copy
 
 import orjson
 
-from stream_rec.sequences import (
+from stream_rec.sequences import Step, step_of
+from stream_rec.wire.events import Event
+from stream_rec.worker.admission import (
     MAX_STATE_BYTES,
     State,
-    Step,
     append,
     is_duplicate,
     redelivered,
-    step_of,
     steps,
     tag,
     with_served,
 )
-from stream_rec.wire.events import Event
 
 T0 = 1.6e9
 
