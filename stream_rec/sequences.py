@@ -6,11 +6,13 @@ The worker keeps a user's steps in its table (worker/admission.py); evaluate kee
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+import orjson
 
 from .wire.events import Event
 
-__all__ = ["SEEN_KEPT", "Example", "Step", "remember_seen", "step_of"]
+__all__ = ["SEEN_KEPT", "Example", "Step", "example_from_json", "example_json", "remember_seen", "step_of"]
 
 SEEN_KEPT = 1000  # distinct items remembered per user for exclude_seen (MovieLens 100K's busiest user has 737)
 
@@ -40,3 +42,24 @@ def remember_seen(items: list[str], item: str, keep: int = SEEN_KEPT) -> list[st
     (['b', 'c', 'a'], ['b', 'c', 'd'])
     """
     return [*(x for x in items if x != item), item][-keep:]
+
+
+def example_json(example: Example, **extra: Any) -> bytes:
+    """An example as JSON (``extra`` beside it), as serving workers send it to the trainer.
+
+    >>> h, e = [Step("a", "view", 1.0)], Step("b", "click", 2.0, {"device": "ios"}, None, "u1")
+    >>> example_from_json(example_json((h, e), arrived=3.0)) == ((h, e), {"arrived": 3.0})
+    True
+    """
+    return orjson.dumps({"history": [list(s) for s in example[0]], "event": list(example[1]), **extra})
+
+
+def example_from_json(raw: bytes) -> tuple[Example, dict[str, Any]]:
+    """The example of :func:`example_json` and what was sent beside it; ``ValueError`` for anything else."""
+    try:
+        obj = orjson.loads(raw)
+        history = [Step(*s) for s in obj.pop("history")]
+        event = Step(*obj.pop("event"))
+    except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError) as exc:
+        raise ValueError(f"not a training example ({exc})") from None
+    return (history, event), obj

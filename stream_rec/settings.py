@@ -224,10 +224,17 @@ class Settings(BaseSettings):
         ge=0,
         description="seconds between the worker's one-line status logs (events/s, lag, hit rate, loss); 0 = none",
     )
-    learn_in: Literal["thread", "process"] = Field(
+    learn_in: Literal["thread", "process", "kafka"] = Field(
         "thread",
         description="where the trainer learns: a thread of the worker's process, or a process of its own, which "
-        "leaves the interpreter's lock to serving but needs a core of its own to gain (docs/benchmarks/history.md)",
+        "leaves the interpreter's lock to serving but needs a core of its own to gain (docs/benchmarks/history.md); "
+        "kafka: a `stream-rec trainer` elsewhere, fed the examples and publishing the model through Kafka topics",
+    )
+    publish_full_every: float = Field(
+        300.0,
+        gt=0,
+        description="learn_in = kafka: seconds between the trainer's full snapshots on the model-updates topic "
+        "(between them it publishes what changed); a worker starts from the newest full one",
     )
     learn_nice: int = Field(
         10,
@@ -264,6 +271,16 @@ class Settings(BaseSettings):
     def topic_rerouted(self) -> str:
         """Where events not keyed by user id are sent on, keyed by user id (a topic the worker creates)."""
         return f"{self.app_id}-{self.topic_events}-rerouted"
+
+    @property
+    def topic_examples(self) -> str:
+        """Where serving workers send the examples to learn, keyed by user (learn_in = kafka; created at start)."""
+        return f"{self.app_id}-training-examples"
+
+    @property
+    def topic_updates(self) -> str:
+        """Where the trainer publishes the model, one partition, in order (learn_in = kafka; created at start)."""
+        return f"{self.app_id}-model-updates"
 
     @property
     def checkpoint_dir(self) -> Path:

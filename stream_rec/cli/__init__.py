@@ -23,6 +23,7 @@ from .commands import (
     cmd_kafka,
     cmd_produce,
     cmd_topics,
+    cmd_trainer,
     cmd_tune,
     cmd_worker,
 )
@@ -34,6 +35,7 @@ EPILOG = """examples:
   stream-rec kafka start                            # the local broker on 127.0.0.1:9092
   stream-rec topics create
   stream-rec worker
+  STREAM_REC_LEARN_IN=kafka stream-rec worker       # a serving worker, beside `stream-rec trainer` (same settings)
   stream-rec produce ../shared/data/ml-100k/u.data --rate 500 --limit 10000
   stream-rec produce --synthetic 5000
   stream-rec consume --limit 5 --from-beginning
@@ -103,6 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--web-port", type=int, help="port of the web view (STREAM_REC_WEB_PORT, default 6066)")
     p.add_argument("--data-dir", help="worker state folder (STREAM_REC_DATA_DIR)")
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser(
+        "trainer",
+        help="run the trainer for workers started with STREAM_REC_LEARN_IN=kafka",
+        description="Learns from the examples the serving workers send (the <app id>-training-examples topic) and "
+        "publishes the model on <app id>-model-updates, which every such worker applies; checkpoints go to "
+        "<data dir>/checkpoints, and a restart resumes from them. Stop it with ^C or SIGTERM.",
+    )
+    p.add_argument("--data-dir", help="trainer state folder (STREAM_REC_DATA_DIR)")
+    p.set_defaults(func=cmd_trainer)
 
     def source(p: argparse.ArgumentParser, rate: float, limit: int | None) -> None:
         p.add_argument("dataset", nargs="?", help="dataset file or folder (MovieLens u.data, Taobao CSV, JSON lines)")

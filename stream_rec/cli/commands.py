@@ -18,7 +18,7 @@ from ..wire.events import Event
 
 __all__ = [
     "EXIT_ERROR", "EXIT_NO_BROKER", "cmd_bench", "cmd_consume", "cmd_demo", "cmd_evaluate", "cmd_forget", "cmd_kafka",
-    "cmd_produce", "cmd_topics", "cmd_tune", "cmd_worker", "need_broker",
+    "cmd_produce", "cmd_topics", "cmd_trainer", "cmd_tune", "cmd_worker", "need_broker",
 ]  # fmt: skip
 
 EXIT_ERROR, EXIT_NO_BROKER = 2, 3
@@ -89,9 +89,40 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
             while not is_up(settings.bootstrap, timeout=3.0):
                 time.sleep(2.0)
             logging.getLogger("stream_rec.worker").info("the broker at %s answers", settings.bootstrap)
+        if settings.learn_in == "kafka":
+            from ..ops.topics import create_role_topics
+
+            create_role_topics(settings)
         app = create_app(settings)
         throttle_client_logs()  # a lost broker: its complaints once every few seconds, not thousands a second
         Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+    return 0
+
+
+def cmd_trainer(args: argparse.Namespace, settings: Settings) -> int:
+    from ..ops.processes import hold_data_dir
+
+    need_broker(settings)
+    with hold_data_dir(settings):
+        import signal
+
+        import torch
+
+        from ..learning.remote import RemoteTrainer
+        from ..logs import configure_logging, throttle_client_logs
+        from ..ops.topics import create_role_topics
+
+        torch.set_num_threads(settings.model.torch_threads())
+        configure_logging(settings)
+        throttle_client_logs()
+        create_role_topics(settings)
+        trainer = RemoteTrainer(settings)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: trainer.stop())
+        logging.getLogger("stream_rec.trainer").info(
+            "trainer: learning from %s, publishing to %s", settings.topic_examples, settings.topic_updates
+        )
+        trainer.run()
     return 0
 
 

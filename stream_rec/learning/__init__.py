@@ -1,11 +1,13 @@
 """The learning path: the online learner (learner.py, its optimizer, replay buffer and softmax candidates), its
 trainer thread (trainer.py), checkpoints (checkpoint.py), and the learning side serving is handed, in the
-worker's process (local.py) or in one of its own (process.py); recommender.py is the model as a recommender."""
+worker's process (local.py) or in one of its own (process.py), or a trainer elsewhere joined by Kafka topics
+(remote.py, and serving/remote.py on the worker's side); recommender.py is the model as a recommender."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..serving.remote import RemoteLearning
 from ..serving.scoring import Scorer
 from ..serving.side import Durations, LearningSide
 from ..settings import Settings
@@ -17,5 +19,7 @@ __all__ = ["open_side"]
 
 def open_side(settings: Settings, publish: Callable[[Scorer], None], freshness: Durations) -> LearningSide:
     """The learning side ``settings.learn_in`` asks for (a :data:`~stream_rec.serving.side.OpenSide`)."""
-    side = LearningProcess if settings.learn_in == "process" else Learning
-    return side(settings, publish, freshness)
+    sides: dict[str, type[Learning | LearningProcess | RemoteLearning]] = {
+        "thread": Learning, "process": LearningProcess, "kafka": RemoteLearning,
+    }  # fmt: skip
+    return sides[settings.learn_in](settings, publish, freshness)

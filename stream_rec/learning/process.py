@@ -42,10 +42,10 @@ import torch
 from ..logs import configure_logging
 from ..serving.scoring import Scorer
 from ..serving.side import Durations, Queued, Status
+from ..serving.snapshots import Packer, Unpacker
 from ..settings import Settings
 from . import checkpoint
 from .local import Learning
-from .pipe import Packer, Unpacker
 
 __all__ = ["LearningError", "LearningProcess"]
 
@@ -284,7 +284,7 @@ class _Child:
             status = self.learning.status() if self.learning is not None else None
             self.conn.send(("snapshot", header, status, time.monotonic()))
             for a in arrays:
-                self.conn.send_bytes(a.data.cast("B"))
+                self.conn.send_bytes(a.data.cast("B") if a.size else b"")  # (a view of nothing cannot be cast)
 
     def run(self) -> None:
         learning = self.learning

@@ -25,7 +25,8 @@ from ..errors import BrokerError, StreamRecError
 from ..settings import Settings
 
 __all__ = [
-    "DEFAULT_TOPICS_DIR", "CleanupPolicy", "TopicSpec", "create_topics", "delete_topics", "load_specs", "specs_for",
+    "DEFAULT_TOPICS_DIR", "CleanupPolicy", "TopicSpec", "create_role_topics", "create_topics", "delete_topics",
+    "load_specs", "specs_for",
 ]  # fmt: skip
 
 CleanupPolicy = Literal["delete", "compact", "compact,delete"]
@@ -189,6 +190,17 @@ def create_topics(settings: Settings, specs: Sequence[TopicSpec], timeout: float
         raise BrokerError(f"topic creation on {settings.bootstrap} failed: {exc!r}") from None
     finally:
         admin.close()
+
+
+def create_role_topics(settings: Settings) -> dict[str, str]:
+    """Create the topics joining serving workers and the trainer (learn_in = kafka), where missing: the examples,
+    partitioned as the events by user, and the model updates, one partition so that they are read in order."""
+    specs = [
+        TopicSpec(settings.topic_examples, settings.partitions, 1, "delete", 86_400_000),
+        # A worker starts from the newest full snapshot (every publish_full_every s): an hour back is plenty.
+        TopicSpec(settings.topic_updates, 1, 1, "delete", 3_600_000, {"segment.ms": "600000"}),
+    ]
+    return create_topics(settings, specs)
 
 
 def delete_topics(settings: Settings, *, containing: str, timeout: float = 30.0) -> list[str]:

@@ -12,8 +12,9 @@ stops the worker without committing (exit code 75), so its events are read again
 the very message it was first read from is answered again (``admission.redelivered``), never appended twice.
 
 Beside the agent: :func:`keep_checkpoints` (at start, on a cadence; :func:`shut_down` writes the last),
-:func:`expire` (users inactive for ``user_ttl`` seconds), :func:`report` (the status line), and the control
-commands (``stream-rec forget``, :func:`obey`) read in order with the events.
+:func:`expire` (users inactive for ``user_ttl`` seconds), :func:`report` (the status line), the control
+commands (``stream-rec forget``, :func:`obey`) read in order with the events, and where a trainer learns
+elsewhere (``learn_in = kafka``), :func:`follow_updates`, which applies the model it publishes.
 """
 
 from __future__ import annotations
@@ -33,7 +34,10 @@ from faust.streams import _current_event
 
 from ..errors import InvalidEvent
 from ..learning.process import LearningError
+from ..learning.remote import FORGET_EXAMPLES
+from ..sequences import example_json, step_of
 from ..serving.engine import Engine
+from ..serving.remote import RemoteLearning, start_offset
 from ..settings import Settings
 from ..wire.control import parse_command
 from ..wire.deadletter import envelope
@@ -41,7 +45,8 @@ from .admission import Message, answer, home_partition, plan_batch
 from .web import worker_stats
 
 __all__ = [
-    "EXIT_UNCOMMITTED", "SequenceTable", "Worker", "expire", "keep_checkpoints", "process", "report", "shut_down",
+    "EXIT_UNCOMMITTED", "SequenceTable", "Worker", "expire", "follow_updates", "keep_checkpoints",
+    "process", "report", "shut_down",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -75,6 +80,7 @@ class Worker:
     recommendations: faust.TopicT
     embeddings: faust.TopicT
     dlq: faust.TopicT
+    examples: faust.TopicT | None = None  # learn_in = kafka: where the examples go, to a trainer elsewhere
     guard: asyncio.Lock = field(default_factory=asyncio.Lock)  # one writer of the table: the batches, and expiry
     settling: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -132,7 +138,14 @@ async def serve(worker: Worker, events: Sequence[faust.EventT]) -> list[Awaitabl
     for r in plan.rerouted:
         sent.append(await worker.rerouted.send(key=r.user_id.encode(), value=r.message.value, partition=r.partition))
     outputs = await asyncio.to_thread(engine.serve, plan.accepted, arrived) if plan.accepted else []
-    engine.submit(plan.accepted, arrived)  # learned beside, never waited for
+    if worker.examples is None:
+        engine.submit(plan.accepted, arrived)  # learned beside, never waited for
+    else:  # to the trainer, among the batch's sends: at least once, as the recommendations
+        wall = time.time() - (time.monotonic() - arrived)
+        for a in plan.accepted:
+            if a.learn:
+                value = example_json((a.before, step_of(a.event)), arrived=wall)
+                sent.append(await worker.examples.send(key=a.event.user_id.encode(), value=value))
     answered = answer(plan, outputs)
     for user, state in answered.states.items():
         home = plan.homes[user]
@@ -157,6 +170,8 @@ async def obey(worker: Worker, ev: faust.EventT) -> list[Awaitable[Any]]:
     if msg.partition != home:  # the user's state is on the user's partition, maybe another worker's
         return [await worker.control.send(key=user.encode(), value=msg.value, partition=home)]
     sent = [*_erase(worker, user, home), await worker.embeddings.send(key=user.encode(), value=None)]
+    if worker.examples is not None:  # the trainer's replay buffer and checkpoints, in order with the examples
+        sent.append(await worker.examples.send(key=user.encode(), value=FORGET_EXAMPLES))
     dropped = await asyncio.to_thread(worker.engine.forget, user)
     path = None
     if worker.settings.checkpoint_every > 0:
@@ -233,6 +248,38 @@ async def expire(worker: Worker, started: float) -> None:
             await fut
         except Exception as exc:
             stop_uncommitted(f"a tombstone could not be sent ({exc!r})")
+
+
+async def follow_updates(worker: Worker, remote: RemoteLearning) -> None:
+    """learn_in = kafka: read the model-updates topic from the newest full snapshot on, and apply each update."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    tp = TopicPartition(worker.settings.topic_updates, 0)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=worker.settings.bootstrap, client_id=f"{worker.settings.app_id}-updates",
+        enable_auto_commit=False, group_id=None, fetch_max_bytes=16 * 1024 * 1024,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+    )  # fmt: skip
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        last = None
+        if end > 0:
+            consumer.seek(tp, end - 1)
+            record = await consumer.getone()
+            last = record.offset, record.headers
+        start = start_offset(last)
+        if start is None:
+            await consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, start)
+        while True:
+            batches = await consumer.getmany(tp, timeout_ms=1000)
+            for record in batches.get(tp, []):
+                await asyncio.to_thread(remote.take, record.offset, record.headers, record.value)
+    finally:
+        await consumer.stop()
 
 
 async def report(worker: Worker) -> None:

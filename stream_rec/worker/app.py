@@ -17,6 +17,7 @@ import faust
 
 from ..learning import open_side
 from ..serving.engine import Engine
+from ..serving.remote import RemoteLearning
 from ..settings import Settings
 from . import agent
 from .agent import EXIT_UNCOMMITTED, SequenceTable, Worker
@@ -88,6 +89,7 @@ def create_app(settings: Settings, *, store: str = "rocksdb://") -> faust.App:
         recommendations=app.topic(settings.topic_recommendations, **_RAW),
         embeddings=app.topic(settings.topic_embeddings, **_RAW),
         dlq=app.topic(settings.topic_dlq, **_RAW),
+        examples=app.topic(settings.topic_examples, **_RAW) if settings.learn_in == "kafka" else None,
     )
     app.engine, app.sequences = worker.engine, sequences  # type: ignore[attr-defined]
 
@@ -102,6 +104,13 @@ def create_app(settings: Settings, *, store: str = "rocksdb://") -> faust.App:
     @app.on_before_shutdown.connect
     def shutdown(sender: Any, /, *_: Any, signal: Any, **__: Any) -> Awaitable[None]:
         return agent.shut_down(worker)
+
+    remote = worker.engine.learning
+    if isinstance(remote, RemoteLearning):
+
+        @app.task
+        async def updates() -> None:
+            await agent.follow_updates(worker, remote)
 
     if settings.user_ttl > 0:
         started = time.time()

@@ -17,10 +17,10 @@ import pytest
 from stream_rec.items.transitions import Transitions
 from stream_rec.learning import checkpoint, open_side
 from stream_rec.learning.learner import OnlineLearner
-from stream_rec.learning.pipe import Packer, Unpacker
 from stream_rec.learning.process import LearningError
 from stream_rec.sequences import Step
 from stream_rec.serving.engine import Engine
+from stream_rec.serving.snapshots import Packer, Unpacker, from_bytes, to_bytes
 from stream_rec.settings import ModelSettings, Settings
 from stream_rec.worker.web import engine_stats, model_view
 from tests.unit.streams import T0, planted
@@ -30,7 +30,8 @@ from tests.unit.test_engine import batch
 def crossed(packer: Packer, unpacker: Unpacker, learner: OnlineLearner):  # type: ignore[no-untyped-def]
     scorer = learner.snapshot().prepare()
     header, arrays = packer.pack(scorer)
-    return scorer, unpacker.unpack(header, [bytearray(memoryview(a).cast("B")) for a in arrays]), header
+    sent, buffers = from_bytes(to_bytes(header, arrays))  # as the model-updates topic carries it
+    return scorer, unpacker.unpack(sent, buffers), header
 
 
 def test_a_snapshot_over_the_pipe_ranks_as_the_one_it_was_made_from() -> None:
@@ -46,12 +47,13 @@ def test_a_snapshot_over_the_pipe_ranks_as_the_one_it_was_made_from() -> None:
     for seed, users in enumerate([15, 15, 15, 1]):  # later snapshots cross as what changed since the one before
         learner.learn(planted(users=users, items=45, seed=seed))
         original, copy, header = crossed(packer, unpacker, learner)
-        sizes.append((len(header["vocab"]["changed"]), len(header["transitions"])))
+        sizes.append((len(header["vocab"]["changed"]), len(header["transitions"]), sum(header["sizes"])))
         assert copy.version == original.version and copy.steps == learner.steps
         assert copy.recommend(histories, k=8) == original.recommend(histories, k=8)
         assert copy.mode_shares(histories[1], ["b", "i5"]) == original.mode_shares(histories[1], ["b", "i5"])
     assert learner.vocab.evicted > 0, "rows were handed on between snapshots"
     assert sizes[-1][1] < len(learner.transitions), "only the items whose counts changed crossed"
+    assert sizes[-1][2] < sizes[0][2] / 2, "of the item tables, only the rows that changed crossed"
 
 
 def test_transition_counts_follow_by_their_changes() -> None:
