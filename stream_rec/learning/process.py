@@ -42,7 +42,7 @@ import torch
 from ..logs import configure_logging
 from ..serving.scoring import Scorer
 from ..serving.side import Durations, Queued, Status
-from ..serving.snapshots import Packer, Unpacker
+from ..serving.snapshots import Packer, Unpacker, warm_up
 from ..settings import Settings
 from . import checkpoint
 from .local import Learning
@@ -75,6 +75,7 @@ class LearningProcess:
         self._process.start()
         theirs.close()
         self._unpacker = Unpacker()
+        warm_up(settings.model)  # while the child starts
         # Sending is one message at a time; the requests waiting for an answer have a lock of their own, never
         # held while sending: the receiver takes it, and must never wait on a sender stuck on a full pipe.
         self._sending = threading.Lock()

@@ -71,6 +71,7 @@ class RunFigures:
     published_p99_ms: float | None = None
     delivered_p50_ms: float | None = None
     delivered_p99_ms: float | None = None
+    trainer_cpu_s: float | None = None  # learn_in = kafka: the trainer process's CPU over the timed part
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -165,6 +166,10 @@ def _measure(
     create_topics(settings, specs_for(settings, load_specs()))
     log = settings.worker_dir.with_suffix(".log")
     proc = start(module, settings, log, *(["worker"] if module == "stream_rec" else []))
+    trainer = None
+    if module == "stream_rec" and settings.learn_in == "kafka":  # the trainer role beside, in a folder of its own
+        trainer_settings = settings.model_copy(update={"data_dir": settings.worker_dir.with_name(f"{name}-trainer")})
+        trainer = start(module, trainer_settings, log.with_name(f"{name}-trainer.log"), "trainer")
     outputs = _Outputs(settings, proc, log)
     try:
         say(f"{name}: started (pid {proc.pid}); warming up with {len(warmup)} events")
@@ -173,6 +178,7 @@ def _measure(
         say(f"{name}: timing {len(events)} events at {'the maximum rate' if rate <= 0 else f'{rate:g}/s'}")
         sent: dict[str, float] = {}
         cpu0 = _cpu_seconds(proc.pid)
+        trainer_cpu0 = _cpu_seconds(trainer.pid) if trainer is not None else None
         producer = threading.Thread(
             target=produce, args=(settings, events),
             kwargs={"rate": rate, "on_sent": lambda e: sent.__setitem__(e.event_id, time.time())}, daemon=True,
@@ -181,11 +187,14 @@ def _measure(
         outputs.await_ids({e.event_id for e in events}, idle_timeout)
         producer.join()
         cpu1 = _cpu_seconds(proc.pid)
+        trainer_cpu1 = _cpu_seconds(trainer.pid) if trainer is not None else None
         peak = _peak_rss_mb(proc.pid)
         learned = _learned(settings) if module == "stream_rec" else {}
     finally:
         outputs.close()
         stop_process(proc)
+        if trainer is not None:
+            stop_process(trainer)
         delete_topics(settings, containing=settings.topic_events.removesuffix("-events"))
     latencies = [(outputs.arrived[i] - t) * 1000 for i, t in sent.items()]
     seconds = max(outputs.arrived[i] for i in sent) - min(sent.values())
@@ -198,6 +207,8 @@ def _measure(
             "published_p50_ms": round(percentile(inside, 50), 1), "published_p99_ms": round(percentile(inside, 99), 1),
             "delivered_p50_ms": round(percentile(after, 50), 1), "delivered_p99_ms": round(percentile(after, 99), 1),
         }  # fmt: skip
+    if trainer_cpu0 is not None and trainer_cpu1 is not None:
+        split["trainer_cpu_s"] = round(trainer_cpu1 - trainer_cpu0, 2)
     return RunFigures(
         name=name, events=len(events), seconds=round(seconds, 3), events_per_s=round(len(events) / seconds, 1),
         p50_ms=round(percentile(latencies, 50), 1), p99_ms=round(percentile(latencies, 99), 1),
@@ -233,7 +244,7 @@ def _learned(settings: Settings, timeout: float = 120.0) -> dict[str, Any]:
 
 _WORKER_ONLY = (
     "freshness_p50_ms", "freshness_p99_ms", "learn_dropped", "serve_p50_ms", "serve_p99_ms", "published_p50_ms",
-    "published_p99_ms", "delivered_p50_ms", "delivered_p99_ms",
+    "published_p99_ms", "delivered_p50_ms", "delivered_p99_ms", "trainer_cpu_s",
 )  # fmt: skip
 
 

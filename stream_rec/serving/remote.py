@@ -32,7 +32,7 @@ from ..model import SequenceModel
 from ..settings import Settings
 from .scoring import Scorer
 from .side import Durations, Queued, Status
-from .snapshots import Unpacker, from_bytes
+from .snapshots import Unpacker, from_bytes, warm_up
 
 __all__ = ["Assembler", "RemoteLearning", "UpdateHeaders", "empty_scorer", "start_offset"]
 
@@ -124,6 +124,7 @@ class RemoteLearning:
         self._unpacker: Unpacker | None = None
         self._status = Status(0, 0, 0, None, 0, 0, 0, 0, 0, False, None, None)  # until the trainer says
         publish(empty_scorer(settings))
+        warm_up(settings.model)
 
     # -- what serving asks: the examples and the forgetting go to the trainer through the agent's sends ---------
 

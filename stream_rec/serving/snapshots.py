@@ -22,7 +22,7 @@ from ..model import SequenceModel
 from ..serving.scoring import Scorer
 from ..settings import ModelSettings
 
-__all__ = ["PART_BYTES", "Packer", "Unpacker", "from_bytes", "parts", "to_bytes"]
+__all__ = ["PART_BYTES", "Packer", "Unpacker", "from_bytes", "parts", "to_bytes", "warm_up"]
 
 ROW_DIFF_FROM = 512  # rows from which a table goes as its changed rows (see Packer)
 PART_BYTES = 512 * 1024  # under a broker's default largest message (1 MB), with room for the headers
@@ -119,6 +119,14 @@ class Unpacker:
             s, model, self.vocab.copy(), self.transitions.snapshot(), steps=header["steps"], ts=header["ts"],
             tables=tables,
         )  # fmt: skip
+
+
+def warm_up(settings: ModelSettings) -> None:
+    """Make a model on the meta device once, as :meth:`Unpacker.unpack` does: the first time in a process, torch
+    registers what the meta device needs, which holds the interpreter for seconds. Done at start, not while
+    serving."""
+    with torch.device("meta"):
+        SequenceModel(1, settings.dim, settings.encoder, settings.fusion, settings.max_len, settings.bptt)
 
 
 def to_bytes(header: dict[str, Any], arrays: list[np.ndarray]) -> bytes:
