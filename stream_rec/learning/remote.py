@@ -78,15 +78,20 @@ class RemoteTrainer:
             time.sleep(0.2)
         consumer.subscribe([s.topic_examples], listener=_SeekToCheckpoint(consumer, learning))
         learning.start()
-        last_checkpoint = time.monotonic()
+        last_checkpoint = last_report = time.monotonic()
+        reported = (0, 0)  # examples learned and bytes published at the last report
         try:
             while not self._stopping.is_set():
                 batches = consumer.poll(timeout_ms=200)
                 for tp, records in batches.items():
                     self._take(TopicPartition(tp.topic, tp.partition), records)
-                if s.checkpoint_every > 0 and time.monotonic() - last_checkpoint >= s.checkpoint_every:
+                now = time.monotonic()
+                if s.checkpoint_every > 0 and now - last_checkpoint >= s.checkpoint_every:
                     self._checkpoint(consumer)
-                    last_checkpoint = time.monotonic()
+                    last_checkpoint = now
+                if s.status_every > 0 and now - last_report >= s.status_every:
+                    reported = self._report(now - last_report, reported)
+                    last_report = now
         finally:
             learning.stop()
             if s.checkpoint_every > 0:
@@ -94,6 +99,18 @@ class RemoteTrainer:
             consumer.close()
             self._producer.flush(10.0)
             self._producer.close(5.0)
+
+    def _report(self, seconds: float, before: tuple[int, int]) -> tuple[int, int]:
+        """Log one status line; the examples learned and the bytes published so far."""
+        status = self.learning.status()
+        loss = "-" if status.loss is None else f"{status.loss:.3f}"
+        log.info(
+            "trainer: %d examples learned (%.1f/s), loss %s, version %d published (%d steps), %.0f KB/s on %s, "
+            "%d waiting, %d shed unlearned, %d invalid", status.examples, (status.examples - before[0]) / seconds,
+            loss, self.version, status.steps, (self.bytes_published - before[1]) / 1024 / seconds,
+            self.settings.topic_updates, status.waiting, status.dropped, self.invalid,
+        )  # fmt: skip
+        return status.examples, self.bytes_published
 
     def _take(self, tp: Any, records: list[Any]) -> None:
         now, wall = time.monotonic(), time.time()

@@ -1,11 +1,14 @@
-"""Serving and training as two roles joined by Kafka, on the real broker: `stream-rec worker` with
-STREAM_REC_LEARN_IN=kafka serves and sends its examples on, `stream-rec trainer` learns and publishes the model,
-the worker applies it; a trainer restarted resumes from its checkpoint and the versions go on."""
+"""Serving and training as two roles joined by Kafka, on the real broker: two `stream-rec worker` processes with
+STREAM_REC_LEARN_IN=kafka share the partitions, serve and send their examples on; one `stream-rec trainer` learns
+and publishes the model, which both workers apply; `forget` reaches the trainer; a trainer killed outright leaves
+serving with its model, and restarted it resumes from its checkpoint with a full snapshot."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +16,8 @@ import orjson
 import pytest
 
 from stream_rec.datasets.synthetic import synthetic_events
-from stream_rec.ops.clients import open_consumer, produce
+from stream_rec.ops.clients import forget, open_consumer, produce
+from stream_rec.ops.processes import free_port
 from stream_rec.settings import Settings
 from stream_rec.wire.events import Event
 from tests.integration.conftest import WorkerProcess, collect, read_topic
@@ -22,7 +26,7 @@ pytestmark = pytest.mark.kafka
 
 
 class TrainerProcess(WorkerProcess):
-    """``stream-rec trainer`` in a child process, with a data folder of its own."""
+    """``stream-rec trainer`` in a child process."""
 
     def start(self) -> TrainerProcess:
         self.log.parent.mkdir(parents=True, exist_ok=True)
@@ -33,44 +37,65 @@ class TrainerProcess(WorkerProcess):
         return self
 
 
-def test_a_serving_worker_ranks_with_the_model_its_trainer_publishes(
+def steps_served(settings: Settings) -> int:
+    """The learner steps of the model a worker ranks with (its web view's ``model_version``, ``...@steps``)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{settings.web_port}/stats", timeout=10) as response:
+        return int(orjson.loads(response.read())["model_version"].rsplit("@", 1)[1])
+
+
+def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout:.0f} s: {what}"
+        time.sleep(0.5)
+
+
+def test_serving_workers_rank_with_the_model_their_trainer_publishes(
     stream: Callable[..., Settings], tmp_path: Path
 ) -> None:
-    settings = stream(learn_in="kafka", checkpoint_every=2.0, refresh_every=0.5)
-    trainer_settings = settings.model_copy(update={"data_dir": tmp_path / "trainer"})
+    one = stream(learn_in="kafka", partitions=4, checkpoint_every=2.0, refresh_every=0.5)
+    two = one.model_copy(update={"data_dir": tmp_path / "worker-2", "web_port": free_port()})
+    trainer_settings = one.model_copy(update={"data_dir": tmp_path / "trainer"})
     events = list(synthetic_events(600, users=30, items=40, seed=5))
-    recs = open_consumer(settings, settings.topic_recommendations)
-    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+    recs = open_consumer(one, one.topic_recommendations)
+    workers = [WorkerProcess(s, tmp_path / f"worker-{n}.log").start() for n, s in enumerate((one, two))]
     trainer = TrainerProcess(trainer_settings, tmp_path / "trainer.log").start()
+    restarted = None
     try:
-        worker.wait_for(r"Ready|ready", timeout=120)
+        for worker in workers:
+            worker.wait_for(r"Ready|ready", timeout=120)
         trainer.wait_for(r"trainer: learning from", timeout=60)
-        produce(settings, events[:300])
+        produce(one, events[:300])
         first = collect(recs, 300, timeout=120)
-        assert len(first) == 300, "every event answered"
+        assert sorted(value["event_id"] for _, value in first) == sorted(e.event_id for e in events[:300])
         trainer.wait_for(r"checkpoint: ", timeout=60)
-        produce(settings, events[300:])
+        produce(one, events[300:])
         later = collect(recs, 300, timeout=120)
-        assert len(later) == 300
-        versions = [value["model_version"] for _, value in later if value["strategy"] == "model"]
-        assert versions, "the worker ranks with the trainer's model"
+        assert len(later) == 300 and any(value["strategy"] == "model" for _, value in later)
+        # Both workers rank with the one model the trainer learned from all the events, not each its own.
+        until(lambda: min(steps_served(s) for s in (one, two)) > 0, 30, "both workers apply the trainer's model")
+        newest = max(steps_served(s) for s in (one, two))
+        until(lambda: min(steps_served(s) for s in (one, two)) >= newest, 30, "both reach the newest version")
+
+        forget(one, events[0].user_id, wait=30)
+        trainer.wait_for(rf"forgot user '{events[0].user_id}'", timeout=30)
 
         # The trainer, SIGKILLed: serving goes on with the model it has; restarted, it resumes from its checkpoint.
         trainer.kill()
-        produce(
-            settings,
-            [Event(e.user_id, e.item_id, e.event, e.ts + 1e5, f"again-{n}") for n, e in enumerate(events[:50])],
-        )
+        again = [Event(e.user_id, e.item_id, e.event, e.ts + 1e5, f"again-{n}") for n, e in enumerate(events[:50])]
+        produce(one, again)
         assert len(collect(recs, 50, timeout=60)) == 50
-        restarted = TrainerProcess(trainer_settings, tmp_path / "trainer2.log").start()
-        restarted.wait_for(r"resumed the model from .*checkpoint", timeout=60)
-        updates = read_topic(settings.bootstrap, settings.topic_updates)
-        assert updates, "the trainer published on the model-updates topic"
-        restarted.stop()
+        restarted = TrainerProcess(trainer_settings, tmp_path / "trainer-2.log").start()
+        resumed = int(restarted.wait_for(r"resumed the model from \S+: (\d+) steps", timeout=60).group(1))
+        assert resumed > 0
+        for worker in workers:
+            worker.wait_for(rf"model version 1 applied \(a full snapshot, {resumed} steps learned\)", timeout=60)
     finally:
-        trainer.stop()
-        worker.stop()
-    assert "Traceback" not in worker.text(), worker.text()[-3000:]
-    assert "waiting for the next full snapshot" not in worker.text()
-    examples = read_topic(settings.bootstrap, settings.topic_examples)
-    assert len(examples) >= 600 and all("history" in orjson.loads(r.value) for r in examples)
+        for process in (restarted, trainer, *workers):
+            if process is not None:
+                process.stop()
+    for worker in workers:
+        assert "Traceback" not in worker.text(), worker.text()[-3000:]
+        assert "waiting for the next full snapshot" not in worker.text()
+    examples = read_topic(one.bootstrap, one.topic_examples)
+    assert len(examples) >= 650 and sum(orjson.loads(r.value).get("forget", False) is True for r in examples) == 1
