@@ -231,10 +231,11 @@ class Settings(BaseSettings):
         "kafka: a `stream-rec trainer` elsewhere, fed the examples and publishing the model through Kafka topics",
     )
     publish_full_every: float = Field(
-        300.0,
+        60.0,
         gt=0,
         description="learn_in = kafka: seconds between the trainer's full snapshots on the model-updates topic "
-        "(between them it publishes what changed); a worker starts from the newest full one",
+        "(between them it publishes what changed); a worker starts from the newest full one and applies the changes "
+        "since, so this bounds how many it applies before it serves the current model",
     )
     learn_nice: int = Field(
         10,
