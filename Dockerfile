@@ -11,6 +11,7 @@ WORKDIR /app
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch
 COPY pyproject.toml README.md ./
 COPY stream_rec ./stream_rec
+COPY topics ./topics
 RUN pip install . \
     && useradd --create-home --uid 10001 app \
     && mkdir /data && chown app:app /data

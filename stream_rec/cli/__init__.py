@@ -35,7 +35,8 @@ EPILOG = """examples:
   stream-rec kafka start                            # the local broker on 127.0.0.1:9092
   stream-rec topics create
   stream-rec worker
-  STREAM_REC_LEARN_IN=kafka stream-rec worker       # a serving worker, beside `stream-rec trainer` (same settings)
+  STREAM_REC_LEARN_IN=kafka stream-rec worker       # serving, and a trainer beside it joined by Kafka topics
+  STREAM_REC_LEARN_IN=kafka stream-rec worker --no-trainer   # serving only, a `stream-rec trainer` elsewhere
   stream-rec produce ../shared/data/ml-100k/u.data --rate 500 --limit 10000
   stream-rec produce --synthetic 5000
   stream-rec consume --limit 5 --from-beginning
@@ -104,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="run the Faust worker (events -> recommendations)")
     p.add_argument("--web-port", type=int, help="port of the web view (STREAM_REC_WEB_PORT, default 6066)")
     p.add_argument("--data-dir", help="worker state folder (STREAM_REC_DATA_DIR)")
+    p.add_argument(
+        "--no-trainer",
+        action="store_true",
+        help="with STREAM_REC_LEARN_IN=kafka: serve only, a `stream-rec trainer` runs elsewhere (without it, the "
+        "worker starts one beside it, its state in <data dir>/trainer)",
+    )
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser(

@@ -90,9 +90,13 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
                 time.sleep(2.0)
             logging.getLogger("stream_rec.worker").info("the broker at %s answers", settings.bootstrap)
         if settings.learn_in == "kafka":
+            from ..ops.processes import trainer_beside
             from ..ops.topics import create_role_topics
 
             create_role_topics(settings)
+            if not args.no_trainer:  # one command still does it all: the trainer beside, joined by the topics
+                trainer = trainer_beside(settings)
+                logging.getLogger("stream_rec.worker").info("started the trainer beside (pid %d)", trainer.pid)
         app = create_app(settings)
         throttle_client_logs()  # a lost broker: its complaints once every few seconds, not thousands a second
         Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()

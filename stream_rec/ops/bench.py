@@ -165,9 +165,12 @@ def _measure(
 ) -> RunFigures:  # fmt: skip
     create_topics(settings, specs_for(settings, load_specs()))
     log = settings.worker_dir.with_suffix(".log")
-    proc = start(module, settings, log, *(["worker"] if module == "stream_rec" else []))
+    roles = module == "stream_rec" and settings.learn_in == "kafka"  # the trainer apart, its CPU counted apart
+    proc = start(
+        module, settings, log, *(["worker", *(["--no-trainer"] if roles else [])] if module == "stream_rec" else [])
+    )
     trainer = None
-    if module == "stream_rec" and settings.learn_in == "kafka":  # the trainer role beside, in a folder of its own
+    if roles:
         trainer_settings = settings.model_copy(update={"data_dir": settings.worker_dir.with_name(f"{name}-trainer")})
         trainer = start(module, trainer_settings, log.with_name(f"{name}-trainer.log"), "trainer")
     outputs = _Outputs(settings, proc, log)

@@ -72,6 +72,23 @@ def start(module: str, settings: Settings, log_path: Path, *args: str) -> subpro
         )
 
 
+def trainer_beside(settings: Settings) -> subprocess.Popen[bytes]:
+    """``stream-rec trainer`` as a child of this worker (learn_in = kafka, no trainer elsewhere), with the same
+    settings and its state in ``<data dir>/trainer``, its output with the worker's. It is sent SIGTERM when the
+    worker's process ends, however it ends (Linux's parent-death signal), and then checkpoints and stops."""
+    import ctypes
+    import signal as signals
+
+    def die_with_parent() -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signals.SIGTERM)  # PR_SET_PDEATHSIG
+
+    trainer = settings.model_copy(update={"data_dir": settings.worker_dir / "trainer"})
+    return subprocess.Popen(
+        [sys.executable, "-m", "stream_rec", "trainer"], env=worker_env(trainer), preexec_fn=die_with_parent
+    )
+
+
 def stop_process(worker: subprocess.Popen[bytes]) -> None:
     """Terminate a child process (SIGTERM, then SIGKILL after 30 s) and reap it."""
     if worker.poll() is None:

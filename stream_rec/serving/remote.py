@@ -120,6 +120,7 @@ class RemoteLearning:
         self.version: int | None = None  # the update applied last
         self.gaps = 0  # updates skipped while waiting for a full snapshot
         self.applied = 0
+        self.behind: int | None = None  # messages of the topic not read yet, as the reader last saw it
         self.assembler = Assembler()
         self._unpacker: Unpacker | None = None
         self._status = Status(0, 0, 0, None, 0, 0, 0, 0, 0, False, None, None)  # until the trainer says
@@ -152,7 +153,9 @@ class RemoteLearning:
         return None
 
     def status(self) -> Status:
-        return self._status
+        """The trainer's figures, as its newest update applied here carried them; ``running``: serving follows the
+        trainer's updates (it serves whether the trainer runs or not)."""
+        return dataclasses.replace(self._status, running=True)
 
     # -- the updates -------------------------------------------------------------------------------------------
 

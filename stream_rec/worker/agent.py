@@ -278,6 +278,8 @@ async def follow_updates(worker: Worker, remote: RemoteLearning) -> None:
             batches = await consumer.getmany(tp, timeout_ms=1000)
             for record in batches.get(tp, []):
                 await asyncio.to_thread(remote.take, record.offset, record.headers, record.value)
+            end = consumer.highwater(tp)
+            remote.behind = None if end is None else max(0, end - await consumer.position(tp))
     finally:
         await consumer.stop()
 

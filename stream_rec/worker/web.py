@@ -31,6 +31,7 @@ from faust.web import Request, Response, View
 from ..sequences import Step
 from ..serving.engine import Engine
 from ..serving.prometheus import CONTENT_TYPE
+from ..serving.remote import RemoteLearning
 from ..settings import Settings
 from ..wire.events import MAX_ID_CHARS
 from .admission import steps
@@ -175,6 +176,11 @@ def worker_stats(app: faust.App, engine: Engine, settings: Settings) -> dict[str
     stats["lag_total"] = sum(lag.values()) if lag else None
     stats["partitions"] = assigned = _events_partitions(app, settings)
     stats["partitions_assigned"] = len(assigned)
+    remote = engine.learning
+    if isinstance(remote, RemoteLearning):  # learn_in = kafka: the trainer's model as this worker follows it
+        stats["model_updates"] = {
+            "applied": remote.version, "behind": remote.behind, "skipped": remote.gaps, "topic": settings.topic_updates,
+        }  # fmt: skip
     return stats
 
 

@@ -11,6 +11,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -25,6 +26,19 @@ from tests.integration.conftest import WorkerProcess, collect, read_topic
 pytestmark = pytest.mark.kafka
 
 
+class ServingProcess(WorkerProcess):
+    """``stream-rec worker --no-trainer`` in a child process: it serves only."""
+
+    def start(self) -> ServingProcess:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "stream_rec", "worker", "--no-trainer"], env=self.env, stdout=out,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        return self
+
+
 class TrainerProcess(WorkerProcess):
     """``stream-rec trainer`` in a child process."""
 
@@ -37,10 +51,23 @@ class TrainerProcess(WorkerProcess):
         return self
 
 
+def stats(settings: Settings) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{settings.web_port}/stats", timeout=10) as response:
+        found: dict[str, Any] = orjson.loads(response.read())
+    return found
+
+
 def steps_served(settings: Settings) -> int:
     """The learner steps of the model a worker ranks with (its web view's ``model_version``, ``...@steps``)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{settings.web_port}/stats", timeout=10) as response:
-        return int(orjson.loads(response.read())["model_version"].rsplit("@", 1)[1])
+    return int(stats(settings)["model_version"].rsplit("@", 1)[1])
+
+
+def running(pid: int) -> bool:
+    """Whether the process runs (a zombie, ended but not reaped by whoever adopted it, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -58,7 +85,7 @@ def test_serving_workers_rank_with_the_model_their_trainer_publishes(
     trainer_settings = one.model_copy(update={"data_dir": tmp_path / "trainer"})
     events = list(synthetic_events(600, users=30, items=40, seed=5))
     recs = open_consumer(one, one.topic_recommendations)
-    workers = [WorkerProcess(s, tmp_path / f"worker-{n}.log").start() for n, s in enumerate((one, two))]
+    workers = [ServingProcess(s, tmp_path / f"worker-{n}.log").start() for n, s in enumerate((one, two))]
     trainer = TrainerProcess(trainer_settings, tmp_path / "trainer.log").start()
     restarted = None
     try:
@@ -76,6 +103,9 @@ def test_serving_workers_rank_with_the_model_their_trainer_publishes(
         until(lambda: min(steps_served(s) for s in (one, two)) > 0, 30, "both workers apply the trainer's model")
         newest = max(steps_served(s) for s in (one, two))
         until(lambda: min(steps_served(s) for s in (one, two)) >= newest, 30, "both reach the newest version")
+        for s in (one, two):
+            updates = stats(s)["model_updates"]
+            assert updates["applied"] >= 2 and updates["skipped"] == 0 and updates["behind"] is not None
 
         forget(one, events[0].user_id, wait=30)
         trainer.wait_for(rf"forgot user '{events[0].user_id}'", timeout=30)
@@ -99,3 +129,22 @@ def test_serving_workers_rank_with_the_model_their_trainer_publishes(
         assert "waiting for the next full snapshot" not in worker.text()
     examples = read_topic(one.bootstrap, one.topic_examples)
     assert len(examples) >= 650 and sum(orjson.loads(r.value).get("forget", False) is True for r in examples) == 1
+
+
+def test_one_worker_starts_its_trainer_beside_it_and_takes_it_along(
+    stream: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = stream(learn_in="kafka", refresh_every=0.5)
+    recs = open_consumer(settings, settings.topic_recommendations)
+    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+    try:
+        trainer_pid = int(worker.wait_for(r"started the trainer beside \(pid (\d+)\)", timeout=60).group(1))
+        worker.wait_for(r"Ready|ready", timeout=120)
+        worker.wait_for(r"trainer: learning from", timeout=60)
+        produce(settings, list(synthetic_events(200, users=20, items=30, seed=8)))
+        assert len(collect(recs, 200, timeout=120)) == 200
+        until(lambda: steps_served(settings) > 0, 60, "the worker applies its trainer's model")
+    finally:
+        worker.stop()
+    until(lambda: not running(trainer_pid), 30, "the trainer stops with its worker")
+    assert (settings.worker_dir / "trainer" / "checkpoints").is_dir(), "its state beside the worker's"
