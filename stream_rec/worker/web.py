@@ -171,7 +171,12 @@ def worker_stats(app: faust.App, engine: Engine, settings: Settings) -> dict[str
         if end is None:
             continue
         read = read_offsets.get(tp)
-        lag[f"{tp.topic}:{tp.partition}"] = max(0, end - (read + 1 if read is not None else 0))
+        # Nothing read from it since this worker started: it waits at the committed offset (Faust's, as it sought
+        # there; the start where none was committed), not at 0, which would show a partition read before a restart
+        # (the reroute topic's, often) as its whole history of lag, for as long as nothing new comes.
+        committed = app.consumer._committed_offset.get(tp)  # type: ignore[attr-defined]
+        position = read + 1 if read is not None else committed if committed is not None else 0
+        lag[f"{tp.topic}:{tp.partition}"] = max(0, end - position)
     stats["lag"] = lag
     stats["lag_total"] = sum(lag.values()) if lag else None
     stats["partitions"] = assigned = _events_partitions(app, settings)
