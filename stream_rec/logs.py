@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .settings import Settings
 
-__all__ = ["Throttle", "configure_logging", "throttle_client_logs"]
+__all__ = ["Throttle", "configure_logging", "quiet_kafka_python", "throttle_client_logs"]
 
 CLIENT_LOGGERS = ("aiokafka", "kafka")  # the Kafka clients' loggers and their children
 
@@ -71,3 +71,18 @@ def configure_logging(settings: Settings) -> None:
         level=settings.log_level.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
         stream=sys.stderr, force=True,
     )  # fmt: skip
+
+
+class _NotForPeople(logging.Filter):
+    """Drops kafka-python's notes on its own event loop ("Task ... ran for 0.274s ... It is blocking the event
+    loop"): they say how long one of its tasks held its thread, which nobody running stream-rec can act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Task %r ran for")
+
+
+def quiet_kafka_python(level: int = logging.WARNING) -> None:
+    """kafka-python (the command line's producer and consumer, the trainer, topic creation) says only what a person
+    can act on: warnings and errors, without its event loop's timing notes."""
+    logging.getLogger("kafka").setLevel(level)
+    logging.getLogger("kafka.net.selector").addFilter(_NotForPeople())

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from .. import __version__
 from ..errors import BrokerUnreachable, StreamRecError
+from ..logs import quiet_kafka_python
 from ..settings import Settings
 from .commands import (
     EXIT_ERROR,
@@ -269,6 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, name, None) is not None:
             overrides[name] = getattr(args, name)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    quiet_kafka_python()
     try:
         try:
             settings = Settings.load(args.settings, **overrides)

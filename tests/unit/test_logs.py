@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from stream_rec.logs import Throttle, throttle_client_logs
+from stream_rec.logs import Throttle, quiet_kafka_python, throttle_client_logs
 
 
 def record(msg: str, level: int = logging.ERROR, name: str = "aiokafka.conn") -> logging.LogRecord:
@@ -44,3 +44,13 @@ def test_the_client_loggers_are_throttled(caplog: pytest.LogCaptureFixture) -> N
             logging.getLogger(name).removeFilter(throttle)
         logging.getLogger("aiokafka").removeFilter(throttle)
         logging.getLogger("kafka").removeFilter(throttle)
+
+
+def test_kafka_python_says_only_what_a_person_can_act_on() -> None:
+    quiet_kafka_python()
+    selector = logging.getLogger("kafka.net.selector")
+    timing = logging.LogRecord(selector.name, logging.WARNING, "", 0, "Task %r ran for %.3fs (>%.3fs threshold).",
+                               ("t", 0.274, 0.1), None)  # fmt: skip
+    lost = logging.LogRecord(selector.name, logging.WARNING, "", 0, "Connection to %s lost", ("b",), None)
+    assert [selector.filter(timing), bool(selector.filter(lost))] == [False, True]
+    assert not logging.getLogger("kafka.coordinator").isEnabledFor(logging.INFO), "its group chatter is not shown"
