@@ -121,6 +121,7 @@ def cmd_trainer(args: argparse.Namespace, settings: Settings) -> int:
         throttle_client_logs()
         create_role_topics(settings)
         trainer = RemoteTrainer(settings)
+        trainer.serve_stats(settings.web_port)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: trainer.stop())
         logging.getLogger("stream_rec.trainer").info(

@@ -15,9 +15,12 @@ import dataclasses
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import orjson
 from kafka import ConsumerRebalanceListener
 
 from ..sequences import example_from_json
@@ -54,6 +57,9 @@ class RemoteTrainer:
         self._full_ts = 0.0
         self.bytes_published = 0
         self.invalid = 0
+        self.lag: int | None = None  # examples on the topic not read yet, as of the last look
+        self._rate: deque[tuple[float, int]] = deque(maxlen=20)  # (time, examples learned), a look a second
+        self.started = time.time()
         self._stopping = threading.Event()
         self.learning = Learning(settings, self._publish, freshness=self)  # publishes the model as it starts
 
@@ -86,6 +92,8 @@ class RemoteTrainer:
                 for tp, records in batches.items():
                     self._take(TopicPartition(tp.topic, tp.partition), records)
                 now = time.monotonic()
+                if not self._rate or now - self._rate[-1][0] >= 1.0:
+                    self._look(consumer, now)
                 if s.checkpoint_every > 0 and now - last_checkpoint >= s.checkpoint_every:
                     self._checkpoint(consumer)
                     last_checkpoint = now
@@ -99,6 +107,55 @@ class RemoteTrainer:
             consumer.close()
             self._producer.flush(10.0)
             self._producer.close(5.0)
+
+    def _look(self, consumer: Any, now: float) -> None:
+        """Take the lag on the examples topic and a point of the learning rate (in the consumer's thread)."""
+        self._rate.append((now, self.learning.status().examples))
+        assigned = list(consumer.assignment())
+        try:
+            ends = consumer.end_offsets(assigned) if assigned else {}
+            self.lag = sum(max(0, ends[tp] - consumer.position(tp)) for tp in assigned)
+        except Exception:  # a rebalance in between: the next look
+            self.lag = None
+
+    def stats(self) -> dict[str, Any]:
+        """The trainer's view (``GET /stats``): what it learned, how fast, how far behind, what it published."""
+        status, rate = self.learning.status(), list(self._rate)
+        per_s = (rate[-1][1] - rate[0][1]) / (rate[-1][0] - rate[0][0]) if len(rate) > 1 else None
+        return {
+            "role": "trainer", "app_id": self.settings.app_id, "uptime_s": round(time.time() - self.started, 1),
+            "examples": status.examples, "examples_per_s": None if per_s is None else round(per_s, 1),
+            "steps": status.steps, "loss": status.loss, "drift_alarms": status.drifts, "waiting": status.waiting,
+            "learn_dropped": status.dropped, "invalid": self.invalid, "lag": self.lag,
+            "version_published": self.version, "bytes_published": self.bytes_published,
+            "topic_examples": self.settings.topic_examples, "topic_updates": self.settings.topic_updates,
+            "checkpoint": status.checkpoint, "checkpoint_ts": status.checkpoint_ts,
+        }  # fmt: skip
+
+    def serve_stats(self, port: int) -> None:
+        """Serve :meth:`stats` as JSON on ``port`` of ``web_bind`` in a thread (a port taken: a warning, no view)."""
+        trainer = self
+
+        class View(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                found = self.path.split("?")[0] in ("/stats", "/")
+                body = orjson.dumps(trainer.stats() if found else {"error": f"no page {self.path}; see /stats"})
+                self.send_response(200 if found else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        try:
+            server = ThreadingHTTPServer((self.settings.web_bind, port), View)
+        except OSError as exc:
+            log.warning("no trainer view on %s:%d (%s)", self.settings.web_bind, port, exc)
+            return
+        threading.Thread(target=server.serve_forever, name="stream-rec-trainer-view", daemon=True).start()
+        log.info("trainer view on http://%s:%d/stats", self.settings.web_bind, port)
 
     def _report(self, seconds: float, before: tuple[int, int]) -> tuple[int, int]:
         """Log one status line; the examples learned and the bytes published so far."""

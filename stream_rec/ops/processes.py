@@ -74,7 +74,8 @@ def start(module: str, settings: Settings, log_path: Path, *args: str) -> subpro
 
 def trainer_beside(settings: Settings) -> subprocess.Popen[bytes]:
     """``stream-rec trainer`` as a child of this worker (learn_in = kafka, no trainer elsewhere), with the same
-    settings and its state in ``<data dir>/trainer``, its output with the worker's. It is sent SIGTERM when the
+    settings and its state in ``<data dir>/trainer``, its view on the next port (``web_port + 1``), its output
+    with the worker's. It is sent SIGTERM when the
     worker's process ends, however it ends (Linux's parent-death signal), and then checkpoints and stops."""
     import ctypes
     import signal as signals
@@ -83,7 +84,9 @@ def trainer_beside(settings: Settings) -> subprocess.Popen[bytes]:
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signals.SIGTERM)  # PR_SET_PDEATHSIG
 
-    trainer = settings.model_copy(update={"data_dir": settings.worker_dir / "trainer"})
+    trainer = settings.model_copy(
+        update={"data_dir": settings.worker_dir / "trainer", "web_port": settings.web_port + 1}
+    )
     return subprocess.Popen(
         [sys.executable, "-m", "stream_rec", "trainer"], env=worker_env(trainer), preexec_fn=die_with_parent
     )

@@ -82,7 +82,7 @@ def test_serving_workers_rank_with_the_model_their_trainer_publishes(
 ) -> None:
     one = stream(learn_in="kafka", partitions=4, checkpoint_every=2.0, refresh_every=0.5)
     two = one.model_copy(update={"data_dir": tmp_path / "worker-2", "web_port": free_port()})
-    trainer_settings = one.model_copy(update={"data_dir": tmp_path / "trainer"})
+    trainer_settings = one.model_copy(update={"data_dir": tmp_path / "trainer", "web_port": free_port()})
     events = list(synthetic_events(600, users=30, items=40, seed=5))
     recs = open_consumer(one, one.topic_recommendations)
     workers = [ServingProcess(s, tmp_path / f"worker-{n}.log").start() for n, s in enumerate((one, two))]
@@ -106,6 +106,12 @@ def test_serving_workers_rank_with_the_model_their_trainer_publishes(
         for s in (one, two):
             updates = stats(s)["model_updates"]
             assert updates["applied"] >= 2 and updates["skipped"] == 0 and updates["behind"] is not None
+
+        # The trainer's own view: everything learned, nothing left to read, the versions it published.
+        until(lambda: stats(trainer_settings)["lag"] == 0, 60, "the trainer read every example")
+        until(lambda: stats(trainer_settings)["examples"] >= 600, 60, "the trainer learned every example")
+        view = stats(trainer_settings)
+        assert view["role"] == "trainer" and view["version_published"] >= 2 and view["bytes_published"] > 0
 
         forget(one, events[0].user_id, wait=30)
         trainer.wait_for(rf"forgot user '{events[0].user_id}'", timeout=30)
