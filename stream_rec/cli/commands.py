@@ -284,7 +284,8 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         f"{report['learn_dropped']}; in the engine, a batch read to its rankings: p50 {report['serve_p50_ms']} ms, "
         f"p99 {report['serve_p99_ms']} ms; produced to published: p50 {report['published_p50_ms']} ms, p99 "
         f"{report['published_p99_ms']} ms; published to read back: p50 {report['delivered_p50_ms']} ms, p99 "
-        f"{report['delivered_p99_ms']} ms"
+        f"{report['delivered_p99_ms']} ms; hit rate as served {report['hit_rate']}"
+        + (f"; the trainer's CPU {report['trainer_cpu_s']} s" if report.get("trainer_cpu_s") is not None else "")
     )
     if "ratio" in report:
         console.print(f"worker / ceiling throughput: {report['ratio']:.3f}")

@@ -72,6 +72,7 @@ class RunFigures:
     delivered_p50_ms: float | None = None
     delivered_p99_ms: float | None = None
     trainer_cpu_s: float | None = None  # learn_in = kafka: the trainer process's CPU over the timed part
+    hit_rate: float | None = None  # the worker's: HR@k as served, each event against the list served before it
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -241,13 +242,13 @@ def _learned(settings: Settings, timeout: float = 120.0) -> dict[str, Any]:
     return {
         "freshness_p50_ms": ms(stats["freshness_p50_s"]), "freshness_p99_ms": ms(stats["freshness_p99_s"]),
         "learn_dropped": stats["learn_dropped"], "serve_p50_ms": ms(stats["latency_p50_s"]),
-        "serve_p99_ms": ms(stats["latency_p99_s"]),
+        "serve_p99_ms": ms(stats["latency_p99_s"]), "hit_rate": stats["hit_rate"],
     }  # fmt: skip
 
 
 _WORKER_ONLY = (
     "freshness_p50_ms", "freshness_p99_ms", "learn_dropped", "serve_p50_ms", "serve_p99_ms", "published_p50_ms",
-    "published_p99_ms", "delivered_p50_ms", "delivered_p99_ms", "trainer_cpu_s",
+    "published_p99_ms", "delivered_p50_ms", "delivered_p99_ms", "trainer_cpu_s", "hit_rate",
 )  # fmt: skip
 
 
