@@ -56,6 +56,7 @@ class RemoteTrainer:
         self._full_at: int | None = None  # the offset of the newest full snapshot's first part
         self._full_ts = 0.0
         self.bytes_published = 0
+        self.failed = 0  # updates not published (the broker away)
         self.invalid = 0
         self.lag: int | None = None  # examples on the topic not read yet, as of the last look
         self._rate: deque[tuple[float, int]] = deque(maxlen=20)  # (time, examples learned), a look a second
@@ -127,7 +128,7 @@ class RemoteTrainer:
             "examples": status.examples, "examples_per_s": None if per_s is None else round(per_s, 1),
             "steps": status.steps, "loss": status.loss, "drift_alarms": status.drifts, "waiting": status.waiting,
             "learn_dropped": status.dropped, "invalid": self.invalid, "lag": self.lag,
-            "version_published": self.version, "bytes_published": self.bytes_published,
+            "version_published": self.version, "bytes_published": self.bytes_published, "failed": self.failed,
             "topic_examples": self.settings.topic_examples, "topic_updates": self.settings.topic_updates,
             "checkpoint": status.checkpoint, "checkpoint_ts": status.checkpoint_ts,
         }  # fmt: skip
@@ -228,15 +229,23 @@ class RemoteTrainer:
             data = to_bytes(header, arrays)
             chunks = parts(data)
             version, base = self.version + 1, None if full else self.version
-            futures = []
-            for i, chunk in enumerate(chunks):
-                headers = UpdateHeaders(version, base, i, len(chunks), None if full else self._full_at)
-                futures.append(self._producer.send(self.settings.topic_updates, value=chunk, partition=0,
-                                                   headers=headers.encode()))  # fmt: skip
-            first = futures[0].get(timeout=30)  # in order, one request in flight: the rest follow it
+            self.version = version  # taken even if it fails: a version number is never published twice
+            try:
+                futures = []
+                for i, chunk in enumerate(chunks):
+                    headers = UpdateHeaders(version, base, i, len(chunks), None if full else self._full_at)
+                    futures.append(self._producer.send(self.settings.topic_updates, value=chunk, partition=0,
+                                                       headers=headers.encode()))  # fmt: skip
+                first = futures[0].get(timeout=30)  # in order, one request in flight: the rest follow it
+                for future in futures[1:]:
+                    future.get(timeout=30)
+            except Exception as exc:  # the broker away: learning goes on, and the next update is a full snapshot
+                self._full_at = None
+                self.failed += 1
+                log.warning("model update %d not published (%s); the next one is a full snapshot", version, exc)
+                return
             if full:
                 self._full_at, self._full_ts = first.offset, time.monotonic()
-            self.version = version
             self.bytes_published += len(data)
 
 

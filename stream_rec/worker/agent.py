@@ -251,7 +251,20 @@ async def expire(worker: Worker, started: float) -> None:
 
 
 async def follow_updates(worker: Worker, remote: RemoteLearning) -> None:
-    """learn_in = kafka: read the model-updates topic from the newest full snapshot on, and apply each update."""
+    """learn_in = kafka: read the model-updates topic from the newest full snapshot on, and apply each update; where
+    reading fails (the broker away), serve on with the model there is and start again from the newest full one."""
+    while True:
+        try:
+            await _follow_updates(worker, remote)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("reading the model updates failed (%r): serving goes on with its model; again in 5 s", exc)
+            remote.assembler = type(remote.assembler)()
+            await asyncio.sleep(5.0)
+
+
+async def _follow_updates(worker: Worker, remote: RemoteLearning) -> None:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     tp = TopicPartition(worker.settings.topic_updates, 0)
