@@ -1,7 +1,8 @@
 """Serving and training as two roles joined by Kafka, on the real broker: two `stream-rec worker` processes with
 STREAM_REC_LEARN_IN=kafka share the partitions, serve and send their examples on; one `stream-rec trainer` learns
-and publishes the model, which both workers apply; `forget` reaches the trainer; a trainer killed outright leaves
-serving with its model, and restarted it resumes from its checkpoint with a full snapshot."""
+and publishes the model, which both workers apply; a serving worker killed outright and started again loses no
+event; `forget` reaches the trainer; a trainer killed outright leaves serving with its model, and restarted it
+resumes from its checkpoint with a full snapshot."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from stream_rec.ops.clients import forget, open_consumer, produce
 from stream_rec.ops.processes import free_port
 from stream_rec.settings import Settings
 from stream_rec.wire.events import Event
-from tests.integration.conftest import WorkerProcess, collect, read_topic
+from tests.integration.conftest import WorkerProcess, collect, final_states, read_topic
 
 pytestmark = pytest.mark.kafka
 
@@ -84,6 +85,7 @@ def test_serving_workers_rank_with_the_model_their_trainer_publishes(
     two = one.model_copy(update={"data_dir": tmp_path / "worker-2", "web_port": free_port()})
     trainer_settings = one.model_copy(update={"data_dir": tmp_path / "trainer", "web_port": free_port()})
     events = list(synthetic_events(600, users=30, items=40, seed=5))
+    again = [Event(e.user_id, e.item_id, e.event, e.ts + 1e5, f"again-{n}") for n, e in enumerate(events[:50])]
     recs = open_consumer(one, one.topic_recommendations)
     workers = [ServingProcess(s, tmp_path / f"worker-{n}.log").start() for n, s in enumerate((one, two))]
     trainer = TrainerProcess(trainer_settings, tmp_path / "trainer.log").start()
@@ -96,9 +98,18 @@ def test_serving_workers_rank_with_the_model_their_trainer_publishes(
         first = collect(recs, 300, timeout=120)
         assert sorted(value["event_id"] for _, value in first) == sorted(e.event_id for e in events[:300])
         trainer.wait_for(r"checkpoint: ", timeout=60)
-        produce(one, events[300:])
-        later = collect(recs, 300, timeout=120)
-        assert len(later) == 300 and any(value["strategy"] == "model" for _, value in later)
+        # A serving worker SIGKILLed mid-stream and started again: every event answered, once in its user's state.
+        produce(one, events[300:450])
+        workers[1].kill()
+        produce(one, events[450:])
+        workers[1] = ServingProcess(two, tmp_path / "worker-1b.log").start()
+        later, answered = [], set()
+        deadline = time.monotonic() + 180
+        while not {e.event_id for e in events[300:]} <= answered and time.monotonic() < deadline:
+            got = collect(recs, 10**9, timeout=2.0)
+            later += got
+            answered |= {value["event_id"] for _, value in got}
+        assert answered >= {e.event_id for e in events[300:]} and any(v["strategy"] == "model" for _, v in later)
         # Both workers rank with the one model the trainer learned from all the events, not each its own.
         until(lambda: min(steps_served(s) for s in (one, two)) > 0, 30, "both workers apply the trainer's model")
         newest = max(steps_served(s) for s in (one, two))
@@ -118,7 +129,6 @@ def test_serving_workers_rank_with_the_model_their_trainer_publishes(
 
         # The trainer, SIGKILLed: serving goes on with the model it has; restarted, it resumes from its checkpoint.
         trainer.kill()
-        again = [Event(e.user_id, e.item_id, e.event, e.ts + 1e5, f"again-{n}") for n, e in enumerate(events[:50])]
         produce(one, again)
         assert len(collect(recs, 50, timeout=60)) == 50
         restarted = TrainerProcess(trainer_settings, tmp_path / "trainer-2.log").start()
@@ -133,6 +143,11 @@ def test_serving_workers_rank_with_the_model_their_trainer_publishes(
     for worker in workers:
         assert "Traceback" not in worker.text(), worker.text()[-3000:]
         assert "waiting for the next full snapshot" not in worker.text()
+    forgotten = events[0].user_id  # (its state went with it; its events after that start a new one)
+    for user, (partitions, state) in final_states(one).items():
+        mine = [e.event_id for e in [*events, *again] if e.user_id == user]
+        assert len(partitions) == 1, f"{user}'s state is on partitions {partitions}"
+        assert user == forgotten or sorted(state["ids"]) == sorted(mine), f"{user}: each event once in its state"
     examples = read_topic(one.bootstrap, one.topic_examples)
     assert len(examples) >= 650 and sum(orjson.loads(r.value).get("forget", False) is True for r in examples) == 1
 
