@@ -122,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         "<data dir>/checkpoints, and a restart resumes from them. Stop it with ^C or SIGTERM.",
     )
     p.add_argument("--data-dir", help="trainer state folder (STREAM_REC_DATA_DIR)")
+    p.add_argument("--web-port", type=int, help="port of its view, /stats (STREAM_REC_WEB_PORT, default 6066)")
     p.set_defaults(func=cmd_trainer)
 
     def source(p: argparse.ArgumentParser, rate: float, limit: int | None) -> None:
