@@ -31,7 +31,7 @@ from ..serving.snapshots import Packer, parts, to_bytes
 from ..settings import Settings
 from .local import Learning
 
-__all__ = ["FORGET_EXAMPLES", "RemoteTrainer"]
+__all__ = ["FORGET_EXAMPLES", "RemoteTrainer", "newest_version"]
 
 FORGET_EXAMPLES = b'{"forget": true}'  # sent by a worker keyed by the user (worker/agent.py): forget the user
 
@@ -52,7 +52,7 @@ class RemoteTrainer:
         self._publishing = threading.Lock()
         self._packer = Packer()
         self._durations: list[float] = []
-        self.version = 0  # updates published
+        self.version = newest_version(settings)  # the newest on the topic: a restart goes on from it
         self._full_at: int | None = None  # the offset of the newest full snapshot's first part
         self._full_ts = 0.0
         self.bytes_published = 0
@@ -247,6 +247,30 @@ class RemoteTrainer:
             if full:
                 self._full_at, self._full_ts = first.offset, time.monotonic()
             self.bytes_published += len(data)
+
+
+def newest_version(settings: Settings) -> int:
+    """The version of the newest update on the model-updates topic (0 where there is none), so that a restarted
+    trainer's versions go on from there and a worker's applied version never goes back."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    tp = TopicPartition(settings.topic_updates, 0)
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False, group_id=None)
+    try:
+        consumer.assign([tp])
+        end = consumer.end_offsets([tp])[tp]
+        if end == 0:
+            return 0
+        consumer.seek(tp, end - 1)
+        for _ in range(25):  # a few seconds at most
+            for record in consumer.poll(timeout_ms=200).get(tp, []):
+                try:
+                    return UpdateHeaders.decode(record.headers).version
+                except ValueError:
+                    return 0
+        return 0
+    finally:
+        consumer.close()
 
 
 class _SeekToCheckpoint(ConsumerRebalanceListener):

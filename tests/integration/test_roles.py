@@ -135,7 +135,8 @@ def test_serving_workers_rank_with_the_model_their_trainer_publishes(
         resumed = int(restarted.wait_for(r"resumed the model from \S+: (\d+) steps", timeout=60).group(1))
         assert resumed > 0
         for worker in workers:
-            worker.wait_for(rf"model version 1 applied \(a full snapshot, {resumed} steps learned\)", timeout=60)
+            found = worker.wait_for(rf"model version (\d+) applied \(a full snapshot, {resumed} steps learned\)", 60)
+            assert int(found.group(1)) > view["version_published"], "the versions go on after the restart"
     finally:
         for process in (restarted, trainer, *workers):
             if process is not None:
