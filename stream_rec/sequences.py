@@ -12,7 +12,9 @@ import orjson
 
 from .wire.events import Event
 
-__all__ = ["SEEN_KEPT", "Example", "Step", "example_from_json", "example_json", "remember_seen", "step_of"]
+__all__ = [
+    "SEEN_KEPT", "Example", "Step", "example_from_json", "example_json", "last_distinct", "remember_seen", "step_of",
+]  # fmt: skip
 
 SEEN_KEPT = 1000  # distinct items remembered per user for exclude_seen (MovieLens 100K's busiest user has 737)
 
@@ -33,6 +35,20 @@ Example = tuple[Sequence[Step], Step]  # (the user's history before an event, th
 
 def step_of(event: Event) -> Step:
     return Step(event.item_id, event.event, event.ts, event.context or None, event.item or None, event.user_id)
+
+
+def last_distinct(history: Sequence[Step], n: int) -> list[str]:
+    """The history's last ``n`` distinct items, newest first.
+
+    >>> last_distinct([Step("a", "view", 1.0), Step("b", "view", 2.0), Step("a", "view", 3.0)], 5)
+    ['a', 'b']
+    """
+    out: dict[str, None] = {}
+    for step in reversed(history):
+        if len(out) == n:
+            break
+        out[step.item] = None
+    return list(out)
 
 
 def remember_seen(items: list[str], item: str, keep: int = SEEN_KEPT) -> list[str]:

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..sequences import Step
+from ..sequences import Step, last_distinct
 from .transitions import Transitions, groups_of, newest_groups, together
 from .vocab import Vocabulary
 
@@ -131,7 +131,7 @@ def gather(
     for b, history in enumerate(histories):
         if not history:
             continue
-        recent = _distinct(history, max(QUERY, 2))
+        recent = last_distinct(history, max(QUERY, 2))
         take(b, 0, memory.top(history[-1].item, FOLLOWERS))
         if len(recent) > 1:
             take(b, 1, memory.top(recent[1], FOLLOWERS))
@@ -166,16 +166,6 @@ def gather(
     return Evidence(unique // vocab.rows, unique % vocab.rows, values)
 
 
-def _distinct(history: Sequence[Step], n: int) -> list[str]:
-    """The history's last ``n`` distinct items, newest first."""
-    out: dict[str, None] = {}
-    for step in reversed(history):
-        if len(out) == n:
-            break
-        out[step.item] = None
-    return list(out)
-
-
 def _own_share(history: Sequence[Step], event: Step, recent: list[str], window: int) -> list[float]:
     """What this example's own event added to the weights of its item in each source (:func:`record`) as the
     history reads them: to be taken out for a replayed example."""
@@ -184,7 +174,7 @@ def _own_share(history: Sequence[Step], event: Step, recent: list[str], window: 
     for gap, step in enumerate(reversed(history[-window:]), start=1):
         if step.item != item:
             after[step.item] = after.get(step.item, 0.0) + 1.0 / gap
-    distance = {other: d for d, other in enumerate(_distinct(history, window), start=1)}
+    distance = {other: d for d, other in enumerate(last_distinct(history, window), start=1)}
     mine = set(groups_of(event))
     return [
         after.get(history[-1].item, 0.0),

@@ -167,9 +167,8 @@ def _measure(
     create_topics(settings, specs_for(settings, load_specs()))
     log = settings.worker_dir.with_suffix(".log")
     roles = module == "stream_rec" and settings.learn_in == "kafka"  # the trainer apart, its CPU counted apart
-    proc = start(
-        module, settings, log, *(["worker", *(["--no-trainer"] if roles else [])] if module == "stream_rec" else [])
-    )
+    args = ["worker", "--no-trainer"] if roles else ["worker"] if module == "stream_rec" else []
+    proc = start(module, settings, log, *args)
     trainer = None
     if roles:
         trainer_settings = settings.model_copy(update={"data_dir": settings.worker_dir.with_name(f"{name}-trainer")})

@@ -29,9 +29,8 @@ import math
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from ..sequences import Step
+from ..sequences import Step, last_distinct
 from .base import Example
-from .own import last_distinct
 from .popularity import PopularityFill
 
 __all__ = ["SKNN", "VSKNN", "SequentialRules"]

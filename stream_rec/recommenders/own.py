@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..sequences import Step
+from ..sequences import Step, last_distinct
 from .base import Example, Ranking, Recommender
 
-__all__ = ["OwnFirst", "last_distinct"]
+__all__ = ["OwnFirst"]
 
 
 class OwnFirst(Recommender):
@@ -43,13 +43,3 @@ class OwnFirst(Recommender):
             top = max((s for _, s in others), default=0.0)
             out.append([(item, top + len(own) - i) for i, item in enumerate(own)] + others)
         return out
-
-
-def last_distinct(history: Sequence[Step], n: int) -> list[str]:
-    """The history's last ``n`` distinct items, newest first."""
-    out: dict[str, None] = {}
-    for step in reversed(history):
-        if len(out) == n:
-            break
-        out[step.item] = None
-    return list(out)

@@ -26,9 +26,8 @@ from ..items import evidence
 from ..items.transitions import Transitions, groups_of
 from ..items.vocab import Vocabulary
 from ..model.head import evidence_start
-from ..sequences import Step
+from ..sequences import Step, last_distinct
 from .base import Example, Ranking
-from .own import last_distinct
 from .popularity import PopularityFill
 
 __all__ = ["EvidenceRule"]

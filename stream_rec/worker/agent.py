@@ -37,7 +37,7 @@ from ..learning.process import LearningError
 from ..learning.remote import FORGET_EXAMPLES
 from ..sequences import example_json, step_of
 from ..serving.engine import Engine
-from ..serving.remote import RemoteLearning, start_offset
+from ..serving.remote import Assembler, RemoteLearning, start_offset
 from ..settings import Settings
 from ..wire.control import parse_command
 from ..wire.deadletter import envelope
@@ -260,7 +260,7 @@ async def follow_updates(worker: Worker, remote: RemoteLearning) -> None:
             raise
         except Exception as exc:
             log.warning("reading the model updates failed (%r): serving goes on with its model; again in 5 s", exc)
-            remote.assembler = type(remote.assembler)()
+            remote.assembler = Assembler()  # a part of an update read before the failure is dropped
             await asyncio.sleep(5.0)
 
 
