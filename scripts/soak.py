@@ -51,7 +51,7 @@ class Feeder(threading.Thread):
         self.halt = threading.Event()
 
     def run(self) -> None:
-        kafka = KafkaProducer(bootstrap_servers=self.settings.bootstrap, acks="all", linger_ms=10)
+        kafka = KafkaProducer(**self.settings.client_config(acks="all", linger_ms=10))
         lap = 0
         try:
             while not self.halt.is_set():
@@ -99,8 +99,8 @@ def main() -> None:
         recs = open_consumer(settings, settings.topic_recommendations)
         worker = start("stream_rec", settings, Path(folder) / "worker.log", "worker")
         feeder = Feeder(settings, args.users, args.items, args.backlog)
-        admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap)
-        ends = KafkaConsumer(bootstrap_servers=settings.bootstrap)
+        admin = KafkaAdminClient(**settings.client_config())
+        ends = KafkaConsumer(**settings.client_config())
         seen: set[str] = set()
         try:
             console.print(f"soak: {args.minutes:g} min, backlog {args.backlog}, worker pid {worker.pid}, "

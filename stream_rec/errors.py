@@ -8,14 +8,15 @@
      ├── CheckpointError            a checkpoint is missing, corrupt or of another model
      ├── SettingsMismatch           a checkpoint's model was made with settings that shape it otherwise
      └── BrokerError                the local Kafka broker could not be installed, started or reached
-          └── BrokerUnreachable     no broker answers at the configured address (exit code 3)
+          ├── BrokerUnreachable     no broker answers at the configured address (exit code 3)
+          └── BrokerRefused         the broker refuses our credentials or our TLS handshake
 """
 
 from __future__ import annotations
 
 __all__ = [
-    "BrokerError", "BrokerUnreachable", "CheckpointError", "DatasetError", "InvalidEvent", "SettingsMismatch",
-    "StreamRecError",
+    "BrokerError", "BrokerRefused", "BrokerUnreachable", "CheckpointError", "DatasetError", "InvalidEvent",
+    "SettingsMismatch", "StreamRecError",
 ]  # fmt: skip
 
 
@@ -56,4 +57,24 @@ class BrokerUnreachable(BrokerError):
             f"no Kafka broker answers at {address}: start the local one with `stream-rec kafka start`, or point "
             "STREAM_REC_BROKER (or --broker) at yours"
         )
+        self.address = address
+
+
+class BrokerRefused(BrokerError):
+    """The broker answers but refuses the client: wrong SASL credentials or mechanism, or a TLS handshake that
+    fails (an unknown certificate authority, a certificate it does not accept)."""
+
+    def __init__(self, address: str, reason: BaseException) -> None:
+        if "[SSL" in str(reason):
+            fix = (
+                "check STREAM_REC_SECURITY__CA_FILE (the authority that signed the broker's certificate), and "
+                "__CERT_FILE/__KEY_FILE where the broker asks for a client certificate"
+            )
+            what = "the TLS handshake"
+        else:
+            fix = "check STREAM_REC_SECURITY__USERNAME, __PASSWORD and __SASL_MECHANISM"
+            what = "the credentials"
+        detail = str(reason)
+        detail = detail[detail.index("[SSL") :] if "[SSL" in detail else detail.rsplit("Error: ", 1)[-1]
+        super().__init__(f"the Kafka broker at {address} refused {what} ({detail}); {fix}")
         self.address = address

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import StreamRecError
+from .security import Security
 
 __all__ = ["DEFAULT_BROKER", "ModelSettings", "Settings"]
 
@@ -251,6 +252,9 @@ class Settings(BaseSettings):
         "learn_dropped (the serving path never waits for learning)",
     )
     log_level: str = Field("info", description="worker log level")
+    security: Security = Field(
+        default_factory=Security, description="TLS and SASL of the cluster, for every client (STREAM_REC_SECURITY__*)"
+    )
     model: ModelSettings = Field(default_factory=ModelSettings)
 
     @classmethod
@@ -267,6 +271,14 @@ class Settings(BaseSettings):
     def bootstrap(self) -> str:
         """The broker to talk to: the configured one, else the local one."""
         return self.broker or DEFAULT_BROKER
+
+    def client_config(self, **config: Any) -> dict[str, Any]:
+        """kafka-python's client arguments for this cluster (address and security), with ``config`` added."""
+        return {"bootstrap_servers": self.bootstrap, **self.security.kafka_python(), **config}
+
+    def aio_client_config(self, **config: Any) -> dict[str, Any]:
+        """aiokafka's client arguments for this cluster (address and security), with ``config`` added."""
+        return {"bootstrap_servers": self.bootstrap, **self.security.aiokafka(), **config}
 
     @property
     def topic_rerouted(self) -> str:

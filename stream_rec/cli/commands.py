@@ -28,7 +28,7 @@ def need_broker(settings: Settings) -> None:
     """Fail in a few seconds, in one line, where no broker answers (rather than the clients' 30 s of retries)."""
     from ..ops.kafka_local import is_up
 
-    if not is_up(settings.bootstrap, timeout=3.0):
+    if not is_up(settings.bootstrap, timeout=3.0, security=settings.security):
         raise BrokerUnreachable(settings.bootstrap)
 
 
@@ -81,12 +81,12 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
         torch.set_num_threads(settings.model.torch_threads(beside=2))  # serving and learning run side by side
         configure_logging(settings)
-        if not is_up(settings.bootstrap, timeout=3.0):
+        if not is_up(settings.bootstrap, timeout=3.0, security=settings.security):
             logging.getLogger("stream_rec.worker").warning(
                 "waiting for the Kafka broker at %s (start the local one with `stream-rec kafka start`, or point "
                 "STREAM_REC_BROKER at yours)", settings.bootstrap,
             )  # fmt: skip
-            while not is_up(settings.bootstrap, timeout=3.0):
+            while not is_up(settings.bootstrap, timeout=3.0, security=settings.security):
                 time.sleep(2.0)
             logging.getLogger("stream_rec.worker").info("the broker at %s answers", settings.bootstrap)
         if settings.learn_in == "kafka":
@@ -264,6 +264,8 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         started = not status.already_running
         console.print(status.describe())
         settings = settings.model_copy(update={"broker": settings.bootstrap})
+    else:
+        need_broker(settings)
     try:
         report = run_bench(settings, events, rate=args.rate, warmup=args.warmup, ceiling=not args.no_ceiling,
                            say=console.print)  # fmt: skip

@@ -46,8 +46,10 @@ class RemoteTrainer:
 
         self.settings = settings
         self._producer = KafkaProducer(
-            bootstrap_servers=settings.bootstrap, client_id=f"{settings.app_id}-trainer", acks="all",
-            max_in_flight_requests_per_connection=1, max_request_size=2 * 1024 * 1024, linger_ms=5,
+            **settings.client_config(
+                client_id=f"{settings.app_id}-trainer", acks="all", max_in_flight_requests_per_connection=1,
+                max_request_size=2 * 1024 * 1024, linger_ms=5,
+            )
         )  # fmt: skip
         self._publishing = threading.Lock()
         self._packer = Packer()
@@ -77,8 +79,10 @@ class RemoteTrainer:
 
         s, learning = self.settings, self.learning
         consumer = KafkaConsumer(
-            bootstrap_servers=s.bootstrap, group_id=f"{s.app_id}-trainer", client_id=f"{s.app_id}-trainer",
-            enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=1000,
+            **s.client_config(
+                group_id=f"{s.app_id}-trainer", client_id=f"{s.app_id}-trainer", enable_auto_commit=False,
+                auto_offset_reset="earliest", max_poll_records=1000,
+            )
         )  # fmt: skip
         deadline = time.monotonic() + 30.0  # a topic just created: joining before its metadata would assign nothing
         while not consumer.partitions_for_topic(s.topic_examples) and time.monotonic() < deadline:
@@ -255,7 +259,7 @@ def newest_version(settings: Settings) -> int:
     from kafka import KafkaConsumer, TopicPartition
 
     tp = TopicPartition(settings.topic_updates, 0)
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False, group_id=None)
+    consumer = KafkaConsumer(**settings.client_config(enable_auto_commit=False, group_id=None))
     try:
         consumer.assign([tp])
         end = consumer.end_offsets([tp])[tp]

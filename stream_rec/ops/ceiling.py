@@ -23,6 +23,7 @@ def create_ceiling_app(settings: Settings) -> faust.App:
     app = faust.App(
         f"{settings.app_id}-ceiling",
         broker=f"kafka://{settings.bootstrap}",
+        broker_credentials=settings.security.faust(),
         datadir=str(settings.worker_dir),
         web_port=settings.web_port,
         web_host="127.0.0.1",

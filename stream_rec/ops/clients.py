@@ -35,10 +35,11 @@ class Pacer:
 
 def producer(settings: Settings) -> KafkaProducer:
     return KafkaProducer(
-        bootstrap_servers=settings.bootstrap,
-        acks="all",  # no event lost once produce() returns
-        linger_ms=5,
-        key_serializer=lambda k: k.encode(),
+        **settings.client_config(
+            acks="all",  # no event lost once produce() returns
+            linger_ms=5,
+            key_serializer=lambda k: k.encode(),
+        )
     )
 
 
@@ -75,9 +76,10 @@ def produce(
 def open_consumer(settings: Settings, topic: str, *, from_beginning: bool = False) -> KafkaConsumer:
     """A group-less consumer assigned every partition of ``topic``, positioned now (no rebalance to wait for)."""
     consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap, enable_auto_commit=False, group_id=None,
-        auto_offset_reset="earliest" if from_beginning else "latest",
-    )  # fmt: skip
+        **settings.client_config(
+            enable_auto_commit=False, group_id=None, auto_offset_reset="earliest" if from_beginning else "latest"
+        )
+    )
     deadline = time.monotonic() + 3  # a topic just created is in the metadata at once; a wrong name never is
     while not (partitions := consumer.partitions_for_topic(topic)):
         if time.monotonic() > deadline:

@@ -31,6 +31,7 @@ from rich.table import Table
 
 from .. import datasets
 from ..datasets import synthetic
+from ..errors import BrokerUnreachable
 from ..recommenders import Popularity, RecentMarkov, Recommender
 from ..sequences import Step, step_of
 from ..settings import Settings
@@ -114,6 +115,8 @@ def run_demo(
         status = kafka_local.start(settings)
         started_broker = not status.already_running
         say(status.describe())
+    elif not kafka_local.is_up(settings.bootstrap, timeout=3.0, security=settings.security):
+        raise BrokerUnreachable(settings.bootstrap)
     try:
         return _run(settings, console, say, dataset=dataset, fmt=fmt, columns=columns, rate=rate, limit=limit)
     finally:

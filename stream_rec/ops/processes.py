@@ -50,7 +50,9 @@ def worker_env(settings: Settings) -> dict[str, str]:
     ``STREAM_REC_MODEL__*``, over whatever the parent's environment or settings file said."""
     env = dict(os.environ)
     fields = [
-        (f"STREAM_REC_{name.upper()}", getattr(settings, name)) for name in Settings.model_fields if name != "model"
+        (f"STREAM_REC_{name.upper()}", getattr(settings, name))
+        for name in Settings.model_fields
+        if name not in ("model", "security")
     ]
     fields += [
         (f"STREAM_REC_MODEL__{name.upper()}", getattr(settings.model, name)) for name in ModelSettings.model_fields
@@ -60,7 +62,9 @@ def worker_env(settings: Settings) -> dict[str, str]:
             env.pop(key, None)
         else:
             env[key] = str(value).lower() if isinstance(value, bool) else str(value)
-    return env
+    for key in [key for key in env if key.startswith("STREAM_REC_SECURITY__")]:
+        del env[key]
+    return env | settings.security.env()
 
 
 def start(module: str, settings: Settings, log_path: Path, *args: str) -> subprocess.Popen[bytes]:

@@ -150,9 +150,7 @@ def create_topics(settings: Settings, specs: Sequence[TopicSpec], timeout: float
 
     try:
         admin = KafkaAdminClient(
-            bootstrap_servers=settings.bootstrap,
-            client_id=f"{settings.app_id}-topics",
-            request_timeout_ms=int(timeout * 1000),
+            **settings.client_config(client_id=f"{settings.app_id}-topics", request_timeout_ms=int(timeout * 1000))
         )
     except KafkaError as exc:
         raise BrokerError(f"cannot reach Kafka at {settings.bootstrap}: {exc!r}") from None
@@ -214,7 +212,7 @@ def delete_topics(settings: Settings, *, containing: str, timeout: float = 30.0)
     if len(containing) < 8:
         raise ValueError(f"refusing to delete topics by a tag as short as {containing!r}")
     try:
-        admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=int(timeout * 1000))
+        admin = KafkaAdminClient(**settings.client_config(request_timeout_ms=int(timeout * 1000)))
     except KafkaError as exc:
         raise BrokerError(f"cannot reach Kafka at {settings.bootstrap}: {exc!r}") from None
     try:

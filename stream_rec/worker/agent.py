@@ -269,9 +269,10 @@ async def _follow_updates(worker: Worker, remote: RemoteLearning) -> None:
 
     tp = TopicPartition(worker.settings.topic_updates, 0)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=worker.settings.bootstrap, client_id=f"{worker.settings.app_id}-updates",
-        enable_auto_commit=False, group_id=None, fetch_max_bytes=16 * 1024 * 1024,
-        max_partition_fetch_bytes=16 * 1024 * 1024,
+        **worker.settings.aio_client_config(
+            client_id=f"{worker.settings.app_id}-updates", enable_auto_commit=False, group_id=None,
+            fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024,
+        )
     )  # fmt: skip
     await consumer.start()
     try:

@@ -44,6 +44,7 @@ def create_app(settings: Settings, *, store: str = "rocksdb://") -> faust.App:
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap}",
+        broker_credentials=settings.security.faust(),
         store=store,
         datadir=str(settings.worker_dir),
         web_port=settings.web_port,
