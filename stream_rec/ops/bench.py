@@ -38,7 +38,8 @@ from ..errors import BrokerError, StreamRecError
 from ..settings import Settings
 from ..wire.events import Event
 from .clients import open_consumer, produce
-from .processes import isolated, start, stop_process
+from .kafka_install import read_tail
+from .processes import free_port, isolated, start, stop_process
 from .topics import create_topics, delete_topics, load_specs, specs_for
 
 __all__ = ["RunFigures", "percentile", "run_bench"]
@@ -138,7 +139,13 @@ class _Outputs:
         last = time.monotonic()
         while not ids <= self.arrived.keys():
             if self.proc.poll() is not None:
-                raise StreamRecError(f"the benchmarked process exited with code {self.proc.returncode}; see {self.log}")
+                # the log's folder goes when the bench ends: say its first error here
+                lines = read_tail(self.log, lines=100_000).splitlines()
+                first = next(
+                    (line for line in lines if "[ERROR]" in line or "Error:" in line), lines[-1] if lines else ""
+                )
+                code = self.proc.returncode
+                raise StreamRecError(f"the benchmarked process exited with code {code}: {first.strip()}")
             if time.monotonic() - last > idle_timeout:
                 missing = len(ids - self.arrived.keys())
                 raise StreamRecError(f"{missing} outputs still missing after {idle_timeout:.0f} s idle; see {self.log}")
@@ -171,7 +178,9 @@ def _measure(
     proc = start(module, settings, log, *args)
     trainer = None
     if roles:
-        trainer_settings = settings.model_copy(update={"data_dir": settings.worker_dir.with_name(f"{name}-trainer")})
+        trainer_settings = settings.model_copy(  # a web view of its own: on the worker's port, one of them would fail
+            update={"data_dir": settings.worker_dir.with_name(f"{name}-trainer"), "web_port": free_port()}
+        )
         trainer = start(module, trainer_settings, log.with_name(f"{name}-trainer.log"), "trainer")
     outputs = _Outputs(settings, proc, log)
     try:
