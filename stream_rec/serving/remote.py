@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -125,7 +126,9 @@ class RemoteLearning:
         self._unpacker: Unpacker | None = None
         self._status = Status(0, 0, 0, None, 0, 0, 0, 0, 0, False, None, None)  # until the trainer says
         publish(empty_scorer(settings))
-        warm_up(settings.model)
+        # beside the worker's start, which waits mostly on the broker (joining the group, recovering the table)
+        self._warm = threading.Thread(target=warm_up, args=(settings.model,), name="warm-up", daemon=True)
+        self._warm.start()
 
     # -- what serving asks: the examples and the forgetting go to the trainer through the agent's sends ---------
 
@@ -177,6 +180,7 @@ class RemoteLearning:
         elif self._unpacker is None or headers.base != self.version:
             self._skip(f"model update {headers.version} builds on {headers.base}, but {self.version} is applied")
             return
+        self._warm.join()
         try:
             header, buffers = from_bytes(data)
             scorer = self._unpacker.unpack(header, buffers)
