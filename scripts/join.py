@@ -44,6 +44,14 @@ def view(settings: Settings) -> dict[str, Any] | None:
     return None
 
 
+def since(log: str, pattern: str, start: float) -> float:
+    """Seconds from ``start`` (wall clock) to the first log line matching ``pattern`` (NaN where none does)."""
+    found = re.search(r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d+)\][^\n]*" + pattern, log)
+    if found is None:
+        return float("nan")
+    return time.mktime(time.strptime(found.group(1), "%Y-%m-%d %H:%M:%S")) + int(found.group(2)) / 1000 - start
+
+
 def updates_topic(settings: Settings) -> tuple[int, int, int]:
     """(messages, bytes, full-snapshot parts) on the model-updates topic now."""
     from kafka import KafkaConsumer, TopicPartition
@@ -112,12 +120,9 @@ def main() -> None:
             n, size, full = updates_topic(one)
             log = (Path(folder) / "second.log").read_text(errors="replace")
             applied_line = re.search(r"model version \d+ applied \(a full snapshot[^)]*\)", log)
-            ready = re.search(r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+)\][^\n]*\[\^Worker\]: Ready", log)
-            ready_s = float("nan")
-            if ready:
-                stamp = time.mktime(time.strptime(ready.group(1).split(",")[0], "%Y-%m-%d %H:%M:%S"))
-                ready_s = stamp + int(ready.group(1).split(",")[1]) / 1000 - joined_wall
-            console.print(f"the second worker: Faust ready {ready_s:.1f} s after its start, first model "
+            starting, ready = (since(log, rf"\[\^Worker\]: {word}", joined_wall) for word in ("Starting", "Ready"))
+            console.print(f"the second worker: Faust starting {starting:.1f} s after its process, ready {ready:.1f} s, "
+                          f"first model "
                           f"{first or float('nan'):.1f} s, the "
                           f"trainer's newest version {caught or float('nan'):.1f} s after"
                           f"{f' ({applied_line.group(0)})' if applied_line else ''}")  # fmt: skip

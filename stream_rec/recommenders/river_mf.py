@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from river import optim, reco
+
+if TYPE_CHECKING:
+    from river import reco
 
 from ..sequences import Step
 from .base import Example, Ranking, Recommender
@@ -65,6 +68,8 @@ class RiverMF(Recommender):
         self.negatives = negatives
         self.seed = seed
         self.name = f"river-{kind}mf"
+        from river import optim, reco  # (with scipy: on first use, so that a serving worker never loads it)
+
         init = optim.initializers.Normal(mu=0.0, sigma=0.1, seed=seed)
         self.model: reco.BiasedMF | reco.FunkMF
         if kind == "biased":
@@ -93,11 +98,12 @@ class RiverMF(Recommender):
                 if other != event.item:
                     self.model.learn_one(event.user, other, 0.0)
                     touched.add(other)
+        biases = getattr(self.model, "i_biases", None)  # BiasedMF's; FunkMF has none
         for item in touched:
             row = self._rows[item]
             self._factors[row] = self.model.i_latents[item]
-            if isinstance(self.model, reco.BiasedMF):
-                self._bias[row] = self.model.i_biases[item]
+            if biases is not None:
+                self._bias[row] = biases[item]
 
     def rank_many(self, histories: Sequence[Sequence[Step]], k: int, exclude_seen: bool = False) -> list[Ranking]:
         n = len(self._items)
