@@ -36,7 +36,7 @@ from ..security import Security
 from ..settings import Settings
 from .kafka_install import MARKER, TAIL_LINES, home, install, libs_dir, locked, read_tail, require
 
-__all__ = ["BrokerStatus", "install", "is_up", "start", "status", "stop"]
+__all__ = ["ONE_NODE", "BrokerStatus", "install", "is_up", "start", "status", "stop"]
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +250,12 @@ inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 log.dirs={data}
-num.partitions=1
+{ONE_NODE}"""
+
+
+# What a broker that is the whole cluster needs, whatever its listeners: every replication factor 1 (groups fail
+# otherwise), few threads on a laptop.
+ONE_NODE = """num.partitions=1
 default.replication.factor=1
 min.insync.replicas=1
 offsets.topic.replication.factor=1

@@ -15,6 +15,7 @@ import trustme
 from cryptography.hazmat.primitives import serialization
 
 from stream_rec.ops.kafka_install import install, require
+from stream_rec.ops.kafka_local import ONE_NODE
 from stream_rec.ops.processes import free_port
 from stream_rec.security import Security
 from stream_rec.settings import Settings
@@ -85,17 +86,7 @@ ssl.truststore.type=PEM
 ssl.truststore.location={folder / "ca.pem"}
 listener.name.sasl_ssl.ssl.client.auth=required
 log.dirs={folder / "data"}
-num.partitions=1
-default.replication.factor=1
-min.insync.replicas=1
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-transaction.state.log.num.partitions=1
-group.initial.rebalance.delay.ms=0
-log.cleaner.dedupe.buffer.size=16777216
-""")  # noqa: E501
+{ONE_NODE}""")  # noqa: E501
     (folder / "log4j.properties").write_text(
         f"log4j.rootLogger=INFO, file\nlog4j.appender.file=org.apache.log4j.FileAppender\n"
         f"log4j.appender.file.File={folder / 'server.log'}\n"
