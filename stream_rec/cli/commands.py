@@ -25,10 +25,10 @@ EXIT_ERROR, EXIT_NO_BROKER = 2, 3
 
 
 def need_broker(settings: Settings) -> None:
-    """Fail in a few seconds, in one line, where no broker answers (rather than the clients' 30 s of retries)."""
-    from ..ops.kafka_local import is_up
+    """Fail in seconds, in one line, where no broker answers (rather than the clients' 30 s of retries)."""
+    from ..ops.kafka_local import PROBE_TIMEOUT, is_up
 
-    if not is_up(settings.bootstrap, timeout=3.0, security=settings.security):
+    if not is_up(settings.bootstrap, timeout=PROBE_TIMEOUT, security=settings.security):
         raise BrokerUnreachable(settings.bootstrap)
 
 
@@ -76,17 +76,17 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         from faust.worker import Worker
 
         from ..logs import configure_logging, throttle_client_logs
-        from ..ops.kafka_local import is_up
+        from ..ops.kafka_local import PROBE_TIMEOUT, is_up
         from ..worker.app import create_app
 
         torch.set_num_threads(settings.model.torch_threads(beside=2))  # serving and learning run side by side
         configure_logging(settings)
-        if not is_up(settings.bootstrap, timeout=3.0, security=settings.security):
+        if not is_up(settings.bootstrap, timeout=PROBE_TIMEOUT, security=settings.security):
             logging.getLogger("stream_rec.worker").warning(
                 "waiting for the Kafka broker at %s (start the local one with `stream-rec kafka start`, or point "
                 "STREAM_REC_BROKER at yours)", settings.bootstrap,
             )  # fmt: skip
-            while not is_up(settings.bootstrap, timeout=3.0, security=settings.security):
+            while not is_up(settings.bootstrap, timeout=PROBE_TIMEOUT, security=settings.security):
                 time.sleep(2.0)
             logging.getLogger("stream_rec.worker").info("the broker at %s answers", settings.bootstrap)
         if settings.learn_in == "kafka":

@@ -115,7 +115,7 @@ def run_demo(
         status = kafka_local.start(settings)
         started_broker = not status.already_running
         say(status.describe())
-    elif not kafka_local.is_up(settings.bootstrap, timeout=3.0, security=settings.security):
+    elif not kafka_local.is_up(settings.bootstrap, timeout=kafka_local.PROBE_TIMEOUT, security=settings.security):
         raise BrokerUnreachable(settings.bootstrap)
     try:
         return _run(settings, console, say, dataset=dataset, fmt=fmt, columns=columns, rate=rate, limit=limit)

@@ -36,7 +36,7 @@ from ..security import Security
 from ..settings import Settings
 from .kafka_install import MARKER, TAIL_LINES, home, install, libs_dir, locked, read_tail, require
 
-__all__ = ["ONE_NODE", "BrokerStatus", "install", "is_up", "start", "status", "stop"]
+__all__ = ["ONE_NODE", "PROBE_TIMEOUT", "BrokerStatus", "install", "is_up", "start", "status", "stop"]
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,11 @@ def _address(settings: Settings) -> tuple[str, int]:
 
 
 # ------------------------------------------------------------------------------------------- probing
+
+
+# Seconds a command gives a broker to answer its first request: a closed port fails at once, but TLS and SASL
+# handshakes on a busy machine took more than 3 s.
+PROBE_TIMEOUT = 10.0
 
 
 def is_up(address: str, timeout: float = 2.0, security: Security | None = None) -> bool:

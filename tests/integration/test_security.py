@@ -14,6 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from stream_rec.datasets.synthetic import synthetic_events
 from stream_rec.ops.processes import free_port, worker_env
 from stream_rec.ops.topics import create_topics, load_specs, specs_for
 from stream_rec.settings import Settings
@@ -57,10 +58,11 @@ def test_a_worker_and_a_trainer_serve_through_sasl_over_tls(broker: secured.Secu
         assert second.returncode == 0, second.stderr
         read = cli(settings, "consume", "--from-beginning", "--limit", "300", "--timeout", "30")
         assert read.returncode == 0, read.stderr
-        lists = [orjson.loads(line.split("\t", 1)[1]) for line in read.stdout.splitlines()]
+        lists = {r["event_id"]: r for r in (orjson.loads(line.split("\t", 1)[1]) for line in read.stdout.splitlines())}
         assert len(lists) == 300, read.stdout[-2000:]
-        assert all(len(r["items"]) == settings.k for r in lists[200:])
-        assert any(r["strategy"] == "model" for r in lists[200:]), "no list ranked with the trainer's model"
+        later = [lists[e.event_id] for e in synthetic_events(100, users=20, items=50, seed=4)]  # (as the CLI made)
+        assert all(len(r["items"]) == settings.k for r in later)
+        assert any(r["strategy"] == "model" for r in later), "no list ranked with the trainer's model"
         assert worker.alive() and trainer.alive()
     finally:
         worker.stop()
