@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_rec.ops.kafka_local import is_up
+from stream_rec.ops.probe import is_up
 from stream_rec.settings import Settings
 
 BROKER = os.environ.get("STREAM_REC_BROKER", "127.0.0.1:9092")

@@ -26,7 +26,7 @@ EXIT_ERROR, EXIT_NO_BROKER = 2, 3
 
 def need_broker(settings: Settings) -> None:
     """Fail in seconds, in one line, where no broker answers (rather than the clients' 30 s of retries)."""
-    from ..ops.kafka_local import PROBE_TIMEOUT, is_up
+    from ..ops.probe import PROBE_TIMEOUT, is_up
 
     if not is_up(settings.bootstrap, timeout=PROBE_TIMEOUT, security=settings.security):
         raise BrokerUnreachable(settings.bootstrap)
@@ -76,7 +76,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         from faust.worker import Worker
 
         from ..logs import configure_logging, throttle_client_logs
-        from ..ops.kafka_local import PROBE_TIMEOUT, is_up
+        from ..ops.probe import PROBE_TIMEOUT, is_up
         from ..worker.app import create_app
 
         torch.set_num_threads(settings.model.torch_threads(beside=2))  # serving and learning run side by side

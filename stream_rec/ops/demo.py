@@ -38,6 +38,7 @@ from ..settings import Settings
 from ..wire.events import Event
 from . import kafka_local
 from .clients import open_consumer, produce
+from .probe import PROBE_TIMEOUT, is_up
 from .processes import isolated, start, stop_process
 from .topics import create_topics, delete_topics, load_specs, specs_for
 
@@ -115,7 +116,7 @@ def run_demo(
         status = kafka_local.start(settings)
         started_broker = not status.already_running
         say(status.describe())
-    elif not kafka_local.is_up(settings.bootstrap, timeout=kafka_local.PROBE_TIMEOUT, security=settings.security):
+    elif not is_up(settings.bootstrap, timeout=PROBE_TIMEOUT, security=settings.security):
         raise BrokerUnreachable(settings.bootstrap)
     try:
         return _run(settings, console, say, dataset=dataset, fmt=fmt, columns=columns, rate=rate, limit=limit)

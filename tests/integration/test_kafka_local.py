@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from stream_rec.ops import kafka_local
+from stream_rec.ops.probe import is_up
 from stream_rec.settings import Settings
 
 pytestmark = [
@@ -80,7 +81,7 @@ def test_install_start_status_stop(local: Settings) -> None:
 
     now = kafka_local.status(local)
     assert now.running and now.pid == started.pid
-    assert kafka_local.is_up(local.bootstrap, timeout=2)
+    assert is_up(local.bootstrap, timeout=2)
 
     again = kafka_local.start(local, timeout=10)
     assert again.running and again.already_running
@@ -92,7 +93,7 @@ def test_install_start_status_stop(local: Settings) -> None:
         os.kill(started.pid, 0)
     after = kafka_local.status(local)
     assert not after.running and after.pid is None
-    assert not kafka_local.is_up(local.bootstrap, timeout=1)
+    assert not is_up(local.bootstrap, timeout=1)
     assert not kafka_local.stop(local)  # nothing left to stop
 
 
