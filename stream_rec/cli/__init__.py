@@ -241,8 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--prefill",
         type=int,
         default=0,
-        help="before the warm-up, one event for each of the items i0 .. i<N-1> (untimed), so that the worker ranks "
-        "over a vocabulary of N items, e.g. --synthetic 5000 --items 100000 --prefill 100000",
+        help="before the warm-up, one event for each of the items i0 .. i<N-1> (untimed), so that the worker has "
+        "seen N items (with --synthetic, the worker is given the --items catalogue as it starts, "
+        "STREAM_REC_CATALOGUE: --synthetic 4000 --items 1000000 ranks over a million items)",
     )
     p.add_argument("--no-ceiling", action="store_true", help="time the worker only")
     p.add_argument("--json", help="write the figures to this JSON file")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -258,6 +259,17 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         events = tour + events
         args.warmup += len(tour)
     console.print(f"Data: {path or 'synthetic stream'}, {len(events)} events ({args.warmup} of them warm-up)")
+    folder = tempfile.TemporaryDirectory(prefix="stream-rec-catalogue-")
+    if path is None:
+        # The synthetic stream's whole catalogue ("i0" .. ), known to the worker's model as it starts: loaded into
+        # it, not replayed through it (a million items would take most of an hour as events).
+        catalogue = Path(folder.name) / "catalogue.txt"
+        catalogue.write_text("".join(f"i{k}\n" for k in range(args.items)))
+        capacity = max(settings.model.capacity, args.items, args.prefill)
+        settings = settings.model_copy(
+            update={"catalogue": catalogue, "model": settings.model.replaced(capacity=capacity)}
+        )
+        console.print(f"Catalogue: {args.items} items")
     started = False
     if settings.broker is None:
         status = kafka_local.start(settings)
@@ -270,6 +282,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         report = run_bench(settings, events, rate=args.rate, warmup=args.warmup, ceiling=not args.no_ceiling,
                            say=console.print)  # fmt: skip
     finally:
+        folder.cleanup()
         if started:
             kafka_local.stop(settings)
     table = Table(title=f"{report['events']} events through {settings.bootstrap}, rate {args.rate:g}/s (0 = max)")

@@ -167,6 +167,14 @@ class OnlineLearner:
         self.updater.step(self.last_loss)
         self.steps += 1
 
+    def admit(self, items: Sequence[str]) -> int:
+        """Give rows to ``items`` without counting a sighting (a catalogue known up front: they can be ranked
+        before their first event); the number of items new to the vocabulary."""
+        before = len(self.vocab)
+        self.tables.make_room(self.vocab.reserve(items))
+        self.transitions.forget(self.vocab.take_gone())
+        return len(self.vocab) - before
+
     # -- serving and state -------------------------------------------------------------------------------------
 
     def snapshot(self) -> Scorer:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from ..errors import StreamRecError
 from ..serving.scoring import Scorer
 from ..serving.side import Durations, Queued, Status
 from ..settings import ModelSettings, Settings
@@ -39,6 +40,8 @@ class Learning:
         self.checkpoint_path: Path | None = None
         self.checkpoint_ts: float | None = None
         self.learner = self._resume(settings.model) or OnlineLearner(settings.model)
+        if settings.catalogue is not None:
+            self._admit_catalogue(settings.catalogue)
         self.lock = threading.Lock()  # the learner's: its steps, snapshots and checkpoints take turns
         self._writing = threading.Lock()  # one checkpoint at a time
         self.trainer = Trainer(
@@ -62,6 +65,24 @@ class Learning:
         self.checkpoint_path, self.checkpoint_ts = path, path.stat().st_mtime
         log.info("resumed the model from %s: %d steps, %d examples learned", path, learner.steps, learner.examples)
         return learner
+
+    def _admit_catalogue(self, path: Path) -> None:
+        """Rows for every item of the catalogue file (one id per line) the vocabulary lacks."""
+        try:
+            items = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StreamRecError(f"cannot read the catalogue {path}: {exc}") from None
+        items = [item for item in items if item]
+        capacity = self.settings.model.capacity
+        if len(set(items)) > capacity:
+            raise StreamRecError(
+                f"the catalogue {path} holds {len(set(items))} items, more than the model's capacity of {capacity};"
+                " raise STREAM_REC_MODEL__CAPACITY"
+            )
+        started = time.perf_counter()
+        added = self.learner.admit(items)
+        log.info("catalogue %s: %d items, %d of them new to the model (%.1f s)", path, len(items), added,
+                 time.perf_counter() - started)  # fmt: skip
 
     def wait_ready(self) -> None:
         """The first snapshot was published as this was made."""

@@ -74,6 +74,9 @@ class RunFigures:
     delivered_p99_ms: float | None = None
     trainer_cpu_s: float | None = None  # learn_in = kafka: the trainer process's CPU over the timed part
     hit_rate: float | None = None  # the worker's: HR@k as served, each event against the list served before it
+    catalogue_items: int | None = None  # the worker's: items its model ranks over at the end
+    ranking: str | None = None  # the worker's at the end: "exact" (every item scored) or "index" (retrieval.py)
+    index_build_s: float | None = None  # the worker's newest item index: how long it took to build
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -251,12 +254,15 @@ def _learned(settings: Settings, timeout: float = 120.0) -> dict[str, Any]:
         "freshness_p50_ms": ms(stats["freshness_p50_s"]), "freshness_p99_ms": ms(stats["freshness_p99_s"]),
         "learn_dropped": stats["learn_dropped"], "serve_p50_ms": ms(stats["latency_p50_s"]),
         "serve_p99_ms": ms(stats["latency_p99_s"]), "hit_rate": stats["hit_rate"],
+        "catalogue_items": stats["catalogue_items"], "ranking": stats["ranking"],
+        "index_build_s": stats["index_build_s"],
     }  # fmt: skip
 
 
 _WORKER_ONLY = (
     "freshness_p50_ms", "freshness_p99_ms", "learn_dropped", "serve_p50_ms", "serve_p99_ms", "published_p50_ms",
-    "published_p99_ms", "delivered_p50_ms", "delivered_p99_ms", "trainer_cpu_s", "hit_rate",
+    "published_p99_ms", "delivered_p50_ms", "delivered_p99_ms", "trainer_cpu_s", "hit_rate", "catalogue_items",
+    "ranking", "index_build_s",
 )  # fmt: skip
 
 

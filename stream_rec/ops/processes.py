@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import StreamRecError
-from ..settings import ModelSettings, Settings
+from ..settings import ModelSettings, Retrieval, Settings
 
 __all__ = ["free_port", "hold_data_dir", "isolated", "start", "stop_process", "worker_env"]
 
@@ -52,10 +52,13 @@ def worker_env(settings: Settings) -> dict[str, str]:
     fields = [
         (f"STREAM_REC_{name.upper()}", getattr(settings, name))
         for name in Settings.model_fields
-        if name not in ("model", "security")
+        if name not in ("model", "security", "retrieval")
     ]
     fields += [
         (f"STREAM_REC_MODEL__{name.upper()}", getattr(settings.model, name)) for name in ModelSettings.model_fields
+    ]
+    fields += [
+        (f"STREAM_REC_RETRIEVAL__{name.upper()}", getattr(settings.retrieval, name)) for name in Retrieval.model_fields
     ]
     for key, value in fields:
         if value is None:

@@ -29,6 +29,7 @@ from ..wire.messages import embedding_message, recommendation_message
 from .accepted import Accepted, Output
 from .live import LiveMetrics, Recent, TopRecent, Window
 from .prometheus import Exposition
+from .retrieval import Indexer
 from .scoring import Recommendation, Scorer
 from .side import LearningSide, OpenSide, Queued
 
@@ -56,9 +57,11 @@ class Engine:
         self.item_seen: dict[str, float] = {}  # item -> its newest event's time (kept as popularity's counts are)
         self._serving_lock = threading.Lock()  # the popularity fallback and the serving snapshot's own rows
         self._serving: Scorer | None = None  # what rankings read: replaced whole, never changed
+        self.indexer = Indexer(settings.retrieval)  # a large catalogue's index, built beside serving
         self.learning: LearningSide = open_side(settings, self._publish, self.freshness)
 
     def _publish(self, snapshot: Scorer) -> None:
+        snapshot = self.indexer.attach(snapshot)  # with its index before any ranking reads it
         self._serving = snapshot  # one reference swap: a batch holds the old one or the new one, whole
 
     @property

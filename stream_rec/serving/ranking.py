@@ -25,7 +25,7 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["Ranked", "top_k"]
+__all__ = ["Ranked", "top_k", "top_k_among"]
 
 Ranked = tuple[np.ndarray, np.ndarray]  # rows [B, k] int64 and scores [B, k] float32, best first; -inf = none
 
@@ -106,15 +106,121 @@ def top_k(
     rows = np.where(outside, 0, rows)
     cand = np.matmul(weight[rows], user[:, :, None])[:, :, 0] + bias[rows]  # [B, C]
     cand[outside] = -np.inf
-    if normalise:
-        offset = (log_explore - lse).astype(np.float32)  # [B]
-        cand += offset[:, None]
-    if len(special_batch):
-        # Special pairs leave the candidate lists, then come back (boosted) as columns of their own.
+    offset = (log_explore - lse).astype(np.float32) if normalise else None  # [B]
+    return _finish(user, weight, bias, k, rows, cand, offset, extra, exclude)
+
+
+def top_k_among(
+    user: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray,
+    k: int,
+    candidates: np.ndarray,
+    shared: np.ndarray,
+    *,
+    log_explore: np.ndarray | None = None,
+    extra: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
+    exclude: tuple[np.ndarray, np.ndarray] | None = None,
+    sample: np.ndarray | None = None,
+    population: int = 0,
+) -> Ranked:
+    """As :func:`top_k`, ranking only each user's ``candidates`` ``[B, C]`` (rows, ``-1`` for none: an index's
+    answer, its best first or not) and the ``shared`` rows ``[F]`` every user's list holds (the rows an index
+    does not know yet; none of them among the candidates), with the extra items as ever.
+
+    With ``log_explore`` the softmax's normaliser over the whole vocabulary is estimated: exactly over what is
+    ranked, plus the rest's share from ``sample`` (rows drawn uniformly from ``population`` rows): each sampled
+    row scoring below all of a user's candidates stands for ``population / len(sample)`` rows (the ones above are
+    the candidates, counted already). Excluded items are left out of it (exclusion comes with no mixture). Its
+    error only moves a user's new-mode scores against its own items' shares, never the new items' order among
+    themselves.
+    """
+    b_size, r_size = user.shape[0], weight.shape[0]
+    outside = candidates < 0
+    rows = np.where(outside, 0, candidates)
+    cand = np.matmul(weight[rows], user[:, :, None])[:, :, 0] + bias[rows]  # [B, C]
+    cand[outside] = -np.inf
+    with np.errstate(invalid="ignore"):
+        lowest = np.where(outside, np.inf, cand).min(axis=1, initial=np.inf)  # [B]: the index's worst candidate
+    if len(shared):
+        rows = np.concatenate([rows, np.broadcast_to(shared, (b_size, len(shared)))], axis=1)
+        cand = np.concatenate([cand, user @ weight[shared].T + bias[shared]], axis=1)
+    cand = cand.astype(np.float32, copy=False)
+    special_batch, special_rows, _ = _special(extra, exclude)
+    if len(special_batch):  # they leave the candidate lists, and come back (boosted) as columns of their own
         keys = (np.arange(b_size)[:, None] * r_size + rows).ravel()
         cand.ravel()[_member(keys, special_batch * r_size + special_rows)] = -np.inf
-        if extra is not None and len(extra[0]):
-            rows, cand = _with_extra(user, weight, bias, extra, exclude, offset if normalise else None, rows, cand)
+    offset = None
+    if log_explore is not None:
+        lse = _estimated_normaliser(user, weight, bias, cand, lowest, shared, extra, sample, population)
+        offset = (log_explore - lse).astype(np.float32)
+    return _finish(user, weight, bias, k, rows, cand, offset, extra, exclude, masked=True)
+
+
+def _estimated_normaliser(
+    user: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray,
+    cand: np.ndarray,
+    lowest: np.ndarray,
+    shared: np.ndarray,
+    extra: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None,
+    sample: np.ndarray | None,
+    population: int,
+) -> np.ndarray:
+    """Each user's ``log(sum(exp(s + add)))`` over every row: exact over the ranked rows (scored ``cand``, the
+    extra ones masked) and the extra items (with what they add), and the rest estimated from ``sample`` (sorted):
+    the sampled rows scoring below ``lowest`` (each user's worst candidate; see :func:`top_k_among`), neither
+    extra nor ``shared``."""
+    b_size = user.shape[0]
+    batch, items, own = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    if extra is not None and len(extra[0]):
+        batch, items, add = (np.asarray(x) for x in extra[:3])
+        own = (np.einsum("nd,nd->n", user[batch], weight[items]) + bias[items] + add).astype(np.float32)
+    sampled = np.full((b_size, 0), -np.inf, dtype=np.float32)
+    if sample is not None and len(sample):
+        sampled = user @ weight[sample].T + bias[sample]  # [B, S]
+        sampled[sampled >= lowest[:, None]] = -np.inf  # among the candidates: counted exactly
+        for owner, counted in ((batch, items), (slice(None), shared)):  # the extra and shared rows too
+            at = np.searchsorted(sample, counted).clip(max=len(sample) - 1)
+            found = sample[at] == counted
+            sampled[owner[found] if isinstance(owner, np.ndarray) else owner, at[found]] = -np.inf
+    top = np.maximum(cand.max(axis=1, initial=-np.inf), sampled.max(axis=1, initial=-np.inf))
+    np.maximum.at(top, batch, own)
+    top[~np.isfinite(top)] = 0.0
+    total = np.exp(cand - top[:, None]).sum(axis=1, dtype=np.float64)
+    total += np.bincount(batch, np.exp(own - top[batch]), b_size)
+    if sampled.shape[1]:
+        total += np.exp(sampled - top[:, None]).sum(axis=1, dtype=np.float64) * (max(population, 1) / sampled.shape[1])
+    with np.errstate(divide="ignore"):
+        return (top + np.log(total)).astype(np.float32)
+
+
+def _finish(
+    user: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray,
+    k: int,
+    rows: np.ndarray,
+    cand: np.ndarray,
+    offset: np.ndarray | None,
+    extra: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None,
+    exclude: tuple[np.ndarray, np.ndarray] | None,
+    *,
+    masked: bool = False,
+) -> Ranked:
+    """The ``k`` best of the candidate ``rows`` ``[B, C]`` scored ``cand`` (at the mixture's ``offset``): the
+    special pairs leave the candidate lists (unless ``masked`` already), then come back (boosted) as columns of
+    their own."""
+    b_size, r_size = user.shape[0], weight.shape[0]
+    if offset is not None:
+        cand += offset[:, None]
+    special_batch, special_rows, _ = _special(extra, exclude)
+    if len(special_batch) and not masked:
+        keys = (np.arange(b_size)[:, None] * r_size + rows).ravel()
+        cand.ravel()[_member(keys, special_batch * r_size + special_rows)] = -np.inf
+    if extra is not None and len(extra[0]):
+        rows, cand = _with_extra(user, weight, bias, extra, exclude, offset, rows, cand)
     k = min(k, r_size, cand.shape[1])
     best = np.argpartition(-cand, k - 1, axis=1)[:, :k] if k < cand.shape[1] else np.argsort(-cand, axis=1)
     values = np.take_along_axis(cand, best, axis=1)

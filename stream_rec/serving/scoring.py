@@ -7,7 +7,8 @@ ranks that its vocabulary does not hold yet (a user's newest items: they can be 
 learner has learned from them), on its own copy; the counts behind the evidence are a frozen view too
 (transitions.py).
 
-Ranking is exact over every item: ``ranking.top_k`` scores the catalogue a block at a time. An item's score is
+Ranking is exact over every item (``ranking.top_k`` scores the catalogue a block at a time), or, in a large
+catalogue given an index (retrieval.py), over the index's candidates rescored exactly. An item's score is
 the new mode's logit (model/head.py: the sequence model's, at the head's scale, plus what the evidence of
 counting adds for the items it offers, evidence.py); where users come back to their own items, it is the
 log-probability of the repeat / new mixture instead. The functions :func:`evidence_of` and :func:`modes` build
@@ -33,8 +34,9 @@ from ..model import SequenceModel
 from ..model.head import segment_log_softmax
 from ..model.tables import ItemTables
 from ..sequences import Step
-from ..settings import ModelSettings
+from ..settings import ModelSettings, Retrieval
 from . import ranking
+from .retrieval import STALE_SHARE, ItemIndex
 
 __all__ = ["COSINE_SCALE", "MODES", "Recommendation", "Scorer", "evidence_of", "modes", "seen_rows"]
 
@@ -115,6 +117,12 @@ class Scorer:
         self._weight: np.ndarray | None = tables[0] if tables is not None else None  # (given: another copy's)
         self._bias: np.ndarray | None = tables[1] if tables is not None else None
         self._stale: set[int] = set()
+        self.own_rows: set[int] = set()  # rows this copy gave to items of its own (new ones since the learner's)
+        # An approximate index (retrieval.py) where the catalogue is large: what it holds, and the rows scored
+        # exactly beside its candidates.
+        self.index: ItemIndex | None = None
+        self.retrieval: Retrieval | None = None
+        self._unknown = np.zeros(0, dtype=np.int64)
         model.eval()
 
     @property
@@ -187,6 +195,7 @@ class Scorer:
         if reserve:
             batch, changed = self.tables.reserve(histories, batch, self.settings.max_len)
             self._stale.update(changed)
+            self.own_rows.update(changed)
         user, weights = self.model(batch)
         return batch, user, weights
 
@@ -236,7 +245,38 @@ class Scorer:
             pairs = np.unique(owner * self.vocab.rows + rows)  # each (b, row) once
             exclude = (pairs // self.vocab.rows, pairs % self.vocab.rows)
         log_new, extra = self._extra(user, histories, batch)
-        return ranking.top_k(u, weight, bias, k, log_explore=log_new, extra=extra, exclude=exclude)
+        unknown = self._unknown_rows()
+        if self.index is None or self.retrieval is None or unknown is None:
+            return ranking.top_k(u, weight, bias, k, log_explore=log_new, extra=extra, exclude=exclude)
+        index, wanted = self.index, max(k, self.retrieval.candidates)
+        candidates = index.search(u, wanted, self.retrieval.probe)
+        candidates[candidates >= len(bias)] = -1  # (rows a later copy freed: the index is older)
+        if len(unknown):
+            candidates[np.isin(candidates, unknown)] = -1  # scored as shared rows instead
+        return ranking.top_k_among(
+            u, weight, bias, k, candidates, unknown, log_explore=log_new, extra=extra, exclude=exclude,
+            sample=index.sample[index.sample < len(bias)], population=index.population,
+        )  # fmt: skip
+
+    def use_index(self, index: ItemIndex, settings: Retrieval) -> None:
+        """Rank from ``index``'s candidates from now on (an :class:`~stream_rec.serving.retrieval.Indexer` gives
+        each snapshot the newest one before it is published)."""
+        with self.lock:
+            self._unknown = index.unknown(self)
+            self.index, self.retrieval = index, settings
+
+    @property
+    def ranks_from_index(self) -> bool:
+        """Whether rankings come from an index's candidates now (else every item is scored)."""
+        return self.index is not None and self._unknown_rows() is not None
+
+    def _unknown_rows(self) -> np.ndarray | None:
+        """The rows ranked beside an index's candidates (see retrieval.py), or None where they are so many that
+        scoring every item is as cheap."""
+        unknown = self._unknown
+        if self.own_rows:
+            unknown = np.union1d(unknown, np.fromiter(self.own_rows, dtype=np.int64, count=len(self.own_rows)))
+        return None if len(unknown) > STALE_SHARE * self.vocab.rows else unknown
 
     def seen_rows(self, histories: Sequence[Sequence[Step]], batch: Batch | None) -> tuple[np.ndarray, np.ndarray]:
         """The known rows of every step of ``histories``, with each one's history: ``(owner [N], rows [N])``. Read

@@ -16,10 +16,14 @@ pytestmark = pytest.mark.kafka
 
 
 def test_bench_times_the_worker_and_the_ceiling(
-    broker: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    broker: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Also: the synthetic catalogue is loaded into the worker's model as it starts, and (forced on here, at
+    3,000 items) the worker ranks from an approximate index."""
+    monkeypatch.setenv("STREAM_REC_RETRIEVAL__MODE", "index")
+    monkeypatch.setenv("STREAM_REC_RETRIEVAL__REBUILD_EVERY", "2")
     out = tmp_path / "bench.json"
-    argv = ["--broker", broker, "bench", "--synthetic", "400", "--warmup", "50", "--json", str(out)]
+    argv = ["--broker", broker, "bench", "--synthetic", "400", "--items", "3000", "--warmup", "50", "--json", str(out)]
     before = _bench_topics(broker)
     assert main(argv) == 0
     assert _bench_topics(broker) <= before, "bench deletes the topics it created"
@@ -35,6 +39,8 @@ def test_bench_times_the_worker_and_the_ceiling(
     assert report["ratio"] == pytest.approx(report["events_per_s"] / report["ceiling_events_per_s"], rel=1e-3)
     assert 0 < report["freshness_p50_ms"] <= report["freshness_p99_ms"], "the worker measured model freshness"
     assert isinstance(report["learn_dropped"], int) and "ceiling_freshness_p50_ms" not in report
+    assert report["catalogue_items"] >= 3000, "the catalogue was loaded, not only the items of the 450 events"
+    assert report["ranking"] == "index" and report["index_build_s"] > 0
     # The latency split in two at the worker's published_ts: both parts positive, the way in the larger median.
     assert 0 < report["published_p50_ms"] <= report["published_p99_ms"] <= report["max_ms"]
     assert 0 < report["delivered_p50_ms"] <= report["delivered_p99_ms"] <= report["max_ms"]

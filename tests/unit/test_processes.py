@@ -8,12 +8,15 @@ from pathlib import Path
 import pytest
 
 from stream_rec.ops.processes import isolated, worker_env
-from stream_rec.settings import ModelSettings, Settings
+from stream_rec.settings import ModelSettings, Retrieval, Settings
 
 
 def test_a_child_reads_back_exactly_the_settings_it_was_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model = ModelSettings(dim=16, exclude_seen=True, lr=0.0123, encoder="gru", repeat=False)
-    settings = isolated(Settings(home=tmp_path, k=5, learn_in="process", model=model), "t", tmp_path)
+    retrieval = Retrieval(mode="index", probe=4)
+    settings = Settings(home=tmp_path, k=5, learn_in="process", model=model, retrieval=retrieval,
+                        catalogue=tmp_path / "items.txt")  # fmt: skip
+    settings = isolated(settings, "t", tmp_path)
     # The parent's own environment says otherwise, and names an instance id the settings do not have.
     monkeypatch.setenv("STREAM_REC_MODEL__DIM", "99")
     monkeypatch.setenv("STREAM_REC_INSTANCE_ID", "elsewhere")
