@@ -4,7 +4,8 @@ Each of the two runs (the ceiling of :mod:`stream_rec.ops.ceiling` first, then t
 consumer group and state folder, and a process of its own started with the same settings:
 
 1. Warm-up: ``warmup`` events are produced and their outputs awaited, so that start-up, partition assignment and
-   the first model steps are not timed.
+   the first model steps are not timed; where the worker ranks from an item index (a large catalogue), its first
+   index is awaited too.
 2. Timed: ``n`` events are produced (as fast as possible, or ``rate`` per second) while a consumer reads the
    output topic until every one of them has an output. Events/s runs from the first event produced to the last
    output consumed; an event's latency from its produce time to its output's arrival (p50, p99, max).
@@ -190,6 +191,8 @@ def _measure(
         say(f"{name}: started (pid {proc.pid}); warming up with {len(warmup)} events")
         produce(settings, warmup)
         outputs.await_ids({e.event_id for e in warmup}, idle_timeout=max(idle_timeout, 180.0))
+        if module == "stream_rec":
+            _await_index(settings, say)
         say(f"{name}: timing {len(events)} events at {'the maximum rate' if rate <= 0 else f'{rate:g}/s'}")
         sent: dict[str, float] = {}
         cpu0 = _cpu_seconds(proc.pid)
@@ -237,6 +240,19 @@ def _stats(settings: Settings) -> dict[str, Any]:
     with urllib.request.urlopen(f"http://127.0.0.1:{settings.web_port}/stats", timeout=10) as response:
         stats: dict[str, Any] = orjson.loads(response.read())
     return stats
+
+
+def _await_index(settings: Settings, say: Say, timeout: float = 900.0) -> None:
+    """Where the worker ranks from an item index (a large catalogue), until its first one is built: the timed part
+    then measures serving as it runs, not the exact ranking it falls back on meanwhile."""
+    deadline, said = time.monotonic() + timeout, False
+    while (stats := _stats(settings))["index_wanted"] and stats["ranking"] != "index":
+        if time.monotonic() > deadline:
+            raise StreamRecError(f"the worker built no item index within {timeout:.0f} s; see {settings.worker_dir}")
+        if not said:
+            say(f"waiting for the worker's first item index ({stats['catalogue_items']} items)")
+            said = True
+        time.sleep(1.0)
 
 
 def _learned(settings: Settings, timeout: float = 120.0) -> dict[str, Any]:

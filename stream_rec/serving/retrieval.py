@@ -15,8 +15,8 @@ The index follows a learning model by being rebuilt: an :class:`Indexer` builds 
 thread of its own every ``rebuild_every`` seconds and attaches the newest finished one to each snapshot
 published; a snapshot carries its index from then on, whole, so no ranking ever sees one half built. Between
 builds the item vectors move on. Candidates are rescored with the snapshot's vectors, so a stale index costs
-recall, never a wrong score, and the rows it cannot know well (items admitted or seen since it was built, the
-ones learning moves most) are scored exactly beside its candidates.
+recall, never a wrong score, and the rows it does not hold (items admitted since it was built) are scored exactly
+beside its candidates.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ class ItemIndex:
     index: Any  # faiss.IndexIVFFlat
     rows: int  # the table's rows when built: later rows are unknown to it
     clock: int  # the vocabulary's clock when built: rows seen after it moved since
+    evicted: int  # items the vocabulary had evicted when built: after more, rows may hold other items
     version: str  # the snapshot's it was built from
     sample: np.ndarray  # uniformly drawn rows of those indexed (for the normaliser's estimate)
     population: int  # rows indexed
@@ -73,13 +74,17 @@ class ItemIndex:
         return rows
 
     def unknown(self, scorer: Scorer) -> np.ndarray:
-        """The rows of ``scorer``'s vocabulary this index does not know well: admitted or seen since it was built,
-        and the rows the copy gave to items of its own (sorted, unique)."""
+        """The rows of ``scorer``'s vocabulary this index does not hold: rows made since it was built, rows handed
+        to other items since (where the vocabulary evicted any: every row seen since), and the rows the copy gave
+        to items of its own (sorted, unique). Rows whose vectors learning moved since stay in the index where they
+        were, and are found there as long as they moved little: rescored, they rank as they should."""
         vocab = scorer.vocab
-        seen = np.flatnonzero(vocab.last_seen[: vocab.rows] > self.clock)
         newer = np.arange(min(self.rows, vocab.rows), vocab.rows)
+        reused = np.zeros(0, dtype=np.int64)
+        if vocab.evicted > self.evicted:
+            reused = np.flatnonzero(vocab.last_seen[: vocab.rows] > self.clock)
         own = np.fromiter(scorer.own_rows, dtype=np.int64, count=len(scorer.own_rows))
-        rows = np.unique(np.concatenate([seen, newer, own]).astype(np.int64))
+        rows = np.unique(np.concatenate([newer, reused, own]).astype(np.int64))
         return rows[rows > 0]
 
 
@@ -93,7 +98,14 @@ def _faiss() -> Any:
 
 
 def build_index(
-    weight: np.ndarray, bias: np.ndarray, *, clock: int, version: str, settings: Retrieval, seed: int = 0
+    weight: np.ndarray,
+    bias: np.ndarray,
+    *,
+    clock: int,
+    version: str,
+    settings: Retrieval,
+    evicted: int = 0,
+    seed: int = 0,
 ) -> ItemIndex:
     """An index over the rows of ``weight`` ``[R, D]`` whose ``bias`` ``[R]`` is finite (row 0, padding, never)."""
     faiss = _faiss()
@@ -119,7 +131,7 @@ def build_index(
     index.add_with_ids(x, rows.astype(np.int64))
     sample = rows if len(rows) <= SAMPLE else np.sort(rng.choice(rows, SAMPLE, replace=False))
     return ItemIndex(
-        index, len(weight), clock, version, sample, len(rows), time.perf_counter() - started
+        index, len(weight), clock, evicted, version, sample, len(rows), time.perf_counter() - started
     )  # fmt: skip
 
 
@@ -198,11 +210,14 @@ def _build_for(scorer: Scorer, settings: Retrieval) -> ItemIndex:
     weight, bias = scorer.prepared()
     with scorer.lock:  # the rows the copy gave to items of its own are its own: no other snapshot has them
         rows, own = scorer.vocab.rows, np.fromiter(scorer.own_rows, dtype=np.int64, count=len(scorer.own_rows))
+    appended = own[own >= rows - len(own)]  # the copy's rows past the learner's: other items in the next snapshot
+    if len(appended):
+        rows = int(appended.min())
     bias = bias[:rows].copy()
-    bias[own] = -np.inf
+    bias[own[own < rows]] = -np.inf
     return build_index(
-        weight[:rows], bias, clock=scorer.vocab.clock, version=scorer.version,
-        settings=settings, seed=scorer.settings.seed,
+        weight[:rows], bias, clock=scorer.vocab.clock, version=scorer.version, settings=settings,
+        evicted=scorer.vocab.evicted, seed=scorer.settings.seed,
     )  # fmt: skip
 
 

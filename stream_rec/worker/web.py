@@ -142,7 +142,7 @@ def engine_stats(engine: Engine) -> dict[str, Any]:
         "model_version": snapshot.version, "model_ts": snapshot.ts,
         "snapshot_age_s": round(time.time() - snapshot.ts, 3),
         "catalogue_items": len(snapshot.vocab), "ranking": "index" if snapshot.ranks_from_index else "exact",
-        **engine.indexer.stats(),
+        "index_wanted": engine.indexer.wanted(snapshot), **engine.indexer.stats(),
         "steps": status.steps, "skipped_steps": status.skipped_steps, "examples": status.examples,
         "loss": None if status.loss is None else round(status.loss, 6), "drift_alarms": status.drifts,
         "learn_waiting": status.waiting, "learn_dropped": status.dropped,
