@@ -40,6 +40,7 @@ COUNTERS = (
     ("examples", "examples_learned", "examples learned from"),
     ("learn_dropped", "learn_dropped", "examples shed unlearned because the trainer's queue was full"),
     ("drift_alarms", "drift_alarms", "rises of the running loss taken as a change of the stream"),
+    ("index_builds", "index_builds", "item indexes built for ranking from candidates (a large catalogue)"),
 )
 GAUGES = (
     ("events_per_s", "events_per_second", "events served per second, over the last 10 s"),
@@ -53,6 +54,10 @@ GAUGES = (
     ("checkpoint_age_s", "checkpoint_age_seconds", "age of the newest model checkpoint"),
     ("lag_total", "consumer_lag", "events waiting on the worker's partitions, all of them"),
     ("partitions_assigned", "partitions_assigned", "partitions of the events topic assigned to this worker"),
+    ("catalogue_items", "catalogue_items", "items the serving snapshot ranks over"),
+    ("index_items", "index_items", "items in the newest item index (0: none)"),
+    ("index_age_s", "index_age_seconds", "age of the newest item index"),
+    ("index_build_s", "index_build_seconds", "how long the newest item index took to build"),
 )
 
 
