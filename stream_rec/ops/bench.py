@@ -248,7 +248,10 @@ def _await_index(settings: Settings, say: Say, timeout: float = 900.0) -> None:
     deadline, said = time.monotonic() + timeout, False
     while (stats := _stats(settings))["index_wanted"] and stats["ranking"] != "index":
         if time.monotonic() > deadline:
-            raise StreamRecError(f"the worker built no item index within {timeout:.0f} s; see {settings.worker_dir}")
+            said_why = [line for line in read_tail(settings.worker_dir.with_suffix(".log"), lines=100_000).splitlines()
+                        if "item index" in line]  # fmt: skip
+            why = f": {said_why[-1].rsplit('] ', 1)[-1].strip()}" if said_why else ""
+            raise StreamRecError(f"the worker ranked from no item index within {timeout:.0f} s{why}")
         if not said:
             say(f"waiting for the worker's first item index ({stats['catalogue_items']} items)")
             said = True

@@ -13,7 +13,8 @@ Bachrach et al., 2014), and the coarse quantizer's k-means clusters by distance,
 
 The index follows a learning model by being rebuilt: an :class:`Indexer` builds one from the newest snapshot in a
 thread of its own every ``rebuild_every`` seconds and attaches the newest finished one to each snapshot
-published; a snapshot carries its index from then on, whole, so no ranking ever sees one half built. Between
+published (and to the one serving when a build ends), whole, under the snapshot's lock: a ranking reads the
+index it had or the new one, never one half built or half swapped. Between
 builds the item vectors move on. Candidates are rescored with the snapshot's vectors, so a stale index costs
 recall, never a wrong score, and the rows it does not hold (items admitted since it was built) are scored exactly
 beside its candidates.
@@ -147,6 +148,7 @@ class Indexer:
         self.failed = 0
         self._building = False
         self._last_start = -math.inf
+        self._latest: Scorer | None = None  # the snapshot attached last
         self._lock = threading.Lock()
 
     def wanted(self, scorer: Scorer) -> bool:
@@ -155,22 +157,25 @@ class Indexer:
         return mode == "index" or (mode == "auto" and len(scorer.vocab) >= self.settings.index_from)
 
     def attach(self, scorer: Scorer) -> Scorer:
-        """``scorer``, given the newest index built (where it ranks from one), a build started where one is due."""
+        """``scorer``, given the newest index built (where it ranks from one), a build started where one is due.
+        The snapshot attached last (the one serving) is given each index built later, as the build ends: a
+        model that learns nothing publishes no new snapshot to carry it."""
         if not self.wanted(scorer):
+            with self._lock:
+                self._latest = None
             return scorer
-        if self.newest is not None:
-            scorer.use_index(self.newest, self.settings)
         now = time.monotonic()
         with self._lock:
+            newest, self._latest = self.newest, scorer
             due = not self._building and now - self._last_start >= self.settings.rebuild_every
             if due:
                 self._building, self._last_start = True, now
+        if newest is not None:
+            scorer.use_index(newest, self.settings)
         if due and self.background:
             threading.Thread(target=self._build, args=(scorer,), name="stream-rec-index", daemon=True).start()
         elif due:
             self._build(scorer)
-            if self.newest is not None:
-                scorer.use_index(self.newest, self.settings)
         return scorer
 
     def build_now(self, scorer: Scorer) -> ItemIndex:
@@ -190,7 +195,10 @@ class Indexer:
             log.warning("item index not built (%s); ranking goes on with %s", exc,
                         "the older one" if self.newest else "every item scored")  # fmt: skip
         else:
-            self.newest, self.builds = index, self.builds + 1
+            with self._lock:
+                self.newest, self.builds, latest = index, self.builds + 1, self._latest
+            if latest is not None:
+                latest.use_index(index, self.settings)  # whole, between two of its rankings
             log.info("item index of %d items built in %.1f s (%s)", index.population, index.seconds, index.version)
         finally:
             with self._lock:
