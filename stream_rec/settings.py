@@ -150,7 +150,7 @@ class Retrieval(BaseModel):
         60.0,
         gt=0,
         description="seconds between two index builds from the newest snapshot, in a thread beside serving (a "
-        "million items take about 20 s of one core); items admitted since a build are scored exactly until the next",
+        "million items take 25-30 s of one core); items admitted since a build are scored exactly until the next",
     )
     lists: int = Field(0, ge=0, description="inverted lists of the index (k-means cells); 0 = 4 x sqrt(items)")
     probe: int = Field(16, ge=1, description="lists searched for each user: more is slower and finds more")

@@ -92,6 +92,8 @@ class ItemIndex:
 def _faiss() -> Any:
     """faiss, on one thread: its OpenMP runtime is not torch's, and its idle threads spinning beside torch's made
     encoding several times slower; one user's search is too small to share, and a build runs beside serving."""
+    # Its loader says at INFO which CPU build it found (and that the wheel has no AVX2 one): nothing to act on.
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     import faiss
 
     faiss.omp_set_num_threads(1)
