@@ -32,6 +32,13 @@ def is_up(address: str, timeout: float = 2.0, security: Security | None = None) 
             pass
     except (OSError, ValueError):
         return False
+    # A port that accepts but a broker that does not answer in time is asked again once: a busy machine's TLS and
+    # SASL handshakes took longer than the timeout, and the second answer is the one to act on (a refusal).
+    return _answers(address, timeout, security) or _answers(address, timeout, security)
+
+
+def _answers(address: str, timeout: float, security: Security | None) -> bool:
+    """One metadata request (see :func:`is_up`)."""
     from kafka import KafkaConsumer
 
     ms = max(int(timeout * 1000), 500)
