@@ -34,7 +34,8 @@ from ..items.vocab import Vocabulary
 from ..model import SequenceModel
 from ..model.tables import ItemTables
 from ..sequences import Example
-from ..serving.scoring import Scorer, evidence_of
+from ..serving.inputs import evidence_of
+from ..serving.scoring import Scorer
 from ..settings import ModelSettings
 from . import losses, sampling
 from .optim import Updater

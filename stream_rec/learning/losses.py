@@ -17,7 +17,8 @@ from ..items.vocab import Vocabulary
 from ..model import SequenceModel
 from ..model.head import segment_log_softmax
 from ..sequences import Example
-from ..serving.scoring import COSINE_SCALE, modes, seen_rows
+from ..serving.inputs import modes, seen_rows
+from ..serving.scoring import COSINE_SCALE
 
 __all__ = ["affinity", "mixture", "seen_mask"]
 

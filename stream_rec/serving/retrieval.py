@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..items.vocab import Vocabulary
 from ..settings import Retrieval
 
 if TYPE_CHECKING:
@@ -74,18 +75,16 @@ class ItemIndex:
         _, rows = self.index.search(query, n, params=params)
         return rows
 
-    def unknown(self, scorer: Scorer) -> np.ndarray:
-        """The rows of ``scorer``'s vocabulary this index does not hold: rows made since it was built, rows handed
-        to other items since (where the vocabulary evicted any: every row seen since), and the rows the copy gave
-        to items of its own (sorted, unique). Rows whose vectors learning moved since stay in the index where they
+    def unknown(self, vocab: Vocabulary) -> np.ndarray:
+        """The rows of ``vocab`` this index does not hold: rows made since it was built, and rows handed to other
+        items since (where the vocabulary evicted any: every row seen since); sorted, unique. (A snapshot adds the
+        rows it gives to items of its own.) Rows whose vectors learning moved since stay in the index where they
         were, and are found there as long as they moved little: rescored, they rank as they should."""
-        vocab = scorer.vocab
         newer = np.arange(min(self.rows, vocab.rows), vocab.rows)
         reused = np.zeros(0, dtype=np.int64)
         if vocab.evicted > self.evicted:
             reused = np.flatnonzero(vocab.last_seen[: vocab.rows] > self.clock)
-        own = np.fromiter(scorer.own_rows, dtype=np.int64, count=len(scorer.own_rows))
-        rows = np.unique(np.concatenate([newer, reused, own]).astype(np.int64))
+        rows = np.unique(np.concatenate([newer, reused]).astype(np.int64))
         return rows[rows > 0]
 
 

@@ -11,8 +11,8 @@ Ranking is exact over every item (``ranking.top_k`` scores the catalogue a block
 catalogue given an index (retrieval.py), over the index's candidates rescored exactly. An item's score is
 the new mode's logit (model/head.py: the sequence model's, at the head's scale, plus what the evidence of
 counting adds for the items it offers, evidence.py); where users come back to their own items, it is the
-log-probability of the repeat / new mixture instead. The functions :func:`evidence_of` and :func:`modes` build
-the head's inputs for the learner's training too.
+log-probability of the repeat / new mixture instead; inputs.py builds the head's inputs, for the learner's
+training too.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..items import evidence
-from ..items.features import Batch, Repeats, encode_histories, encode_repeats, repeats_of
+from ..items.features import Batch, encode_histories, encode_repeats, repeats_of
 from ..items.transitions import Transitions
 from ..items.vocab import Vocabulary
 from ..model import SequenceModel
@@ -36,47 +36,13 @@ from ..model.tables import ItemTables
 from ..sequences import Step
 from ..settings import ModelSettings, Retrieval
 from . import ranking
+from .inputs import evidence_of, modes, seen_rows
 from .retrieval import STALE_SHARE, ItemIndex
 
-__all__ = ["COSINE_SCALE", "MODES", "Recommendation", "Scorer", "evidence_of", "modes", "seen_rows"]
+__all__ = ["COSINE_SCALE", "MODES", "Recommendation", "Scorer"]
 
 MODES = ("own", "transitions", "explore")  # the parts of an item's probability, as the web view names them
 COSINE_SCALE = 10.0  # cosines live in [-1, 1]: a softmax over them needs a temperature
-
-
-def evidence_of(
-    settings: ModelSettings,
-    histories: Sequence[Sequence[Step]],
-    vocab: Vocabulary,
-    memory: Transitions,
-    left_out: Sequence[Step | None] | None = None,
-) -> evidence.Evidence:
-    """The evidence counting offers for ``histories`` (evidence.py), as ``settings`` say (none where it is off)."""
-    if not settings.evidence:
-        histories = [[] for _ in histories]
-    return evidence.gather(
-        histories, vocab, memory, groups=settings.groups, left_out=left_out, window=settings.evidence_window
-    )
-
-
-def modes(
-    model: SequenceModel, user: torch.Tensor, repeats: Repeats, offered: evidence.Evidence
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The mixture's gates on a batch: log gates ``[B, 2]`` (repeat, new) and the own items' repeat scores ``[N]``;
-    a user without own items has repeat gate -inf."""
-    n = len(user)
-    available = torch.ones(n, 2, dtype=torch.bool)
-    available[:, 0] = False
-    available[repeats.batch, 0] = True
-    # How much each mode has to go on: the user's distinct items, and the items counting offers.
-    counts = torch.stack(
-        [
-            torch.bincount(repeats.batch, minlength=n).float(),
-            torch.bincount(torch.from_numpy(offered.batch), minlength=n).float(),
-        ],
-        dim=1,
-    )
-    return model.head(user, available, torch.log1p(counts), repeats.positions, repeats.events, repeats.counts)
 
 
 class Recommendation(NamedTuple):
@@ -262,7 +228,7 @@ class Scorer:
         """Rank from ``index``'s candidates from now on (an :class:`~stream_rec.serving.retrieval.Indexer` gives
         each snapshot the newest one before it is published)."""
         with self.lock:
-            self._unknown = index.unknown(self)
+            self._unknown = index.unknown(self.vocab)
             self.index, self.retrieval = index, settings
 
     @property
@@ -409,18 +375,3 @@ class Scorer:
     def evidence(self, histories: Sequence[Sequence[Step]]) -> evidence.Evidence:
         """The evidence counting offers for ``histories`` (evidence.py), from this copy's frozen counts."""
         return evidence_of(self.settings, histories, self.vocab, self.transitions)
-
-
-def seen_rows(
-    histories: Sequence[Sequence[Step]], vocab: Vocabulary, batch: Batch | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """The known rows of every step of ``histories`` with each one's history, ``(owner [N], rows [N])``: read from
-    ``batch`` (their encoding) where it holds every step, else looked up in ``vocab``."""
-    if batch is None or any(len(h) > batch.items.shape[1] for h in histories):
-        rows = np.asarray(vocab.rows_of([s.item for h in histories for s in h]), dtype=np.int64)
-        owner = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
-    else:
-        owner, col = np.nonzero(batch.real_steps())
-        rows = batch.items.numpy()[owner, col]
-    known = rows != 0
-    return owner[known], rows[known]
