@@ -234,6 +234,7 @@ async def expire(worker: Worker, started: float) -> None:
     if not stale:
         return
     sent: list[Awaitable[Any]] = []
+    removed = 0
     async with worker.guard:
         for user in stale:
             state = worker.sequences.data.get(user)
@@ -242,7 +243,8 @@ async def expire(worker: Worker, started: float) -> None:
             sent += _erase(worker, user, home_partition(user, worker.partitions()))
             sent.append(await worker.embeddings.send(key=user.encode(), value=None))
             worker.engine.metrics.expired += 1
-    log.info("expired %d users inactive for %g s", len(stale), worker.settings.user_ttl)
+            removed += 1
+    log.info("expired %d users inactive for %g s", removed, worker.settings.user_ttl)
     for fut in sent:
         try:
             await fut
