@@ -21,7 +21,16 @@ from ..sequences import Step
 from ..wire.events import EVENT_TYPES
 from .vocab import Vocabulary
 
-__all__ = ["CONTEXT_BUCKETS", "EVENT_INDEX", "Batch", "Repeats", "encode_histories", "encode_repeats", "repeats_of"]
+__all__ = [
+    "CONTEXT_BUCKETS",
+    "EVENT_INDEX",
+    "NO_REPEATS",
+    "Batch",
+    "Repeats",
+    "encode_histories",
+    "encode_repeats",
+    "repeats_of",
+]
 
 EVENT_INDEX = {name: i + 1 for i, name in enumerate(EVENT_TYPES)}  # 0 = padding
 CONTEXT_BUCKETS = 4096
@@ -128,6 +137,9 @@ class Repeats:
     positions: torch.Tensor  # [N] long, recency of its newest occurrence (0 = the last step)
     events: torch.Tensor  # [N] long, EVENT_INDEX at that occurrence
     counts: torch.Tensor  # [N] long, occurrences in the history read
+
+
+NO_REPEATS = Repeats(*(torch.zeros(0, dtype=torch.long) for _ in range(5)))  # where the repeat mode is off
 
 
 def encode_repeats(histories: Sequence[Sequence[Step]], vocab: Vocabulary, max_len: int) -> Repeats:

@@ -46,8 +46,9 @@ log = logging.getLogger(__name__)
 
 # 2: the popularity prior; 3: item feature tokens, the repeat slope; 4: digest; 5: transition counts as JSON;
 # 6: the explore scale, and the mixture head's own learning rate; 7: the head of two modes and the evidence of
-# counting (model/head.py, evidence.py), whose weights and counts earlier formats do not have
-FORMAT = "stream-rec-checkpoint/7"
+# counting (model/head.py, evidence.py), whose weights and counts earlier formats do not have; 8: the offered
+# mode, a third gate and its scale
+FORMAT = "stream-rec-checkpoint/8"
 _READS = {FORMAT}
 _PREFIX, _SUFFIX = "checkpoint-", ".safetensors"
 _NAME = re.compile(r"checkpoint-(\d{1,18})\.safetensors")

@@ -5,9 +5,8 @@ softmax loss over the items (full while the vocabulary is small, else sampled: s
 evidence offers in the set), skips and counts a step whose loss is not finite, and updates (optim.py: clipped,
 the learning rate raised for a while when the running loss rises). Item tables are sparse, so a step costs in
 proportion to its batch, not to the vocabulary; model/tables.py keeps them in step with the vocabulary. The loss
-is that of the new mode (the sequence model's logits plus the evidence of counting, model/head.py), and where
-users come back to their own items of the repeat / new mixture (losses.py; evidence.py counts what followed and
-went with what).
+is that of the mixture of the repeat, offered and new modes (model/head.py, losses.py; evidence.py counts what
+followed and went with what), or of the new mode alone where neither the repeat mode nor the evidence is on.
 
 An event whose item is seen for the first time is counted but is no target: no ranking could have held it.
 Item counts (taken after each call's steps, so an example never sees its own) feed the popularity prior.
@@ -34,7 +33,7 @@ from ..items.vocab import Vocabulary
 from ..model import SequenceModel
 from ..model.tables import ItemTables
 from ..sequences import Example
-from ..serving.inputs import evidence_of
+from ..serving.inputs import evidence_of, seen_rows, without
 from ..serving.scoring import Scorer
 from ..settings import ModelSettings
 from . import losses, sampling
@@ -65,6 +64,7 @@ class OnlineLearner:
                 min(_INITIAL_ROWS, s.capacity + 1), s.dim, s.encoder, s.fusion, s.max_len, s.bptt
             )
         self.repeats = s.repeats
+        self.mixture = s.repeats or s.evidence  # more than one mode to mix
         self.transitions = Transitions(evidence.LIMIT, evidence.GROUP_ITEMS)  # the counts behind the evidence
         self.updater = Updater(self.model, s)
         self.tables = ItemTables(self.model, self.vocab, s.capacity, self._gen, self.updater.optimizers)
@@ -119,6 +119,8 @@ class OnlineLearner:
         offered = evidence_of(
             s, histories, self.vocab, self.transitions, [None] * n_fresh + [e for _, e in examples[n_fresh:]]
         )
+        if s.exclude_seen:  # never ranked for the user: no evidence to weigh, nor a share of the offered mode
+            offered = without(offered, *seen_rows(histories, self.vocab, batch), self.vocab.rows)
         offered_rows = torch.from_numpy(offered.rows)
         candidates, labels, log_q = sampling.candidates(  # [C], [B], [C]
             self.vocab, targets, s.negatives, s.full_softmax_below, self._gen, offered_rows
@@ -145,11 +147,17 @@ class OnlineLearner:
         # The sequence model learns from every example with the head held fixed; the head from the new ones, the
         # way it will be served (model/head.py).
         learn_model = new_mode(logits * scale.detach(), add.detach())
-        log_p = F.log_softmax(learn_model, dim=1)[rows, labels]  # [B]
         head_logits = new_mode(logits.detach() * scale, add)[fresh]
-        log_p_head = F.log_softmax(head_logits, dim=1)[rows[fresh], labels[fresh]]  # [n_fresh]
-        if self.repeats:
-            log_p, log_p_head = losses.mixture(self.model, user, batch, offered, targets, log_p, log_p_head)
+        if self.mixture:
+            chosen = head.offered_scale()  # the offered mode's logits: certain items, nothing to correct
+            offered_logits = (logits[at] * chosen.detach() + add.detach(), logits.detach()[at] * chosen + add)
+            log_p, log_p_head = losses.mixture(
+                self.model, user, batch if self.repeats else None, offered, targets, at, labels,
+                (learn_model, head_logits), offered_logits,
+            )  # fmt: skip
+        else:
+            log_p = F.log_softmax(learn_model, dim=1)[rows, labels]  # [B]
+            log_p_head = F.log_softmax(head_logits, dim=1)[rows[fresh], labels[fresh]]  # [n_fresh]
         if s.scoring == "sigmoid":
             # A binary loss per item: the target against every other candidate (masked ones left out).
             truth = torch.zeros_like(learn_model)

@@ -1,4 +1,4 @@
-"""The pieces of a step's loss beyond the softmax: the repeat / new mixture, the seen mask, the item affinity.
+"""The pieces of a step's loss beyond the softmax: the mixture of modes, the seen mask, the item affinity.
 
 learner.py's step puts them together; model/head.py says what the mixture is and how it is served.
 """
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..items import evidence
-from ..items.features import Batch, repeats_of
+from ..items.features import NO_REPEATS, Batch, repeats_of
 from ..items.vocab import Vocabulary
 from ..model import SequenceModel
 from ..model.head import segment_log_softmax
@@ -34,30 +34,52 @@ def affinity(scoring: str, user: torch.Tensor, emb: torch.Tensor, bias: torch.Te
 def mixture(
     model: SequenceModel,
     user: torch.Tensor,
-    batch: Batch,
+    batch: Batch | None,
     offered: evidence.Evidence,
     targets: torch.Tensor,
-    log_p_new: torch.Tensor,
-    log_p_head: torch.Tensor,
+    at: tuple[torch.Tensor, torch.Tensor],
+    labels: torch.Tensor,
+    new_logits: tuple[torch.Tensor, torch.Tensor],
+    offered_logits: tuple[torch.Tensor, torch.Tensor],
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probabilities of each target under the repeat / new mixture (model/head.py): ``[B]`` with the head
-    held fixed, from the new mode's ``log_p_new`` (for the sequence model to learn from), and ``[n_fresh]`` with
-    the head learning, from ``log_p_head`` (the new mode's with the head's weights)."""
-    b, n_fresh = len(targets), len(log_p_head)
-    repeats = repeats_of(batch)
+    """Log-probabilities of each target (its vocabulary row in ``targets``, its candidate column in ``labels``)
+    under the mixture of the repeat, offered and new modes (model/head.py): ``[B]`` with the head held fixed, for
+    the sequence model to learn from, and ``[n_fresh]`` with the head learning. ``new_logits`` are the new mode's,
+    ``[B, C]`` and ``[n_fresh, C]`` over the candidates; ``offered_logits`` the offered mode's, ``[N]`` each, of
+    the offered items at ``at`` ``(history, candidate column)``. ``batch`` is None where the repeat mode is off."""
+    b, n_fresh = len(targets), len(new_logits[1])
+    rows = torch.arange(b)
+    log_p_new = F.log_softmax(new_logits[0], dim=1)[rows, labels]
+    log_p_head = F.log_softmax(new_logits[1], dim=1)[rows[:n_fresh], labels[:n_fresh]]
+    repeats = repeats_of(batch) if batch is not None else NO_REPEATS
     log_gates, scores = modes(model, user, repeats, offered)
     log_p_repeat = torch.full((b,), -math.inf)
     if len(scores):
         log_choice = segment_log_softmax(scores, repeats.batch, b)  # [N]
         is_target = repeats.rows == targets[repeats.batch]  # [N]: at most one per history
         log_p_repeat = log_p_repeat.index_put((repeats.batch[is_target],), log_choice[is_target])
+    fresh = at[0] < n_fresh
+    log_p_offered = _offered(offered_logits[0], at, labels, b)
+    log_p_offered_head = _offered(offered_logits[1][fresh], (at[0][fresh], at[1][fresh]), labels, n_fresh)
     # An unavailable mode has gate -inf: nothing added.
-    held = torch.stack([log_p_repeat.detach(), log_p_new], dim=1)  # [B, 2]
-    head = torch.stack([log_p_repeat[:n_fresh], log_p_head], dim=1)  # [n_fresh, 2]
+    held = torch.stack([log_p_repeat.detach(), log_p_offered, log_p_new], dim=1)  # [B, 3]
+    head = torch.stack([log_p_repeat[:n_fresh], log_p_offered_head, log_p_head], dim=1)  # [n_fresh, 3]
     return (
         torch.logsumexp(log_gates.detach() + held, dim=1),
         torch.logsumexp(log_gates[:n_fresh] + head, dim=1),
     )
+
+
+def _offered(logits: torch.Tensor, at: tuple[torch.Tensor, torch.Tensor], labels: torch.Tensor, n: int) -> torch.Tensor:
+    """``[n]``: each target's log-probability in the offered mode, a softmax of the offered items' ``logits``
+    within each history (``at``: their histories and candidate columns); -inf where the target is not offered."""
+    owner, column = at
+    out = torch.full((n,), -math.inf)
+    if not len(owner):
+        return out
+    choice = segment_log_softmax(logits, owner, n)
+    is_target = column == labels[owner]
+    return out.index_put((owner[is_target],), choice[is_target])
 
 
 def seen_mask(

@@ -1,7 +1,7 @@
 """The head: does the user come back to one of their own items, or go on to a new one, and which?
 
 On e-commerce data people return to items they viewed minutes ago; a next-new-item model cannot see that. As
-in RepeatNet (Ren et al., AAAI 2019), the next item comes from a mixture of two modes, each with its own
+in RepeatNet (Ren et al., AAAI 2019), the next item comes from a mixture of modes, each with its own
 distribution over items:
 
 - *repeat*: one of the user's history items, chosen by a softmax over them, scored from the recency of each
@@ -11,7 +11,12 @@ distribution over items:
   evidence of counting (evidence.py: what followed the user's last items, what went with them, the category's
   popular items), each feature at a learned weight, and those weights moved per user by the user vector's
   direction. A log-linear mixture of experts: the sequence model learns what the counts miss, and the weights
-  learn how far to trust each count on the data at hand.
+  learn how far to trust each count on the data at hand;
+- *offered*: one of the items the evidence offers, by a softmax over them alone, of their evidence plus the
+  sequence model's logits at a scale of its own (small to start with). Its gate is the chance that the next
+  item is among the offered ones at all: a softmax over the whole vocabulary spreads mass over thousands of
+  items that each counted nothing, and left alone it let popular items nobody's history pointed to outrank the
+  few the counts offered, which sequential rules rank first (docs/benchmarks/history.md, 2026-12-08).
 
 The gates come from the user vector's direction (a softmax over the modes available for the user) and from how
 much each mode has to go on, so the model learns from the data whether users repeat; they start even. The head
@@ -33,12 +38,15 @@ from ..wire.events import EVENT_TYPES
 
 __all__ = ["EVIDENCE", "MODES", "Head", "evidence_start", "segment_log_softmax"]
 
-MODES = ("repeat", "new")
+MODES = ("repeat", "offered", "new")
 EVIDENCE = 2  # inputs of the gates beside the user vector: how much each mode has to go on
 # The evidence weights start where counting alone ranks well (each source's log weight counts, being offered a
 # little), so that the stream's first events are ranked sensibly while the weights learn.
 _EVIDENCE_START = {"next": 1.0, "next_in": 0.5, "next2": 0.5, "next2_in": 0.25, "together": 1.0,
                    "together_in": 0.5, "group": 0.5, "group_in": 0.25}  # fmt: skip
+
+
+_OFFERED_SCALE_START = -3.0
 
 
 def evidence_start() -> list[float]:
@@ -79,9 +87,17 @@ class Head(nn.Module):
         # The new mode: the sequence model's logits times exp(this), plus the evidence's features at these weights
         # (and the user's own shift of them, from the user vector's direction: none to start with).
         self.log_explore_scale = nn.Parameter(torch.zeros(1))
+        # The offered mode ranks the offered items by their evidence and the sequence model's logits at a scale of
+        # their own, which starts small: the first events are ranked as counting ranks them, and the logits earn
+        # their weight among the offered items as the encoder learns.
+        self.log_offered_scale = nn.Parameter(torch.tensor([_OFFERED_SCALE_START]))
         self.evidence = nn.Parameter(torch.tensor(evidence_start()))
         self.evidence_user = nn.Linear(dim, len(FEATURES), bias=False)
         nn.init.zeros_(self.evidence_user.weight)
+
+    def offered_scale(self) -> torch.Tensor:
+        """What the sequence model's logits are multiplied by in the offered mode (e^-3 to start with)."""
+        return self.log_offered_scale.exp()
 
     def explore_scale(self) -> torch.Tensor:
         """What the sequence model's logits are multiplied by in the new mode (1 to start with)."""

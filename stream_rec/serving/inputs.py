@@ -16,7 +16,7 @@ from ..model import SequenceModel
 from ..sequences import Step
 from ..settings import ModelSettings
 
-__all__ = ["evidence_of", "modes", "seen_rows"]
+__all__ = ["evidence_of", "modes", "seen_rows", "without"]
 
 
 def evidence_of(
@@ -37,12 +37,13 @@ def evidence_of(
 def modes(
     model: SequenceModel, user: torch.Tensor, repeats: Repeats, offered: evidence.Evidence
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The mixture's gates on a batch: log gates ``[B, 2]`` (repeat, new) and the own items' repeat scores ``[N]``;
-    a user without own items has repeat gate -inf."""
+    """The mixture's gates on a batch: log gates ``[B, 3]`` (repeat, offered, new) and the own items' repeat scores
+    ``[N]``; a user without own items has repeat gate -inf, one without offered items offered gate -inf."""
     n = len(user)
-    available = torch.ones(n, 2, dtype=torch.bool)
-    available[:, 0] = False
+    available = torch.ones(n, 3, dtype=torch.bool)
+    available[:, :2] = False
     available[repeats.batch, 0] = True
+    available[torch.from_numpy(offered.batch), 1] = True
     # How much each mode has to go on: the user's distinct items, and the items counting offers.
     counts = torch.stack(
         [
@@ -67,3 +68,11 @@ def seen_rows(
         rows = batch.items.numpy()[owner, col]
     known = rows != 0
     return owner[known], rows[known]
+
+
+def without(offered: evidence.Evidence, owner: np.ndarray, rows: np.ndarray, n_rows: int) -> evidence.Evidence:
+    """``offered`` less the pairs ``(owner [M], rows [M])`` (items never to be ranked for that history)."""
+    if not len(owner) or not len(offered.rows):
+        return offered
+    keep = ~np.isin(offered.batch * n_rows + offered.rows, owner * n_rows + rows)
+    return evidence.Evidence(offered.batch[keep], offered.rows[keep], offered.values[keep])

@@ -214,6 +214,8 @@ def _finish(
     their own."""
     b_size, r_size = user.shape[0], weight.shape[0]
     if offset is not None:
+        # (a user for whom every item is excluded has no normaliser, and nothing for the offset to move)
+        offset = np.where(np.isfinite(offset), offset, 0.0).astype(np.float32)
         cand += offset[:, None]
     special_batch, special_rows, _ = _special(extra, exclude)
     if len(special_batch) and not masked:
@@ -268,10 +270,14 @@ def _log_normaliser(
 def _special(
     extra: tuple[np.ndarray, ...] | None, exclude: tuple[np.ndarray, ...] | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every special pair, ``(batch, rows, what adds to its score)``: the extra ones, then the excluded ones."""
+    """Every special pair, ``(batch, rows, what adds to its score)``: the extra ones, then the excluded ones (-inf:
+    never ranked, so no part of a softmax's normaliser either)."""
     parts = [
         (np.asarray(p[0], dtype=np.int64), np.asarray(p[1], dtype=np.int64), np.asarray(add, dtype=np.float32))
-        for p, add in ((extra, extra[2] if extra else None), (exclude, np.zeros(len(exclude[0])) if exclude else None))
+        for p, add in (
+            (extra, extra[2] if extra else None),
+            (exclude, np.full(len(exclude[0]), -np.inf) if exclude else None),
+        )
         if p
     ]
     if not parts:

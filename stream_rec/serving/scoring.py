@@ -10,8 +10,8 @@ learner has learned from them), on its own copy; the counts behind the evidence 
 Ranking is exact over every item (``ranking.top_k`` scores the catalogue a block at a time), or, in a large
 catalogue given an index (retrieval.py), over the index's candidates rescored exactly. An item's score is
 the new mode's logit (model/head.py: the sequence model's, at the head's scale, plus what the evidence of
-counting adds for the items it offers, evidence.py); where users come back to their own items, it is the
-log-probability of the repeat / new mixture instead; inputs.py builds the head's inputs, for the learner's
+counting adds for the items it offers, evidence.py); with the mixture on (the repeat mode, or the evidence's
+offered mode), it is the log-probability of the mixture instead; inputs.py builds the head's inputs, for the learner's
 training too.
 """
 
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..items import evidence
-from ..items.features import Batch, encode_histories, encode_repeats, repeats_of
+from ..items.features import NO_REPEATS, Batch, encode_histories, encode_repeats, repeats_of
 from ..items.transitions import Transitions
 from ..items.vocab import Vocabulary
 from ..model import SequenceModel
@@ -36,7 +36,7 @@ from ..model.tables import ItemTables
 from ..sequences import Step
 from ..settings import ModelSettings, Retrieval
 from . import ranking
-from .inputs import evidence_of, modes, seen_rows
+from .inputs import evidence_of, modes, seen_rows, without
 from .retrieval import STALE_SHARE, ItemIndex
 
 __all__ = ["COSINE_SCALE", "MODES", "Recommendation", "Scorer"]
@@ -71,6 +71,7 @@ class Scorer:
         self.settings, self.model, self.vocab, self.transitions = settings, model, vocab, transitions
         self.steps, self.ts = steps, time.time() if ts is None else ts
         self.repeats = settings.repeats
+        self.mixture = settings.repeats or settings.evidence  # more than one mode to mix
         # The sequence model's logits at the head's scale (model/head.py): baked into the item tables' biases, and
         # applied to the user vectors.
         self.explore_scale = float(model.head.explore_scale().detach())
@@ -175,9 +176,9 @@ class Scorer:
         """Scores ``[B, rows]`` of every row for each user vector; rows holding no item score -inf.
 
         With ``histories`` (the ones ``user`` encodes), the new mode's logits with the evidence's additions, and
-        with the mixture on the log-probabilities of the repeat / new mixture: the history items get their
-        repeat-mode share. This is the plain reference for :meth:`top_k`, which ranks the same without the whole
-        ``[B, rows]`` matrix.
+        with the mixture on the log-probabilities of the mixture: the history items get their repeat mode's
+        share, the offered items their offered mode's. This is the plain reference for :meth:`top_k`, which ranks
+        the same without the whole ``[B, rows]`` matrix.
         """
         u, weight, bias = self._score_tables(user)
         scores = torch.from_numpy(u @ weight.T + bias)  # [B, rows]
@@ -210,7 +211,7 @@ class Scorer:
             owner, rows = self.seen_rows(histories, batch)
             pairs = np.unique(owner * self.vocab.rows + rows)  # each (b, row) once
             exclude = (pairs // self.vocab.rows, pairs % self.vocab.rows)
-        log_new, extra = self._extra(user, histories, batch)
+        log_new, extra = self._extra(user, histories, batch, (u, weight, bias), exclude)
         unknown = self._unknown_rows()
         if self.index is None or self.retrieval is None or unknown is None:
             return ranking.top_k(u, weight, bias, k, log_explore=log_new, extra=extra, exclude=exclude)
@@ -283,26 +284,52 @@ class Scorer:
         return weight, (bias_t * self.explore_scale).numpy()
 
     def _extra(
-        self, user: torch.Tensor, histories: Sequence[Sequence[Step]], encoded: Batch | None = None
+        self,
+        user: torch.Tensor,
+        histories: Sequence[Sequence[Step]],
+        encoded: Batch | None = None,
+        tables: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+        exclude: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> tuple[np.ndarray | None, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """What ranking adds to the sequence model's scores: with the mixture on, each user's log gate of the new
         mode ``[B]`` (else None); and the special items ``(batch [N], rows [N], add [N], log share [N])``, one
-        entry per ``(b, row)``: what the evidence adds to an offered item's logit, and an own item's repeat share
-        (``-inf`` for none)."""
+        entry per ``(b, row)``: what the evidence adds to an offered item's logit, and the repeat and offered
+        modes' share of an own or offered item (``-inf`` for none). ``tables`` are :meth:`_score_tables`' for
+        ``user`` (made here where not given), ``exclude`` the pairs never ranked."""
         n = len(histories)
         offered = self.evidence(histories)
+        if exclude is not None:
+            offered = without(offered, *exclude, self.vocab.rows)
         add = self.model.head.evidence_scores(user, torch.from_numpy(offered.batch), torch.from_numpy(offered.values))
-        if not self.repeats:
+        if not self.mixture:
             return None, (offered.batch, offered.rows, add.numpy(), np.full(len(add), -np.inf, dtype=np.float32))
-        r = repeats_of(encoded) if encoded is not None else encode_repeats(histories, self.vocab, self.settings.max_len)
-        log_gates, choice = modes(self.model, user, r, offered)  # [B, 2], [N]
+        if self.repeats:
+            r = (
+                repeats_of(encoded)
+                if encoded is not None
+                else encode_repeats(histories, self.vocab, self.settings.max_len)
+            )
+        else:
+            r = NO_REPEATS
+        log_gates, choice = modes(self.model, user, r, offered)  # [B, 3], [N]
         share = log_gates[r.batch, 0] + segment_log_softmax(choice, r.batch, n)
-        keys = torch.cat([torch.from_numpy(offered.batch), r.batch]) * self.vocab.rows
+        # The offered mode: a softmax over each user's offered items alone.
+        u, weight, bias = tables if tables is not None else self._score_tables(user)
+        logit = np.einsum("nd,nd->n", u[offered.batch], weight[offered.rows]) + bias[offered.rows]
+        head = self.model.head
+        logit *= float((head.offered_scale() / head.explore_scale()).detach())  # (the tables: the new mode's scale)
+        logit = torch.from_numpy(logit.astype(np.float32)) + add
+        owner = torch.from_numpy(offered.batch)
+        offered_share = log_gates[owner, 1] + segment_log_softmax(logit, owner, n)
+        keys = torch.cat([owner, r.batch]) * self.vocab.rows
         keys += torch.cat([torch.from_numpy(offered.rows), r.rows])
         unique, inverse = torch.unique(keys, return_inverse=True)  # an own item offered too gets both
         adds = torch.zeros(len(unique)).index_add(0, inverse[: len(add)], add)
-        shares = torch.full((len(unique),), -math.inf).scatter_reduce(0, inverse[len(add) :], share, "amax")
-        return log_gates[:, 1].numpy(), (
+        shares = torch.full((len(unique),), -math.inf)
+        shares = shares.scatter_reduce(0, inverse[len(add) :], share, "amax")
+        offered_part = torch.full((len(unique),), -math.inf).index_put((inverse[: len(add)],), offered_share)
+        shares = torch.logaddexp(shares, offered_part)
+        return log_gates[:, 2].numpy(), (
             (unique // self.vocab.rows).numpy(),
             (unique % self.vocab.rows).numpy(),
             adds.numpy(),
@@ -345,14 +372,18 @@ class Scorer:
             rows = torch.from_numpy(offered.rows)
             follow[rows] = new[rows] * -torch.expm1(-add.clamp(min=0.0))
             own = torch.zeros_like(base)
-            if not self.repeats:
+            if not self.mixture:
                 return own, follow, new - follow
-            r = repeats_of(batch)
+            r = repeats_of(batch) if self.repeats else NO_REPEATS
             log_gates, choice = modes(self.model, user, r, offered)
         gates = log_gates[0].double().exp()
         if len(r.rows):
             own.index_add_(0, r.rows, gates[0] * segment_log_softmax(choice, r.batch, 1).double().exp())
-        return own, gates[1] * follow, gates[1] * (new - follow)
+        chosen = torch.zeros_like(base)  # the offered mode: a softmax over the offered items alone
+        if len(rows):
+            ratio = float((self.model.head.offered_scale() / self.model.head.explore_scale()).detach())
+            chosen[rows] = torch.softmax((base[rows] - add) * ratio + add, dim=0)
+        return own, gates[1] * chosen + gates[2] * follow, gates[2] * (new - follow)
 
     @torch.no_grad()
     def similar(self, item: str, n: int = 10) -> list[tuple[str, float]]:

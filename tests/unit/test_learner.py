@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,13 +11,15 @@ import pytest
 import torch
 
 from stream_rec.items import evidence
-from stream_rec.items.features import encode_histories
+from stream_rec.items.features import NO_REPEATS, encode_histories
 from stream_rec.items.transitions import GROUP, TOGETHER, together
 from stream_rec.learning import sampling
 from stream_rec.learning.learner import Example, OnlineLearner
 from stream_rec.learning.losses import seen_mask
 from stream_rec.learning.optim import sparse_tables
+from stream_rec.model.head import MODES
 from stream_rec.sequences import Step
+from stream_rec.serving.inputs import modes
 from stream_rec.settings import ModelSettings
 from tests.unit.streams import planted
 
@@ -169,7 +172,11 @@ def test_sampled_softmax_learns_a_planted_transition(scoring: str) -> None:
     for _ in range(10):
         learner.learn(data)
     assert len(learner.vocab) > learner.settings.full_softmax_below
-    assert top1(learner, [Step("a", "view", T0)]) == "b"
+    scorer = learner.snapshot()
+    user, _ = scorer.encode([[Step("a", "view", T0)]])
+    scores = scorer.scores(user)[0]
+    scores[scorer.vocab.index("a")] = float("-inf")  # a itself comes 30% of the time: popular, not a transition
+    assert scorer.vocab.item(int(scores.argmax())) == "b"
 
 
 def test_a_sample_covering_the_vocabulary_is_the_full_softmax() -> None:
@@ -271,6 +278,41 @@ def test_the_repeat_head_learns_which_own_item_users_come_back_to() -> None:
     assert scorer.vocab.item(int(scorer.scores(user, [probe]).argmax())) != "fav3"  # a next-new-item model misses it
 
 
+def test_the_offered_gate_learns_whether_counting_points_to_the_next_item() -> None:
+    """Where every next item follows the last as it did before, the offered mode's gate rises above the new mode's;
+    where next items are random among thousands, counting's offers rarely hold and the gate stays lower."""
+
+    def stream(follows: bool, seed: int) -> list[Example]:
+        rng = random.Random(seed)
+        examples: list[Example] = []
+        for u in range(150):
+            at = rng.randrange(40)
+            history: list[Step] = []
+            for k in range(8):
+                item = f"i{(at + k) % 40}" if follows else f"i{rng.randrange(3000)}"
+                step = Step(item, "view", T0 + 100 * u + k, user=f"u{u}")
+                if history:
+                    examples.append((list(history), step))
+                history.append(step)
+        return examples
+
+    def offered_gate(follows: bool) -> float:
+        learner = OnlineLearner(small(batch=32, repeat=False))
+        data = stream(follows, seed=1)
+        for at in range(0, len(data), 32):  # as a stream comes: the counts grow between the steps
+            learner.learn(data[at : at + 32])
+        scorer = learner.snapshot()
+        histories = [h for h, _ in data[-400:]]
+        offered = scorer.evidence(histories)
+        user, _ = scorer.encode(histories)
+        log_gates, _ = modes(scorer.model, user, NO_REPEATS, offered)
+        has = torch.from_numpy(offered.batch).unique()
+        return float(log_gates[has, MODES.index("offered")].detach().exp().mean())
+
+    hold, miss = offered_gate(follows=True), offered_gate(follows=False)
+    assert hold > 0.5 and hold > miss + 0.2, (hold, miss)
+
+
 def test_one_step_of_the_gates_stays_small_whatever_the_user_vectors_length() -> None:
     """Adagrad's step moves each weight by up to the learning rate whatever the gradient: on the user vector as it
     is (lengths of 10-17 were measured), one step could swing a gate's logit by 10 and hand every user to one
@@ -281,7 +323,7 @@ def test_one_step_of_the_gates_stays_small_whatever_the_user_vectors_length() ->
     head = Head(dim=64, max_len=50)
     opt = torch.optim.Adagrad(head.parameters(), lr=0.1, initial_accumulator_value=3e-4)
     user = 17.0 * torch.nn.functional.normalize(torch.randn(32, 64), dim=1)
-    available, amounts = torch.ones(32, 2, dtype=torch.bool), torch.zeros(32, 2)
+    available, amounts = torch.ones(32, len(MODES), dtype=torch.bool), torch.zeros(32, 2)
     empty = torch.zeros(0, dtype=torch.long)
 
     def log_gates(u: torch.Tensor) -> torch.Tensor:
@@ -289,7 +331,7 @@ def test_one_step_of_the_gates_stays_small_whatever_the_user_vectors_length() ->
 
     assert torch.allclose(log_gates(user), log_gates(user / 17.0), atol=1e-6)  # the length does not count
     before = log_gates(user).detach()
-    (-log_gates(user)[:, 1].mean()).backward()  # every user to the new mode
+    (-log_gates(user)[:, MODES.index("new")].mean()).backward()  # every user to the new mode
     opt.step()
     assert (log_gates(user).detach() - before).abs().max() < 1.5
 

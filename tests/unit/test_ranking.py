@@ -21,6 +21,8 @@ def plain(user: np.ndarray, weight: np.ndarray, bias: np.ndarray, k: int, **kw: 
     if kw.get("extra") is not None:
         batch, rows, add, share = kw["extra"]
         s[batch, rows] += add
+    if kw.get("exclude") is not None:  # never ranked: no part of the normaliser either
+        s[kw["exclude"]] = -np.inf
     if kw.get("log_explore") is not None:
         s = kw["log_explore"][:, None] + s - torch.logsumexp(torch.from_numpy(s), dim=1, keepdim=True).numpy()
     if kw.get("extra") is not None:

@@ -7,8 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from stream_rec.items.features import repeats_of
 from stream_rec.learning.learner import OnlineLearner
 from stream_rec.sequences import Step
+from stream_rec.serving.inputs import modes
 from stream_rec.settings import ModelSettings
 from tests.unit.streams import T0, planted
 
@@ -45,11 +47,16 @@ def test_the_sequence_model_is_ranked_at_the_heads_scale_plus_the_evidence() -> 
     snapshot = learner.snapshot()
     offered = snapshot.evidence([history])
     add = snapshot.model.head.evidence_scores(user, torch.from_numpy(offered.batch), torch.from_numpy(offered.values))
+    rows = torch.from_numpy(offered.rows)
     logits = raw * torch.e**-1.0
-    logits[torch.from_numpy(offered.rows)] += add.double()
+    logits[rows] += add.double()
+    chosen = torch.zeros_like(raw)  # the offered mode: the offered items alone, the logits at a scale of their own
+    chosen[rows] = torch.softmax(raw[rows] * snapshot.model.head.offered_scale().double() + add.double(), dim=0)
+    batch, _, _ = snapshot.encode_batch([history])
+    gates = modes(snapshot.model, user, repeats_of(batch), offered)[0][0].double().exp()  # repeat, offered, new
     _own, follow, explore = snapshot.mode_probabilities(history)
-    gate = (follow + explore).sum()  # the new mode's gate: its parts sum to it
-    assert torch.allclose(follow + explore, gate * torch.softmax(logits, dim=0), atol=1e-6)
+    want = gates[1] * chosen + gates[2] * torch.softmax(logits, dim=0)
+    assert torch.allclose(follow + explore, want.detach(), atol=1e-6)
     rows, _ = snapshot.top_k(user, [history], 5)  # the ranking is by the same mixture
     assert rows[0].tolist() == snapshot.scores(user, [history])[0].topk(5).indices.tolist()
 
@@ -64,8 +71,14 @@ def test_evidence_weights_move_an_offered_items_score_and_no_other() -> None:
     with torch.no_grad():
         learner.model.head.evidence += 1.0
     after = learner.snapshot().scores(user, [history])[0]
-    moved = set((after != before).nonzero()[:, 0].tolist())
-    assert offered and moved == offered
+    # Scores are the mixture's log-probabilities: the new mode's normaliser moves every item alike, and the
+    # offered items besides.
+    shift = after - before
+    others = [row for row in range(len(before)) if row not in offered and torch.isfinite(before[row])]
+    assert offered and others
+    usual = shift[others]
+    assert float(usual.max() - usual.min()) < 1e-5, "every other item moves alike"
+    assert all(abs(float(shift[row] - usual[0])) > 1e-5 for row in offered)
 
 
 def test_shares_name_the_mode_behind_each_item() -> None:
