@@ -661,3 +661,15 @@ def test_the_evidence_window_counts_what_followed_and_what_went_together_both_wa
     assert sorted(first_order.transitions.triples()) == sorted(
         [("b", "d", 1.0), (together("b"), "d", 1.0), (together("d"), "b", 1.0)]
     )
+
+
+def test_context_tokens_are_cached_by_value_and_type() -> None:
+    """True, 1 and 1.0 are equal keys to a cache but different text: each keeps its own token; a value that cannot be
+    a key (a list) is hashed all the same."""
+    from stream_rec.items.features import context_tokens
+
+    steps = [Step("i", "view", T0, context={"x": value}) for value in (True, 1, 1.0, 1.25, [1, 2])]
+    first = [context_tokens(step) for step in steps]
+    assert [context_tokens(step) for step in steps] == first
+    assert len({tokens[-1] for tokens in first}) == 5
+    assert first[0][:3] == context_tokens(Step("i", "view", T0))
