@@ -109,6 +109,11 @@ class ModelSettings(BaseModel):
     )
 
     @property
+    def mixture(self) -> bool:
+        """Whether the head mixes modes (model/head.py): the repeat mode is on, or the evidence's offered mode."""
+        return self.repeats or self.evidence
+
+    @property
     def repeats(self) -> bool:
         """Whether the repeat mode is on: asked for, and the user's own items can be ranked at all."""
         return self.repeat and not self.exclude_seen

@@ -64,7 +64,6 @@ class OnlineLearner:
                 min(_INITIAL_ROWS, s.capacity + 1), s.dim, s.encoder, s.fusion, s.max_len, s.bptt
             )
         self.repeats = s.repeats
-        self.mixture = s.repeats or s.evidence  # more than one mode to mix
         self.transitions = Transitions(evidence.LIMIT, evidence.GROUP_ITEMS)  # the counts behind the evidence
         self.updater = Updater(self.model, s)
         self.tables = ItemTables(self.model, self.vocab, s.capacity, self._gen, self.updater.optimizers)
@@ -148,7 +147,7 @@ class OnlineLearner:
         # way it will be served (model/head.py).
         learn_model = new_mode(logits * scale.detach(), add.detach())
         head_logits = new_mode(logits.detach() * scale, add)[fresh]
-        if self.mixture:
+        if s.mixture:
             chosen = head.offered_scale()  # the offered mode's logits: certain items, nothing to correct
             offered_logits = (logits[at] * chosen.detach() + add.detach(), logits.detach()[at] * chosen + add)
             log_p, log_p_head = losses.mixture(

@@ -39,9 +39,7 @@ from . import ranking
 from .inputs import evidence_of, modes, seen_rows, without
 from .retrieval import STALE_SHARE, ItemIndex
 
-__all__ = ["COSINE_SCALE", "MODES", "Recommendation", "Scorer"]
-
-MODES = ("own", "transitions", "explore")  # the parts of an item's probability, as the web view names them
+__all__ = ["COSINE_SCALE", "Recommendation", "Scorer"]
 COSINE_SCALE = 10.0  # cosines live in [-1, 1]: a softmax over them needs a temperature
 
 
@@ -71,7 +69,6 @@ class Scorer:
         self.settings, self.model, self.vocab, self.transitions = settings, model, vocab, transitions
         self.steps, self.ts = steps, time.time() if ts is None else ts
         self.repeats = settings.repeats
-        self.mixture = settings.repeats or settings.evidence  # more than one mode to mix
         # The sequence model's logits at the head's scale (model/head.py): baked into the item tables' biases, and
         # applied to the user vectors.
         self.explore_scale = float(model.head.explore_scale().detach())
@@ -301,7 +298,7 @@ class Scorer:
         if exclude is not None:
             offered = without(offered, *exclude, self.vocab.rows)
         add = self.model.head.evidence_scores(user, torch.from_numpy(offered.batch), torch.from_numpy(offered.values))
-        if not self.mixture:
+        if not self.settings.mixture:
             return None, (offered.batch, offered.rows, add.numpy(), np.full(len(add), -np.inf, dtype=np.float32))
         if self.repeats:
             r = (
@@ -335,73 +332,6 @@ class Scorer:
             adds.numpy(),
             shares.numpy(),
         )
-
-    def mode_shares(self, history: Sequence[Step], items: Sequence[str]) -> dict[str, dict[str, float]]:
-        """For each of ``items`` this copy knows, the share of each mode of the mixture in its probability for
-        ``history``: ``own`` (a return to the user's own items), ``transitions`` (what the evidence of counting
-        brings: what followed or went with the user's last items elsewhere, the category's popular items),
-        ``explore`` (the sequence model's own scores over the whole catalogue) (:meth:`mode_probabilities`)."""
-        rows = {item: self.vocab.index(item) for item in items if self.vocab.index(item)}
-        if not history or not rows:
-            return {}
-        parts = self.mode_probabilities(history)
-        out = {}
-        for item, row in rows.items():
-            p = [float(part[row]) for part in parts]
-            whole = sum(p) or 1.0
-            out[item] = {name: round(v / whole, 4) for name, v in zip(MODES, p, strict=True)}
-        return out
-
-    @torch.no_grad()
-    def mode_probabilities(self, history: Sequence[Step]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Each part ``[rows]`` of every row's probability for a non-empty ``history`` (float64): the repeat mode's
-        (own items); and the new mode's, split into what the evidence of counting brings (an offered item's
-        probability times ``1 - exp(-add)`` for what its evidence adds) and the rest. They sum to the softmax of
-        what :meth:`scores` ranks by without the mixture, and to ``exp`` of it with the mixture on."""
-        with self.lock:
-            batch, user, _ = self.encode_batch([history])
-            u, weight, bias = self._score_tables(user)
-            base = torch.from_numpy(u @ weight.T + bias)[0].double()  # [rows]
-            offered = self.evidence([history])
-            add = self.model.head.evidence_scores(
-                user, torch.from_numpy(offered.batch), torch.from_numpy(offered.values)
-            ).double()
-            base[torch.from_numpy(offered.rows)] += add
-            new = torch.softmax(base, dim=0)
-            follow = torch.zeros_like(base)
-            rows = torch.from_numpy(offered.rows)
-            follow[rows] = new[rows] * -torch.expm1(-add.clamp(min=0.0))
-            own = torch.zeros_like(base)
-            if not self.mixture:
-                return own, follow, new - follow
-            r = repeats_of(batch) if self.repeats else NO_REPEATS
-            log_gates, choice = modes(self.model, user, r, offered)
-        gates = log_gates[0].double().exp()
-        if len(r.rows):
-            own.index_add_(0, r.rows, gates[0] * segment_log_softmax(choice, r.batch, 1).double().exp())
-        chosen = torch.zeros_like(base)  # the offered mode: a softmax over the offered items alone
-        if len(rows):
-            ratio = float((self.model.head.offered_scale() / self.model.head.explore_scale()).detach())
-            chosen[rows] = torch.softmax((base[rows] - add) * ratio + add, dim=0)
-        return own, gates[1] * chosen + gates[2] * follow, gates[2] * (new - follow)
-
-    @torch.no_grad()
-    def similar(self, item: str, n: int = 10) -> list[tuple[str, float]]:
-        """The ``n`` items whose vectors are nearest ``item``'s (cosine), nearest first; [] for an unknown item."""
-        row = self.vocab.index(item)
-        if not row:
-            return []
-        with self.lock:
-            active = torch.from_numpy(self.vocab.active_rows())
-            vectors = torch.nn.functional.normalize(self.model.item_vectors(active), dim=1)
-            mine = torch.nn.functional.normalize(self.model.item_vectors(torch.tensor([row])), dim=1)[0]
-        cosine = vectors @ mine
-        cosine[active == row] = -math.inf
-        top = torch.topk(cosine, min(n, len(active) - 1))
-        return [
-            (self.vocab.item(int(active[i])) or "", round(float(v), 4))
-            for i, v in zip(top.indices, top.values, strict=True)
-        ]
 
     def evidence(self, histories: Sequence[Sequence[Step]]) -> evidence.Evidence:
         """The evidence counting offers for ``histories`` (evidence.py), from this copy's frozen counts."""

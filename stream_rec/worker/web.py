@@ -29,6 +29,7 @@ import orjson
 from faust.web import Request, Response, View
 
 from ..sequences import Step
+from ..serving import inspector
 from ..serving.engine import Engine
 from ..serving.prometheus import CONTENT_TYPE
 from ..serving.remote import RemoteLearning
@@ -87,7 +88,7 @@ def user_view(engine: Engine, user_id: str, history: list[Step]) -> dict[str, An
         return None
     rec, snapshot = out.recommendation, engine.serving
     items = [i["item_id"] for i in rec["items"]]
-    shares = snapshot.mode_shares(history, items) if rec["strategy"] == "model" and history else {}
+    shares = inspector.mode_shares(snapshot, history, items) if rec["strategy"] == "model" and history else {}
     return {
         "recommendation": {
             **rec, "items": [{**i, "modes": shares.get(i["item_id"])} for i in rec["items"]],
@@ -107,7 +108,7 @@ def item_view(engine: Engine, item_id: str, nearest: int = 10) -> dict[str, Any]
     return {
         "item_id": item_id, "count": count, "last_seen_ts": engine.item_seen.get(item_id),
         "in_vocabulary": item_id in snapshot.vocab, "model_version": snapshot.version,
-        "nearest": [{"item_id": item, "cosine": c} for item, c in snapshot.similar(item_id, nearest)],
+        "nearest": [{"item_id": item, "cosine": c} for item, c in inspector.similar(snapshot, item_id, nearest)],
     }  # fmt: skip
 
 

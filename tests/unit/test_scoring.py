@@ -11,6 +11,7 @@ from stream_rec.items.features import repeats_of
 from stream_rec.learning.learner import OnlineLearner
 from stream_rec.sequences import Step
 from stream_rec.serving.inputs import modes
+from stream_rec.serving.inspector import mode_probabilities, mode_shares, similar
 from stream_rec.settings import ModelSettings
 from tests.unit.streams import T0, planted
 
@@ -25,7 +26,7 @@ def learned(items: int = 20, **kw: object) -> OnlineLearner:
 def test_the_modes_parts_add_up_to_the_probability_the_ranking_is_by(repeat: bool) -> None:
     snapshot = learned(repeat=repeat).snapshot()
     history = [Step("i3", "view", T0), Step("a", "view", T0 + 60)]
-    own, follow, explore = snapshot.mode_probabilities(history)
+    own, follow, explore = mode_probabilities(snapshot, history)
     user, _ = snapshot.encode([history])
     scores = snapshot.scores(user, [history])[0].double()
     want = scores.exp() if repeat else torch.softmax(scores, dim=0)
@@ -54,7 +55,7 @@ def test_the_sequence_model_is_ranked_at_the_heads_scale_plus_the_evidence() -> 
     chosen[rows] = torch.softmax(raw[rows] * snapshot.model.head.offered_scale().double() + add.double(), dim=0)
     batch, _, _ = snapshot.encode_batch([history])
     gates = modes(snapshot.model, user, repeats_of(batch), offered)[0][0].double().exp()  # repeat, offered, new
-    _own, follow, explore = snapshot.mode_probabilities(history)
+    _own, follow, explore = mode_probabilities(snapshot, history)
     want = gates[1] * chosen + gates[2] * torch.softmax(logits, dim=0)
     assert torch.allclose(follow + explore, want.detach(), atol=1e-6)
     rows, _ = snapshot.top_k(user, [history], 5)  # the ranking is by the same mixture
@@ -88,7 +89,7 @@ def test_shares_name_the_mode_behind_each_item() -> None:
     history = [Step(mine, "view", T0), Step("a", "view", T0 + 60)]
     offered = {snapshot.vocab.item(row) for row in snapshot.evidence([history]).rows.tolist()}
     unrelated = next(item for item in known if item not in offered and item != mine)
-    shares = snapshot.mode_shares(history, [mine, "b", unrelated, "never-seen"])
+    shares = mode_shares(snapshot, history, [mine, "b", unrelated, "never-seen"])
     assert set(shares) == {mine, "b", unrelated}, "an item the snapshot does not know has no shares"
     for parts in shares.values():
         assert abs(sum(parts.values()) - 1.0) < 1e-3
@@ -98,16 +99,16 @@ def test_shares_name_the_mode_behind_each_item() -> None:
 
 def test_without_the_repeat_mode_and_the_evidence_every_item_is_explore() -> None:
     snapshot = learned(repeat=False, evidence=False).snapshot()
-    shares = snapshot.mode_shares([Step("a", "view", T0)], ["a", "b"])
+    shares = mode_shares(snapshot, [Step("a", "view", T0)], ["a", "b"])
     assert shares == {item: {"own": 0.0, "transitions": 0.0, "explore": 1.0} for item in ("a", "b")}
 
 
 def test_nearest_items_by_their_vectors() -> None:
     snapshot = learned().snapshot()
-    near = snapshot.similar("a", n=5)
+    near = similar(snapshot, "a", n=5)
     assert len(near) == 5 and "a" not in [item for item, _ in near]
     assert [c for _, c in near] == sorted((c for _, c in near), reverse=True)
     rows = torch.tensor([snapshot.vocab.index("a"), snapshot.vocab.index(near[0][0])])
     vectors = torch.nn.functional.normalize(snapshot.model.item_vectors(rows).detach(), dim=1)
     assert abs(float(vectors[0] @ vectors[1]) - near[0][1]) < 1e-3
-    assert snapshot.similar("never-seen") == []
+    assert similar(snapshot, "never-seen") == []
